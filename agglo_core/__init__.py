@@ -1,0 +1,27 @@
+"""agglo's pure pipeline core: binge configs compiled into plans that turn records into outcomes.
+
+No I/O happens here. A plan yields effects (``agglo_core.effects``) and is sent
+their results; whoever drives it decides how to perform them.
+"""
+
+from agglo_core.config import PipelinesConfig, load_config
+from agglo_core.effects import (
+    ApplyDeltas,
+    Effect,
+    EffectFailed,
+    Exec,
+    JoinAdd,
+    JoinDelete,
+    JoinState,
+    Put,
+    RetryStrategy,
+)
+from agglo_core.errors import ConfigError, RecordError
+from agglo_core.pipeline import Plan, compile_plan
+from agglo_core.records import Outcome, Record
+
+__all__ = [
+    "ApplyDeltas", "ConfigError", "Effect", "EffectFailed", "Exec", "JoinAdd", "JoinDelete", "JoinState",
+    "Outcome", "Plan", "PipelinesConfig", "Put", "Record", "RecordError", "RetryStrategy", "compile_plan",
+    "load_config",
+]

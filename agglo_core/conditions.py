@@ -1,0 +1,220 @@
+"""Conditions compiled once into Python closures.
+
+Semantics (where binge differed, ours is what its docs meant):
+
+* A comparison with a missing variable is false; logical operators then combine
+  results normally, so the outcome never depends on operand order.
+* Values compare by JSON type: numbers with numbers, strings with strings (by
+  code point), booleans, nulls, lists and maps for (in)equality only. A
+  comparison across types is false, ``NotEqual`` included.
+* Arithmetic on anything but numbers (bitwise: integers) gives "no value",
+  which makes the enclosing comparison false.
+* ``exists`` is true for any present value, null, lists and maps included;
+  several exists ops combine with AND.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable
+from typing import Any
+
+from agglo_core.config import Condition, Expression, Operand
+from agglo_core.paths import MISSING, compile_getter
+
+Predicate = Callable[[dict], bool]
+_Value = Callable[[dict], Any]
+
+
+def compile_condition(condition: Condition | None) -> Predicate | None:
+    """A predicate for ``condition``, or None when it is always true (callers skip the call)."""
+    if condition is None:
+        return None
+    if condition.exists is not None:
+        return _compile_exists(condition.exists.ops)
+    if condition.expression is not None:
+        value = _compile_expression(condition.expression)
+        return lambda event: value(event) is True
+    return None
+
+
+def _compile_exists(ops: tuple) -> Predicate | None:
+    checks = [(compile_getter(op.key), op.op.value == "Exists") for op in ops]
+    if not checks:
+        return None
+    if len(checks) == 1:
+        get, want = checks[0]
+        return (lambda e: get(e) is not MISSING) if want else (lambda e: get(e) is MISSING)
+    return lambda e: all((get(e) is not MISSING) is want for get, want in checks)
+
+
+def _is_number(v: Any) -> bool:
+    return (type(v) is int or type(v) is float)
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int or (type(v) is float and v.is_integer())
+
+
+_ORDER = {"GreaterThan": operator.gt, "LessThan": operator.lt, "GreaterThanOrEqual": operator.ge,
+          "LessThanOrEqual": operator.le}
+
+
+def _same_kind(a: Any, b: Any) -> bool:
+    ta, tb = type(a), type(b)
+    if ta is tb:
+        return True
+    return (ta is int or ta is float) and (tb is int or tb is float)
+
+
+def _compare(op: str, a: Any, b: Any) -> bool:
+    if a is MISSING or b is MISSING or not _same_kind(a, b):
+        return False
+    if op == "Equal":
+        return a == b
+    if op == "NotEqual":
+        return a != b
+    if type(a) is str or _is_number(a):
+        return _ORDER[op](a, b)
+    return False
+
+
+def _regex_of(pattern: Any, cache: dict[str, re.Pattern]) -> re.Pattern | None:
+    if type(pattern) is not str:
+        return None
+    compiled = cache.get(pattern)
+    if compiled is None:
+        try:
+            compiled = re.compile(pattern)
+        except re.error:
+            return None
+        if len(cache) < 256:
+            cache[pattern] = compiled
+    return compiled
+
+
+def _compile_comparator(expr: Any) -> _Value:
+    op = expr.op.value
+    lhs = _compile_operand(expr.lhs)
+    if op in ("RegexMatch", "RegexNotMatch"):
+        want = op == "RegexMatch"
+        if expr.rhs.literal is not None:
+            search = re.compile(expr.rhs.literal).search
+
+            def match_literal(e: dict) -> bool:
+                s = lhs(e)
+                return type(s) is str and (search(s) is not None) is want
+
+            return match_literal
+        rhs = _compile_operand(expr.rhs)
+        cache: dict[str, re.Pattern] = {}
+
+        def match_dynamic(e: dict) -> bool:
+            s, pattern = lhs(e), _regex_of(rhs(e), cache)
+            return type(s) is str and pattern is not None and (pattern.search(s) is not None) is want
+
+        return match_dynamic
+
+    # Fast path for the common shape: a variable against a literal.
+    if expr.lhs.variable is not None and (expr.rhs.literal is not None or expr.rhs.numeric is not None):
+        get = lhs
+        lit = expr.rhs.literal if expr.rhs.literal is not None else expr.rhs.numeric
+        if type(lit) is str:
+            if op == "Equal":
+                return lambda e: get(e) == lit  # only a string equals a string
+            if op == "NotEqual":
+                return lambda e: type(v := get(e)) is str and v != lit
+            cmp = _ORDER[op]
+            return lambda e: type(v := get(e)) is str and cmp(v, lit)
+        if op == "Equal":
+            return lambda e: _is_number(v := get(e)) and v == lit
+        if op == "NotEqual":
+            return lambda e: _is_number(v := get(e)) and v != lit
+        cmp = _ORDER[op]
+        return lambda e: _is_number(v := get(e)) and cmp(v, lit)
+
+    rhs = _compile_operand(expr.rhs)
+    return lambda e: _compare(op, lhs(e), rhs(e))
+
+
+def _arith(fn: Callable[[Any, Any], Any], ints_only: bool = False) -> Callable[[Any, Any], Any]:
+    def apply(a: Any, b: Any) -> Any:
+        if not (_is_number(a) and _is_number(b)):
+            return MISSING
+        if ints_only:
+            if not (_is_int(a) and _is_int(b)):
+                return MISSING
+            a, b = int(a), int(b)
+        try:
+            result = fn(a, b)
+        except (ZeroDivisionError, OverflowError, ValueError):
+            return MISSING
+        if type(result) is complex:
+            return MISSING
+        return result
+
+    return apply
+
+
+def _shift(fn: Callable[[int, int], int]) -> Callable[[int, int], int]:
+    def apply(a: int, b: int) -> int:
+        if b < 0 or b > 4096:
+            raise ValueError("shift out of range")
+        return fn(a, b)
+
+    return apply
+
+
+def _power(a: Any, b: Any) -> Any:
+    if type(b) is int and abs(b) > 4096:
+        raise OverflowError
+    return a ** b
+
+
+_BINARY = {
+    "Addition": _arith(operator.add), "Subtract": _arith(operator.sub), "Multiply": _arith(operator.mul),
+    "Divide": _arith(operator.truediv), "Power": _arith(_power), "Modulus": _arith(operator.mod),
+    "RightShift": _arith(_shift(operator.rshift), True), "LeftShift": _arith(_shift(operator.lshift), True),
+    "Or": _arith(operator.or_, True), "And": _arith(operator.and_, True), "Xor": _arith(operator.xor, True),
+}
+
+
+def _unary(op: str, v: Any) -> Any:
+    if op == "LogicalNot":
+        return (not v) if type(v) is bool else MISSING
+    if op == "Negation":
+        return -v if _is_number(v) else MISSING
+    # Inversion: bitwise not of an integer.
+    return ~int(v) if _is_number(v) and _is_int(v) else MISSING
+
+
+def _compile_expression(expr: Expression) -> _Value:
+    if expr.boolean is not None:
+        value = expr.boolean.value
+        return lambda e: value
+    if expr.comparator is not None:
+        return _compile_comparator(expr.comparator)
+    if expr.logical is not None:
+        lhs, rhs = _compile_operand(expr.logical.lhs), _compile_operand(expr.logical.rhs)
+        if expr.logical.op.value == "LogicalAnd":
+            return lambda e: lhs(e) is True and rhs(e) is True
+        return lambda e: lhs(e) is True or rhs(e) is True
+    if expr.binary is not None:
+        fn = _BINARY[expr.binary.op.value]
+        lhs, rhs = _compile_operand(expr.binary.lhs), _compile_operand(expr.binary.rhs)
+        return lambda e: fn(lhs(e), rhs(e))
+    assert expr.unary is not None
+    op = expr.unary.op.value
+    rhs = _compile_operand(expr.unary.rhs)
+    return lambda e: _unary(op, rhs(e))
+
+
+def _compile_operand(operand: Operand | None) -> _Value:
+    assert operand is not None  # validation guarantees it
+    if operand.variable is not None:
+        return compile_getter(operand.variable.name)
+    if operand.expression is not None:
+        return _compile_expression(operand.expression)
+    const = operand.literal if operand.literal is not None else operand.numeric
+    return lambda e: const

@@ -1,0 +1,112 @@
+"""Effects: what the core asks the outside world to do, as small immutable values.
+
+The core yields a list of effects and is sent back one result per effect, in
+order. A result is the effect's answer, or an ``EffectFailed`` when the effect
+could not be performed (after the runtime's retries); the core then fails the
+record(s) that needed it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+DeltaOp = Literal["add", "max", "min"]
+Deltas = dict[str, tuple[DeltaOp, Any]]
+"""field -> (op, amount). A state item is a flat map of field -> number."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryStrategy:
+    num_retries: int = 0
+    initial_backoff_ms: int = 0
+
+
+NO_RETRY = RetryStrategy()
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyDeltas:
+    """Atomically apply ``deltas`` to the item at ``key``; the result is the item *before* (``{}`` if new).
+
+    Deltas commute, so a backend can apply them in one round trip (DynamoDB
+    ``UpdateItem`` ADD / conditional SET, Redis ``HINCRBYFLOAT``, one SQLite
+    transaction). Returning the previous item lets the core compute the exact
+    state after each record of the batch.
+    """
+
+    store: str
+    key: str
+    deltas: Deltas
+    retry: RetryStrategy = NO_RETRY
+
+
+@dataclass(frozen=True, slots=True)
+class JoinAdd:
+    """Atomically add ``member`` to the join set at ``key``, setting its deadline if the set is new.
+
+    The result is the ``JoinState`` after the addition.
+    """
+
+    store: str
+    key: str
+    member: str
+    deadline_ms: int
+    retry: RetryStrategy = NO_RETRY
+
+
+@dataclass(frozen=True, slots=True)
+class JoinState:
+    members: frozenset[str]
+    deadline_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class JoinDelete:
+    """Delete the join at ``key`` only if its deadline is still ``deadline_ms``; the result says if it did."""
+
+    store: str
+    key: str
+    deadline_ms: int
+    retry: RetryStrategy = NO_RETRY
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """Write ``body`` under ``key`` to the output ``target`` (an external system's name).
+
+    The key is deterministic, so a redelivered record overwrites the same object.
+    The result is the target's response (an HTTP JSON body) or None.
+    """
+
+    target: str
+    key: str
+    body: dict
+    retry: RetryStrategy = NO_RETRY
+
+
+@dataclass(frozen=True, slots=True)
+class Exec:
+    """Run an executable with ``input`` as JSON on stdin, after ``delay_ms``.
+
+    With ``wait`` the result is its stdout parsed as JSON; without, the effect is
+    fire-and-forget and its result is ignored.
+    """
+
+    path: str
+    args: tuple[str, ...]
+    input: Any
+    delay_ms: int = 0
+    wait: bool = True
+    retry: RetryStrategy = NO_RETRY
+
+
+@dataclass(frozen=True, slots=True)
+class EffectFailed:
+    """The result of an effect that could not be performed."""
+
+    message: str
+    details: dict = field(default_factory=dict)
+
+
+Effect = ApplyDeltas | JoinAdd | JoinDelete | Put | Exec

@@ -1,0 +1,31 @@
+"""Deterministic ids: a function of the record id and where in the config it is used.
+
+Never random, so a redelivered record gets the same ids and overwrites, rather
+than duplicates, what it wrote before. Ids are RFC 4122 version-5 UUIDs; the
+hash of the constant prefix is computed once per process definition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+NAMESPACE = uuid.UUID("6f0d5f3c-8e2a-5b7e-9c41-a9f0e4b1d2c3")
+
+
+class IdMaker:
+    """``uuid5(NAMESPACE, prefix + "/" + record_id)`` with the prefix hashed once."""
+
+    __slots__ = ("_base",)
+
+    def __init__(self, *parts: str) -> None:
+        self._base = hashlib.sha1(NAMESPACE.bytes + "/".join(parts).encode() + b"/")
+
+    def __call__(self, record_id: str) -> str:
+        h = self._base.copy()
+        h.update(record_id.encode())
+        b = bytearray(h.digest()[:16])
+        b[6] = (b[6] & 0x0F) | 0x50
+        b[8] = (b[8] & 0x3F) | 0x80
+        x = b.hex()
+        return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"

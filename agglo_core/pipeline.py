@@ -1,0 +1,218 @@
+"""The compiled plan: records in, effects out, outcomes back.
+
+``Plan.process(records, now_ms)`` is a generator. It yields lists of effects and
+is sent one result per effect; when it returns, its value is one ``Outcome`` per
+record. A batch moves through each pipeline stage by stage, so a batch crosses
+the effect protocol once per effectful stage (and the pipelines of a config
+share those crossings), never once per record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from agglo_core.config import PipelineProcess, PipelinesConfig, load_config
+from agglo_core.effects import Effect, EffectFailed, RetryStrategy
+from agglo_core.errors import ConfigError, RecordError, StageError
+from agglo_core.records import Outcome, Record
+
+Driver = Generator[list[Effect], list[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """Per-batch facts from outside: the invocation time."""
+
+    now_ms: int
+    now_iso: str
+
+    @classmethod
+    def at(cls, now_ms: int) -> Invocation:
+        dt = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
+        return cls(now_ms, dt.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+
+
+class Item:
+    """A record on its way through one pipeline. ``event`` is None once it stopped or failed."""
+
+    __slots__ = ("record", "event", "error")
+
+    def __init__(self, record: Record, event: dict) -> None:
+        self.record = record
+        self.event: dict | None = event
+        self.error: tuple[str, str] | None = None
+
+    def fail(self, process: str, message: str) -> None:
+        self.event = None
+        self.error = (process, message)
+
+
+@dataclass(frozen=True, slots=True)
+class StageContext:
+    """What a process needs from the config to compile itself for one pipeline."""
+
+    config: PipelinesConfig
+    pipeline: str
+    process: PipelineProcess
+    retry: RetryStrategy
+
+    @property
+    def partition(self) -> str:
+        return self.config.partitionUuid
+
+
+class Stage(Protocol):
+    name: str
+    pure: bool
+
+    def apply(self, event: dict, inv: Invocation) -> dict | None:
+        """Pure stages: the next event, or None to stop this pipeline for this record."""
+
+    def run(self, items: list[Item], inv: Invocation) -> Driver:
+        """Effectful stages: update ``items`` in place, yielding effects as needed."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPipeline:
+    name: str
+    stages: tuple[Stage, ...]
+
+
+def effect_error(result: Any) -> str | None:
+    return result.message if isinstance(result, EffectFailed) else None
+
+
+def gather(drivers: Iterable[Driver]) -> Generator[list[Effect], list[Any], list[Any]]:
+    """Run several drivers in lock-step, merging their effects into one crossing per step.
+
+    Returns each driver's return value (or the ``StageError`` it raised), in order.
+    """
+    drivers = list(drivers)
+    returns: list[Any] = [None] * len(drivers)
+    pending: list[tuple[int, list[Effect]]] = []
+
+    def advance(i: int, send: list[Any] | None) -> None:
+        d = drivers[i]
+        try:
+            while True:
+                effects = next(d) if send is None else d.send(send)
+                if effects:
+                    pending.append((i, effects))
+                    return
+                send = []  # nothing to perform: answer at once
+        except StopIteration as stop:
+            returns[i] = stop.value
+        except StageError as e:
+            returns[i] = e
+
+    for i in range(len(drivers)):
+        advance(i, None)
+    while pending:
+        batch, pending = pending, []
+        results = yield [e for _, effects in batch for e in effects]
+        pos = 0
+        for i, effects in batch:
+            advance(i, results[pos:pos + len(effects)])
+            pos += len(effects)
+    return returns
+
+
+def run_each(items: list[Item], process: str, make: Callable[[Item], Driver]) -> Driver:
+    """Drive one generator per item (for processes whose effects depend on earlier answers).
+
+    Each generator returns the item's new event; a ``StageError`` fails that item only.
+    """
+    returns = yield from gather(make(it) for it in items)
+    for it, value in zip(items, returns, strict=True):
+        if isinstance(value, StageError):
+            it.fail(process, str(value))
+        else:
+            it.event = value
+
+
+def _run_pipeline(pipe: CompiledPipeline, items: list[Item], inv: Invocation) -> Driver:
+    live = items
+    for stage in pipe.stages:
+        if stage.pure:
+            apply = stage.apply
+            for it in live:
+                try:
+                    it.event = apply(it.event, inv)  # type: ignore[arg-type]
+                except StageError as e:
+                    it.fail(stage.name, str(e))
+        else:
+            yield from stage.run(live, inv)
+        live = [it for it in live if it.event is not None]
+        if not live:
+            return
+
+
+class Plan:
+    """An immutable, compiled config. Compile once per process; run many batches through it."""
+
+    def __init__(self, config: PipelinesConfig) -> None:
+        from agglo_core.processes import compile_stage
+
+        self.config = config
+        self.partition = config.partitionUuid
+        pipelines = []
+        problems: list[str] = []
+        for i, p in enumerate(config.pipelines):
+            stages = []
+            for j, proc in enumerate(p.processes):
+                retry = RetryStrategy(proc.retryStrategy.numRetries, proc.retryStrategy.initialBackOffMs)
+                ctx = StageContext(config, p.name, proc, retry)
+                try:
+                    stages.append(compile_stage(config.process(proc.name), ctx))
+                except ConfigError as e:
+                    problems.extend(f"pipelines[{i}].processes[{j}]: {m}" for m in e.problems)
+            pipelines.append(CompiledPipeline(p.name, tuple(stages)))
+        if problems:
+            raise ConfigError(problems)
+        self.pipelines: tuple[CompiledPipeline, ...] = tuple(pipelines)
+
+    def process(self, records: Sequence[Record], now_ms: int) -> Generator[list[Effect], list[Any], list[Outcome]]:
+        """Run a batch; see the module docstring for the protocol."""
+        inv = Invocation.at(now_ms)
+        outcomes = [Outcome(r) for r in records]
+        valid = []
+        for o in outcomes:
+            if type(o.record.payload) is dict:
+                valid.append(o)
+            else:
+                o.errors.append(RecordError(o.record.id, None, None, "an event must be a JSON object"))
+        per_pipeline = []
+        for pipe in self.pipelines:
+            stamp = {"internal:partitionID": self.partition, "internal:name": pipe.name}
+            items = [Item(o.record, {**o.record.payload, **stamp}) for o in valid]
+            per_pipeline.append(items)
+        yield from gather(_run_pipeline(pipe, items, inv) for pipe, items in
+                          zip(self.pipelines, per_pipeline, strict=True))
+        for pipe, items in zip(self.pipelines, per_pipeline, strict=True):
+            for o, it in zip(valid, items, strict=True):
+                if it.event is not None:
+                    o.outputs.append((pipe.name, it.event))
+                elif it.error is not None:
+                    o.errors.append(RecordError(o.record.id, pipe.name, it.error[0], it.error[1]))
+        return outcomes
+
+    def run(self, records: Sequence[Record], now_ms: int,
+            perform: Callable[[list[Effect]], list[Any]]) -> list[Outcome]:
+        """Run a batch, answering effects with ``perform`` (a list of effects -> a list of results)."""
+        gen = self.process(records, now_ms)
+        try:
+            effects = next(gen)
+            while True:
+                effects = gen.send(perform(effects))
+        except StopIteration as stop:
+            return stop.value
+
+
+def compile_plan(config: PipelinesConfig | str | bytes | dict) -> Plan:
+    """Load (if needed) and compile a config. Raises ``ConfigError`` listing every problem."""
+    if not isinstance(config, PipelinesConfig):
+        config = load_config(config)
+    return Plan(config)

@@ -1,0 +1,127 @@
+"""aggregator: sum, max, min, avg, count or histogram of a field, per group, in a KV store.
+
+State changes only through commutative ``ApplyDeltas`` effects: one per distinct
+state key per batch. The store answers with the item as it was before the
+batch's deltas, from which each record's own "state after me" is computed, so
+outputs are exactly those of one-at-a-time processing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from agglo_core.conditions import compile_condition
+from agglo_core.config import Aggregator
+from agglo_core.effects import ApplyDeltas, Deltas
+from agglo_core.paths import MISSING, compile_getter
+from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error
+from agglo_core.state import apply_deltas, combine_deltas
+
+NIL = "nil"
+
+
+def render(value: Any) -> str:
+    """A JSON value as a map key: strings as they are, anything else as its JSON text."""
+    if type(value) is str:
+        return value
+    if value is MISSING:
+        return NIL
+    return orjson.dumps(value).decode()
+
+
+def _is_number(v: Any) -> bool:
+    return type(v) is int or type(v) is float
+
+
+def _delta_for(kind: str, v: Any) -> Deltas | None:
+    if v is MISSING:
+        return None
+    if kind == "AggCount":
+        return {"value": ("add", 1)}
+    if kind == "AggDiscreteHistogram":
+        return None if type(v) is dict or type(v) is list else {render(v): ("add", 1)}
+    if not _is_number(v):
+        return None
+    if kind == "AggSum":
+        return {"value": ("add", v)}
+    if kind == "AggMax":
+        return {"value": ("max", v)}
+    if kind == "AggMin":
+        return {"value": ("min", v)}
+    return {"sum": ("add", v), "num": ("add", 1)}  # AggAvg
+
+
+def _shape(kind: str, item: dict) -> dict:
+    if kind == "AggDiscreteHistogram":
+        return {"buckets": dict(item)}
+    if kind == "AggAvg":
+        total, n = item["sum"], item["num"]
+        return {"sum": total, "num": n, "value": total / n}
+    return {"value": item["value"]}
+
+
+class AggregatorStage:
+    pure = False
+
+    def __init__(self, d: Aggregator, ctx: StageContext) -> None:
+        agg = d.aggregation
+        assert agg is not None
+        self.name = d.name
+        self._cond = compile_condition(d.condition)
+        self._kind = agg.aggregationType.value
+        self._get = compile_getter(agg.key)
+        self._groups = [compile_getter(g) for g in agg.groupByKeys]
+        self._entry = f"{agg.key}:{self._kind}"
+        self._out_key = f"internal:aggregation:{ctx.pipeline}"
+        self._key_prefix = f"agg/{ctx.partition}/{ctx.pipeline}/{d.name}/{self._entry}"
+        self._store, self._forward, self._retry = d.stateStore, d.forwardState, ctx.retry
+
+    def state_key(self, groups: tuple[str, ...]) -> str:
+        return self._key_prefix + orjson.dumps(groups).decode() if groups else self._key_prefix
+
+    def run(self, items: list[Item], inv: Invocation) -> Driver:
+        cond, kind, get = self._cond, self._kind, self._get
+        combined: dict[str, Deltas] = {}
+        updates = []
+        for it in items:
+            event = it.event
+            if cond is not None and not cond(event):  # type: ignore[arg-type]
+                continue
+            delta = _delta_for(kind, get(event))
+            if delta is None:
+                continue
+            groups = tuple(render(g(event)) for g in self._groups)
+            key = self.state_key(groups)
+            if key in combined:
+                combine_deltas(combined[key], delta)
+            else:
+                combined[key] = dict(delta)
+            updates.append((it, key, groups, delta))
+        if not updates:
+            return
+        keys = list(combined)
+        results = yield [ApplyDeltas(self._store, k, combined[k], self._retry) for k in keys]
+        state: dict[str, Any] = dict(zip(keys, results, strict=True))
+        for it, key, groups, delta in updates:
+            before = state[key]
+            if (err := effect_error(before)) is not None:
+                it.fail(self.name, f"could not update state in '{self._store}': {err}")
+                continue
+            after = state[key] = apply_deltas(before, delta)
+            if self._forward:
+                it.event = self._forwarded(it.event, groups, after)  # type: ignore[arg-type]
+
+    def _forwarded(self, event: dict, groups: tuple[str, ...], item: dict) -> dict:
+        value: dict = _shape(self._kind, item)
+        for g in reversed(groups):
+            value = {g: value}
+        existing = event.get(self._out_key)
+        entries = dict(existing) if type(existing) is dict else {}
+        entries[self._entry] = value
+        return {**event, self._out_key: entries}
+
+
+def compile(d: Aggregator, ctx: StageContext) -> AggregatorStage:
+    return AggregatorStage(d, ctx)

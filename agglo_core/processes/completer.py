@@ -1,0 +1,96 @@
+"""completer: join events on the value of ``joinKeys`` within ``timeoutMs``.
+
+Each matching event adds its join key to the join's member set (an atomic
+set-add, ``JoinAdd``); when every join key is in, the join completes and is
+removed with a conditional delete (``JoinDelete``), which only one instance can
+win. An event arriving after the deadline gets ``timedout`` and removes the join,
+so a later event starts a new one. Events of one batch that hit the same join
+are applied in input order, one round each.
+"""
+
+from __future__ import annotations
+
+from agglo_core.conditions import compile_condition
+from agglo_core.config import Completer
+from agglo_core.effects import JoinAdd, JoinDelete
+from agglo_core.paths import MISSING, compile_getter
+from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error
+from agglo_core.processes.aggregator import render
+
+
+class CompleterStage:
+    pure = False
+
+    def __init__(self, d: Completer, ctx: StageContext) -> None:
+        completion = d.completion
+        assert completion is not None
+        self.name = d.name
+        self._cond = compile_condition(d.condition)
+        self._join_keys = completion.joinKeys
+        self._getters = [(k, compile_getter(k)) for k in completion.joinKeys]
+        self._timeout = completion.timeoutMs
+        self._store, self._retry = d.stateStore, ctx.retry
+        self._key_prefix = f"join/{ctx.partition}/{ctx.pipeline}/{d.name}/"
+        self._status_key = f"internal:completion:{d.name}"
+        self._state_key = f"internal:completion:state:{d.name}"
+
+    def run(self, items: list[Item], inv: Invocation) -> Driver:
+        rounds: list[list[tuple[Item, str, object, str]]] = []
+        seen: dict[str, int] = {}
+        for it in items:
+            event = it.event
+            assert event is not None
+            if self._cond is not None and not self._cond(event):
+                continue
+            for join_key, get in self._getters:  # noqa: B007 - the first present key is used below
+                value = get(event)
+                if value is not MISSING:
+                    break
+            else:
+                continue
+            key = self._key_prefix + render(value)
+            n = seen[key] = seen.get(key, -1) + 1
+            if n == len(rounds):
+                rounds.append([])
+            rounds[n].append((it, key, value, join_key))
+        deadline = inv.now_ms + self._timeout
+        for work in rounds:
+            yield from self._round(work, deadline, inv)
+
+    def _round(self, work: list, deadline: int, inv: Invocation) -> Driver:
+        added = yield [JoinAdd(self._store, key, member, deadline, self._retry) for _, key, _, member in work]
+        closing = []
+        for (it, key, value, _), state in zip(work, added, strict=True):
+            if (err := effect_error(state)) is not None:
+                it.fail(self.name, f"could not update join state in '{self._store}': {err}")
+            elif inv.now_ms > state.deadline_ms:
+                closing.append((it, key, value, state, "timedout"))
+            elif all(k in state.members for k in self._join_keys):
+                closing.append((it, key, value, state, "complete"))
+            else:
+                self._emit(it, "triggered")
+        if not closing:
+            return
+        deleted = yield [JoinDelete(self._store, key, state.deadline_ms, self._retry)
+                         for _, key, _, state, _ in closing]
+        for (it, _, value, state, status), ok in zip(closing, deleted, strict=True):
+            if (err := effect_error(ok)) is not None:
+                it.fail(self.name, f"could not remove join state in '{self._store}': {err}")
+            elif status == "complete" and ok is not True:
+                self._emit(it, "triggered")  # another instance completed this join first
+            elif status == "complete":
+                resolved = {k: True for k in self._join_keys if k in state.members}
+                self._emit(it, status, {"value": value, "resolved": resolved, "deadline": state.deadline_ms})
+            else:
+                self._emit(it, status)
+
+    def _emit(self, it: Item, status: str, state: dict | None = None) -> None:
+        event = dict(it.event)  # type: ignore[arg-type]
+        event[self._status_key] = status
+        if state is not None:
+            event[self._state_key] = state
+        it.event = event
+
+
+def compile(d: Completer, ctx: StageContext) -> CompleterStage:
+    return CompleterStage(d, ctx)

@@ -1,0 +1,43 @@
+"""spawner: run an executable with the event on stdin; with ``doSync`` keep its JSON answer."""
+
+from __future__ import annotations
+
+from agglo_core.conditions import compile_condition
+from agglo_core.config import Spawner
+from agglo_core.effects import Exec, RetryStrategy
+from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error
+
+OUTPUT = "internal:spawn:output"
+
+
+class SpawnerStage:
+    pure = False
+
+    def __init__(self, d: Spawner, retry: RetryStrategy) -> None:
+        self.name = d.name
+        self._cond = compile_condition(d.condition)
+        runnable = d.job.runnable  # type: ignore[union-attr]
+        self._path, self._args = runnable.pathToExec, runnable.cmdArgs  # type: ignore[union-attr]
+        self._delay, self._sync, self._retry = d.delayInMs, d.doSync, retry
+
+    def run(self, items: list[Item], inv: Invocation) -> Driver:
+        cond = self._cond
+        chosen = [it for it in items if cond is None or cond(it.event)]  # type: ignore[arg-type]
+        if not chosen:
+            return
+        results = yield [Exec(self._path, self._args, it.event, self._delay, self._sync, self._retry)
+                         for it in chosen]
+        if not self._sync:
+            return  # fire-and-forget
+        for it, result in zip(chosen, results, strict=True):
+            if (err := effect_error(result)) is not None:
+                it.fail(self.name, f"'{self._path}' failed: {err}")
+                continue
+            event = it.event
+            assert event is not None
+            previous = event.get(OUTPUT)
+            it.event = {**event, OUTPUT: [*(previous if type(previous) is list else ()), {self.name: result}]}
+
+
+def compile(d: Spawner, ctx: StageContext) -> SpawnerStage:
+    return SpawnerStage(d, ctx.retry)

@@ -1,0 +1,93 @@
+"""tee: send (a transformation of) the event to an external system and note where it went."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agglo_core.conditions import compile_condition
+from agglo_core.config import Tee
+from agglo_core.connstr import redact
+from agglo_core.effects import Put
+from agglo_core.errors import StageError
+from agglo_core.ids import IdMaker
+from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error, run_each
+from agglo_core.processes.transformer import TransformerStage
+
+OUTPUT = "internal:tee:output"
+OUTPUT_TYPES = {
+    "ExternalKVStore": "kvStore", "ExternalObjectStore": "objectStore", "ExternalPubSub": "pubSub",
+    "ExternalHttp": "http", "ExternalLocalFile": "localFile", "ExternalSearchIndex": "searchIndex",
+}
+
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    """``base`` with ``extra`` merged in; maps merge recursively, anything else in ``extra`` wins."""
+    out = dict(base)
+    for k, v in extra.items():
+        cur = out.get(k)
+        out[k] = deep_merge(cur, v) if type(cur) is dict and type(v) is dict else v
+    return out
+
+
+class TeeStage:
+    pure = False
+
+    def __init__(self, d: Tee, ctx: StageContext) -> None:
+        self.name = d.name
+        self._cond = compile_condition(d.condition)
+        self._target = d.outputConnectorRef
+        self._extra = dict(d.additionalBody)
+        external = ctx.config.external(d.outputConnectorRef)
+        self._output_type = OUTPUT_TYPES[external.externalType.value]
+        self._connection = redact(external.connectionString)
+        self._ids = IdMaker(ctx.partition, ctx.pipeline, d.name, "tee")
+        self._retry = ctx.retry
+        self._transformer = (TransformerStage(ctx.config.process(d.transformerRef).transformer, ctx.retry)
+                             if d.transformerRef else None)
+
+    def _body(self, event: dict, inv: Invocation) -> dict:
+        body = event if self._transformer is None else self._transformer.apply(event, inv)
+        return deep_merge(body, self._extra) if self._extra else body
+
+    def run(self, items: list[Item], inv: Invocation) -> Driver:
+        cond = self._cond
+        chosen = [it for it in items if cond is None or cond(it.event)]  # type: ignore[arg-type]
+        bodies: list[Any] = []
+        if self._transformer is not None and not self._transformer.pure:
+            bodies = yield from self._bodies_via_exec(chosen)
+        else:
+            for it in chosen:
+                try:
+                    bodies.append(self._body(it.event, inv))  # type: ignore[arg-type]
+                except StageError as e:
+                    bodies.append(e)
+        sending = [(it, body) for it, body in zip(chosen, bodies, strict=True) if not isinstance(body, StageError)]
+        for it, body in zip(chosen, bodies, strict=True):
+            if isinstance(body, StageError):
+                it.fail(self.name, f"transformer '{self._transformer.name}': {body}")  # type: ignore[union-attr]
+        if not sending:
+            return
+        keys = [self._ids(it.record.id) for it, _ in sending]
+        results = yield [Put(self._target, key, body, self._retry) for key, (_, body) in zip(keys, sending, strict=False)]
+        for (it, _), key, result in zip(sending, keys, results, strict=True):
+            if (err := effect_error(result)) is not None:
+                it.fail(self.name, f"could not write to '{self._target}': {err}")
+                continue
+            entry = {"uuid": key, "outputType": self._output_type, "connectionString": self._connection}
+            if self._output_type == "http":
+                entry["response"] = result
+            event = it.event
+            assert event is not None
+            previous = event.get(OUTPUT)
+            it.event = {**event, OUTPUT: [*(previous if type(previous) is list else ()), entry]}
+
+    def _bodies_via_exec(self, chosen: list[Item]) -> Driver:
+        holders = [Item(it.record, it.event) for it in chosen]  # type: ignore[arg-type]
+        transformer = self._transformer
+        assert transformer is not None
+        yield from run_each(holders, transformer.name, lambda h: transformer.drive(h.event))
+        return [StageError(h.error[1]) if h.error else deep_merge(h.event, self._extra) for h in holders]
+
+
+def compile(d: Tee, ctx: StageContext) -> TeeStage:
+    return TeeStage(d, ctx)

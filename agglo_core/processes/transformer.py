@@ -1,0 +1,96 @@
+"""transformer: build an output event from ``specs`` of sourceField -> transformation -> targetField."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agglo_core.conditions import compile_condition
+from agglo_core.config import Transformer
+from agglo_core.effects import Exec, RetryStrategy
+from agglo_core.errors import StageError
+from agglo_core.paths import MISSING, compile_getter, json_type, set_path, split_path
+from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error, run_each
+from agglo_core.transforms import ExecTransform, compile_transformation
+
+INTERNAL = "internal:"
+
+
+class TransformerStage:
+    def __init__(self, d: Transformer, retry: RetryStrategy) -> None:
+        self.name = d.name
+        self._forward = d.forwardInputFields
+        self._retry = retry
+        self._specs = [
+            (compile_condition(s.transformation.condition), compile_getter(s.sourceField) if s.sourceField else None,
+             split_path(s.targetField) if s.targetField else None, s.targetField,
+             compile_transformation(s.transformation))
+            for s in d.specs
+        ]
+        self.pure = not any(isinstance(s[-1], ExecTransform) for s in self._specs)
+
+    def _start(self, event: dict) -> dict:
+        if self._forward:
+            return event
+        return {k: v for k, v in event.items() if k.startswith(INTERNAL)}
+
+    @staticmethod
+    def _put(out: dict, segs: tuple[str, ...] | None, target: str, value: Any) -> dict:
+        if segs is not None:
+            return set_path(out, segs, value)
+        if type(value) is not dict:
+            raise StageError(f"an empty targetField merges a map into the event, but the result is "
+                             f"{json_type(value)}")
+        return {**out, **value}
+
+    def apply(self, event: dict, inv: Invocation) -> dict:
+        out = self._start(event)
+        for cond, get, segs, target, fn in self._specs:
+            if cond is not None and not cond(event):
+                continue
+            value = event if get is None else get(event)
+            if value is MISSING:
+                continue
+            out = self._put(out, segs, target, fn(value))
+        return out
+
+    def run(self, items: list[Item], inv: Invocation) -> Driver:
+        yield from run_each(items, self.name, lambda it: self.drive(it.event))
+
+    def drive(self, event: dict) -> Driver:
+        """This transformer on one event, running executables through exec effects."""
+        out = self._start(event)
+        for cond, get, segs, target, fn in self._specs:
+            if cond is not None and not cond(event):
+                continue
+            value = event if get is None else get(event)
+            if value is MISSING:
+                continue
+            if isinstance(fn, ExecTransform):
+                value = yield from self._exec(fn, value)
+            else:
+                value = fn(value)
+            out = self._put(out, segs, target, value)
+        return out
+
+    def _exec(self, fn: ExecTransform, value: Any) -> Driver:
+        if type(value) is not list:
+            raise StageError(f"{fn.kind} with '{fn.path}' needs a list, got {json_type(value)}")
+        if fn.kind == "map":
+            results = yield [Exec(fn.path, (), x, retry=self._retry) for x in value]
+            for r in results:
+                if (err := effect_error(r)) is not None:
+                    raise StageError(f"'{fn.path}' failed: {err}")
+            return list(results)
+        if not value:
+            return None
+        items = value[::-1] if fn.kind == "rightfold" else value
+        acc = items[0]
+        for x in items[1:]:
+            [acc] = yield [Exec(fn.path, (), {"acc": acc, "value": x}, retry=self._retry)]
+            if (err := effect_error(acc)) is not None:
+                raise StageError(f"'{fn.path}' failed: {err}")
+        return acc
+
+
+def compile(d: Transformer, ctx: StageContext) -> TransformerStage:
+    return TransformerStage(d, ctx.retry)

@@ -1,0 +1,194 @@
+"""Transformation functions of the transformer process, one per ``TransformationType``.
+
+Each built-in compiles to ``value -> value`` and raises ``StageError`` for a value
+of the wrong shape. ``TransformMap`` and folds over an executable need exec
+effects; they compile to an ``ExecTransform`` that the transformer drives.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agglo_core.errors import StageError
+from agglo_core.paths import json_type
+
+ValueFn = Callable[[Any], Any]
+
+
+def _num(v: Any) -> bool:
+    return type(v) is int or type(v) is float
+
+
+def _numbers(v: Any, what: str) -> list:
+    if type(v) is not list or not all(_num(x) for x in v):
+        raise StageError(f"{what} needs a list of numbers, got {json_type(v)}")
+    return v
+
+
+def _sum(v: Any) -> Any:
+    return sum(_numbers(v, "TransformSum"))
+
+
+def _count(v: Any) -> int:
+    if type(v) is list or type(v) is dict:
+        return len(v)
+    raise StageError(f"TransformCount needs a list or a map, got {json_type(v)}")
+
+
+def _pop(index: int, what: str) -> ValueFn:
+    def pop(v: Any) -> Any:
+        if type(v) is not list:
+            raise StageError(f"{what} needs a list, got {json_type(v)}")
+        return v[index] if v else None
+
+    return pop
+
+
+def _elementwise(fn: Callable[[Any], Any], what: str) -> ValueFn:
+    """Apply ``fn`` to a number, to each element of a list, or to each value of a map."""
+
+    def apply(v: Any) -> Any:
+        if _num(v):
+            return fn(v)
+        if type(v) is list and all(_num(x) for x in v):
+            return [fn(x) for x in v]
+        if type(v) is dict and all(_num(x) for x in v.values()):
+            return {k: fn(x) for k, x in v.items()}
+        raise StageError(f"{what} needs a number, or a list or map of numbers, got {json_type(v)}")
+
+    return apply
+
+
+_GO_REF = re.compile(r"\$(\$|\{([^}]*)\}|([A-Za-z0-9_]+))")
+
+
+def go_template_problem(template: str, groups: int, names: set[str]) -> str | None:
+    """Why a Go-style replacement (``$1``, ``${name}``) refers to a group the regex lacks, if it does."""
+    for m in _GO_REF.finditer(template):
+        ref = m.group(2) if m.group(2) is not None else m.group(3)
+        if ref is None:
+            continue
+        if ref.isdigit() and int(ref) > groups:
+            return f"${ref} refers to group {ref}, but the regex has {groups} group(s)"
+        if not ref.isdigit() and ref not in names:
+            return f"${{{ref}}} names no group of the regex"
+    return None
+
+
+def go_template_to_python(template: str) -> str:
+    """Translate Go's ``Regexp.Expand`` syntax into ``re.sub``'s template syntax."""
+    out, pos = [], 0
+    for m in _GO_REF.finditer(template):
+        out.append(template[pos:m.start()].replace("\\", "\\\\"))
+        if m.group(1) == "$":
+            out.append("$")
+        else:
+            ref = m.group(2) if m.group(2) is not None else m.group(3)
+            out.append(f"\\g<{ref}>")
+        pos = m.end()
+    out.append(template[pos:].replace("\\", "\\\\"))
+    return "".join(out)
+
+
+def _map_regex(regex: str, replace: str) -> ValueFn:
+    pattern = re.compile(regex)
+    template = go_template_to_python(replace)
+    sub = pattern.sub
+
+    def apply(v: Any) -> Any:
+        if type(v) is str:
+            # Python leaves an unmatched group empty in a template, as Go does.
+            return sub(template, v)
+        if type(v) is list and all(type(x) is str for x in v):
+            return [sub(template, x) for x in v]
+        raise StageError(f"TransformMapRegex needs a string or a list of strings, got {json_type(v)}")
+
+    return apply
+
+
+def _concat(a: Any, b: Any) -> Any:
+    if type(a) is str and type(b) is str:
+        return a + b
+    if type(a) is list and type(b) is list:
+        return a + b
+    raise StageError(f"concat needs strings or lists, got {json_type(a)} and {json_type(b)}")
+
+
+def _numeric(fn: Callable[[Any, Any], Any], name: str) -> Callable[[Any, Any], Any]:
+    def apply(a: Any, b: Any) -> Any:
+        if not (_num(a) and _num(b)):
+            raise StageError(f"{name} needs numbers, got {json_type(a)} and {json_type(b)}")
+        return fn(a, b)
+
+    return apply
+
+
+BUILTIN_REDUCERS: dict[str, Callable[[Any, Any], Any]] = {
+    "sum": _numeric(lambda a, b: a + b, "sum"),
+    "count": len,  # special-cased in _fold: the number of elements
+    "min": _numeric(min, "min"),
+    "max": _numeric(max, "max"),
+    "concat": _concat,
+}
+
+
+def _fold(reducer_name: str, right: bool) -> ValueFn:
+    reducer = BUILTIN_REDUCERS[reducer_name]
+    what = "TransformRightFold" if right else "TransformLeftFold"
+
+    def fold(v: Any) -> Any:
+        if type(v) is not list:
+            raise StageError(f"{what} needs a list, got {json_type(v)}")
+        if not v:
+            return None
+        if reducer_name == "count":
+            return len(v)
+        items = v[::-1] if right else v
+        acc = items[0]
+        for x in items[1:]:
+            acc = reducer(x, acc) if right else reducer(acc, x)
+        return acc
+
+    return fold
+
+
+@dataclass(frozen=True, slots=True)
+class ExecTransform:
+    """A transformation that runs an executable: per element (map) or per fold step."""
+
+    kind: str  # "map" | "leftfold" | "rightfold"
+    path: str
+
+
+def compile_transformation(t: Any) -> ValueFn | ExecTransform:
+    ttype = t.transformationType.value
+    if ttype == "TransformCopy":
+        return lambda v: v
+    if ttype == "TransformSum":
+        return _sum
+    if ttype == "TransformCount":
+        return _count
+    if ttype == "TransformPopHead":
+        return _pop(0, ttype)
+    if ttype == "TransformPopTail":
+        return _pop(-1, ttype)
+    if ttype == "TransformMapAdd":
+        add = t.mapAddArgs.value
+        return _elementwise(lambda x: x + add, ttype)
+    if ttype == "TransformMapMult":
+        mult = t.mapMultArgs.value
+        return _elementwise(lambda x: x * mult, ttype)
+    if ttype == "TransformMapRegex":
+        return _map_regex(t.mapRegexArgs.regex, t.mapRegexArgs.replace)
+    if ttype == "TransformMap":
+        return ExecTransform("map", t.mapArgs.path)
+    if ttype in ("TransformLeftFold", "TransformRightFold"):
+        right = ttype == "TransformRightFold"
+        path = (t.rightFoldArgs if right else t.leftFoldArgs).path
+        if path in BUILTIN_REDUCERS:
+            return _fold(path, right)
+        return ExecTransform("rightfold" if right else "leftfold", path)
+    raise AssertionError(f"unvalidated transformation type {ttype}")

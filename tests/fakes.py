@@ -1,0 +1,69 @@
+"""Plain in-memory answers to the core's effects: no I/O, no mocks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agglo_core.effects import (
+    ApplyDeltas,
+    Effect,
+    EffectFailed,
+    Exec,
+    JoinAdd,
+    JoinDelete,
+    JoinState,
+    Put,
+)
+from agglo_core.state import apply_deltas
+
+
+@dataclass
+class MemoryWorld:
+    """KV stores, outputs and executables in dicts. ``fail`` decides which effects fail."""
+
+    kv: dict[tuple[str, str], Any] = field(default_factory=dict)
+    puts: list[Put] = field(default_factory=list)
+    execs: list[Exec] = field(default_factory=list)
+    programs: dict[str, Callable[[Any, tuple[str, ...]], Any]] = field(default_factory=dict)
+    responses: dict[str, Any] = field(default_factory=dict)
+    fail: Callable[[Effect], str | None] = lambda effect: None
+    crossings: int = 0
+
+    def perform(self, effects: list[Effect]) -> list[Any]:
+        self.crossings += 1
+        return [self.one(e) for e in effects]
+
+    def one(self, e: Effect) -> Any:
+        why = self.fail(e)
+        if why:
+            return EffectFailed(why)
+        if isinstance(e, ApplyDeltas):
+            before = self.kv.get((e.store, e.key), {})
+            self.kv[(e.store, e.key)] = apply_deltas(before, e.deltas)
+            return before
+        if isinstance(e, JoinAdd):
+            members, deadline = self.kv.get((e.store, e.key), (frozenset(), e.deadline_ms))
+            members = members | {e.member}
+            self.kv[(e.store, e.key)] = (members, deadline)
+            return JoinState(members, deadline)
+        if isinstance(e, JoinDelete):
+            current = self.kv.get((e.store, e.key))
+            if current is not None and current[1] == e.deadline_ms:
+                del self.kv[(e.store, e.key)]
+                return True
+            return False
+        if isinstance(e, Put):
+            self.puts.append(e)
+            return self.responses.get(e.target)
+        if isinstance(e, Exec):
+            self.execs.append(e)
+            program = self.programs.get(e.path)
+            if program is None:
+                return EffectFailed(f"no program {e.path}")
+            return program(e.input, e.args)
+        raise AssertionError(f"unknown effect {e!r}")
+
+    def state(self, store: str, key: str) -> Any:
+        return self.kv.get((store, key))
