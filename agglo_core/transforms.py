@@ -96,15 +96,16 @@ def go_template_to_python(template: str) -> str:
 def _map_regex(regex: str, replace: str) -> ValueFn:
     pattern = re.compile(regex)
     template = go_template_to_python(replace)
-    sub = pattern.sub
+    sub = pattern.sub  # Python leaves an unmatched group empty in a template, as Go does
 
     def apply(v: Any) -> Any:
         if type(v) is str:
-            # Python leaves an unmatched group empty in a template, as Go does.
             return sub(template, v)
         if type(v) is list and all(type(x) is str for x in v):
             return [sub(template, x) for x in v]
-        raise StageError(f"TransformMapRegex needs a string or a list of strings, got {json_type(v)}")
+        if type(v) is dict and all(type(x) is str for x in v.values()):
+            return {k: sub(template, x) for k, x in v.items()}
+        raise StageError(f"TransformMapRegex needs a string, or a list or map of strings, got {json_type(v)}")
 
     return apply
 
@@ -157,7 +158,7 @@ def _fold(reducer_name: str, right: bool) -> ValueFn:
 
 @dataclass(frozen=True, slots=True)
 class ExecTransform:
-    """A transformation that runs an executable: per element (map) or per fold step."""
+    """A transformation that runs an executable: per element or map value, or per fold step."""
 
     kind: str  # "map" | "leftfold" | "rightfold"
     path: str

@@ -30,9 +30,11 @@ class MemoryWorld:
     responses: dict[str, Any] = field(default_factory=dict)
     fail: Callable[[Effect], str | None] = lambda effect: None
     crossings: int = 0
+    performed: list[Effect] = field(default_factory=list)
 
     def perform(self, effects: list[Effect]) -> list[Any]:
         self.crossings += 1
+        self.performed.extend(effects)
         return [self.one(e) for e in effects]
 
     def one(self, e: Effect) -> Any:

@@ -14,9 +14,10 @@ from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_e
 from agglo_core.processes.transformer import TransformerStage
 
 OUTPUT = "internal:tee:output"
+# binge's own strings, so consumers of its outputs keep working.
 OUTPUT_TYPES = {
-    "ExternalKVStore": "kvStore", "ExternalObjectStore": "objectStore", "ExternalPubSub": "pubSub",
-    "ExternalHttp": "http", "ExternalLocalFile": "localFile", "ExternalSearchIndex": "searchIndex",
+    "ExternalKVStore": "kvstore", "ExternalObjectStore": "object", "ExternalPubSub": "pubsub",
+    "ExternalHttp": "web", "ExternalLocalFile": "localfile", "ExternalSearchIndex": "searchIndex",
 }
 
 
@@ -74,7 +75,7 @@ class TeeStage:
                 it.fail(self.name, f"could not write to '{self._target}': {err}")
                 continue
             entry = {"uuid": key, "outputType": self._output_type, "connectionString": self._connection}
-            if self._output_type == "http":
+            if self._output_type == "web":
                 entry["response"] = result
             event = it.event
             assert event is not None

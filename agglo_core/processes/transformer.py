@@ -73,23 +73,33 @@ class TransformerStage:
         return out
 
     def _exec(self, fn: ExecTransform, value: Any) -> Driver:
-        if type(value) is not list:
-            raise StageError(f"{fn.kind} with '{fn.path}' needs a list, got {json_type(value)}")
         if fn.kind == "map":
-            results = yield [Exec(fn.path, (), x, retry=self._retry) for x in value]
-            for r in results:
-                if (err := effect_error(r)) is not None:
-                    raise StageError(f"'{fn.path}' failed: {err}")
-            return list(results)
+            return (yield from self._exec_map(fn.path, value))
+        if type(value) is not list:
+            raise StageError(f"a fold with '{fn.path}' needs a list, got {json_type(value)}")
         if not value:
             return None
         items = value[::-1] if fn.kind == "rightfold" else value
         acc = items[0]
         for x in items[1:]:
             [acc] = yield [Exec(fn.path, (), {"acc": acc, "value": x}, retry=self._retry)]
-            if (err := effect_error(acc)) is not None:
-                raise StageError(f"'{fn.path}' failed: {err}")
+            _check(fn.path, acc)
         return acc
+
+    def _exec_map(self, path: str, value: Any) -> Driver:
+        """Map an executable over a list's elements, a map's values, or a single value."""
+        inputs = list(value.values()) if type(value) is dict else value if type(value) is list else [value]
+        results = yield [Exec(path, (), x, retry=self._retry) for x in inputs]
+        for r in results:
+            _check(path, r)
+        if type(value) is dict:
+            return dict(zip(value, results, strict=True))
+        return list(results) if type(value) is list else results[0]
+
+
+def _check(path: str, result: Any) -> None:
+    if (err := effect_error(result)) is not None:
+        raise StageError(f"'{path}' failed: {err}")
 
 
 def compile(d: Transformer, ctx: StageContext) -> TransformerStage:

@@ -1,0 +1,77 @@
+"""Connectors, one module per backend family, found by connection-string scheme.
+
+Every connector answers the core's effects for one external system through
+``perform(effects) -> results`` (one result per effect, in order; an exception
+fails the whole group, an ``EffectFailed`` just that effect). Adapters register
+the factories they offer at cold start; tests register their own the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from agglo_core.config import External, PipelinesConfig
+from agglo_core.connstr import redact, scheme_of
+
+
+class Connector(Protocol):
+    def perform(self, effects: list[Any]) -> list[Any]: ...
+
+
+Factory = Callable[[External], Connector]
+
+
+class UnknownConnector(ValueError):
+    pass
+
+
+class Registry:
+    """Factories keyed by (externalType, scheme). Scheme "" stands for a bare path."""
+
+    def __init__(self) -> None:
+        self._factories: dict[tuple[str, str], Factory] = {}
+
+    def register(self, external_type: str, scheme: str, factory: Factory) -> None:
+        self._factories[(external_type, scheme)] = factory
+
+    def copy(self) -> Registry:
+        other = Registry()
+        other._factories = dict(self._factories)
+        return other
+
+    def build(self, external: External) -> Connector:
+        etype = external.externalType.value
+        factory = self._factories.get((etype, scheme_of(external.connectionString)))
+        if factory is None:
+            known = sorted(s or "<a directory path>" for t, s in self._factories if t == etype)
+            raise UnknownConnector(
+                f"external system '{external.name}' ({etype}): no connector for "
+                f"'{redact(external.connectionString)}'; this adapter offers: {', '.join(known) or 'none'}")
+        return factory(external)
+
+    def build_all(self, config: PipelinesConfig, names: set[str] | None = None) -> dict[str, Connector]:
+        """Connectors for the config's externals (only ``names``, if given); every problem at once."""
+        built, problems = {}, []
+        for ext in config.externalSystems:
+            if names is not None and ext.name not in names:
+                continue
+            try:
+                built[ext.name] = self.build(ext)
+            except (UnknownConnector, ValueError) as e:
+                problems.append(str(e))
+        if problems:
+            raise UnknownConnector("\n".join(problems))
+        return built
+
+
+def local_registry() -> Registry:
+    """The connectors that need no cloud: memory, SQLite, files, HTTP."""
+    from handlers.connectors import files, http, memory, sqlite
+
+    r = Registry()
+    memory.register(r)
+    sqlite.register(r)
+    files.register(r)
+    http.register(r)
+    return r

@@ -1,0 +1,72 @@
+"""``sqlite:PATH``: the embedded key-value store.
+
+WAL mode, and every batch of effects in one ``BEGIN IMMEDIATE`` transaction, so
+each state change is atomic and several processes can share one file.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from typing import Any
+
+import orjson
+
+from agglo_core.config import External
+from handlers.connectors.kv import perform_kv
+
+
+class SqliteKV:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        self._local = threading.local()
+        with self._connect() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def perform(self, effects: list[Any]) -> list[Any]:
+        conn = self._connect()
+
+        def get(key: str) -> Any:
+            row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+            return None if row is None else orjson.loads(row[0])
+
+        def put(key: str, value: Any) -> None:
+            conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, orjson.dumps(value)))
+
+        def delete(key: str) -> None:
+            conn.execute("DELETE FROM kv WHERE key = ?", (key,))
+
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            results = perform_kv(effects, get, put, delete)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return results
+
+    def get(self, key: str) -> Any:
+        row = self._connect().execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        return None if row is None else orjson.loads(row[0])
+
+
+def register(registry: Any) -> None:
+    def build(ext: External) -> SqliteKV:
+        path = ext.connectionString.split(":", 1)[1]
+        if not path:
+            raise ValueError(f"external system '{ext.name}': sqlite needs a path, as in sqlite:state.db")
+        return SqliteKV(path)
+
+    registry.register("ExternalKVStore", "sqlite", build)

@@ -1,0 +1,203 @@
+"""The ``agglo`` command: binge's run modes on this machine.
+
+Exit status: 0 when every record went through, 1 when a record (or, for
+``validate``, the config) had a problem, 2 for a bad config or bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from typing import IO, Any
+
+import orjson
+
+from agglo_core import ConfigError, Plan, Record, compile_plan, load_config
+from handlers.connectors import UnknownConnector, local_registry
+from handlers.execs import ExecRunner, allow_list_from
+from handlers.runtime import Runtime
+from handlers.sources.jsonfile import InputError, open_events, read_events
+
+BATCH = 512
+
+
+class UsageError(Exception):
+    """Bad config or bad usage: exit status 2."""
+
+
+def read_config_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise UsageError(f"cannot read config {path}: {e.strerror}") from None
+
+
+def build_runtime(config_path: str, allow_exec: Sequence[str] | None, exec_timeout: float) -> Runtime:
+    try:
+        plan = compile_plan(read_config_file(config_path))
+    except ConfigError as e:
+        raise UsageError(f"{config_path}: {e}") from None
+    try:
+        return Runtime.build(plan, local_registry(), ExecRunner(allow_list_from(allow_exec), exec_timeout))
+    except UnknownConnector as e:
+        raise UsageError(f"{config_path}: {e}") from None
+
+
+class _Progress:
+    """A one-line progress indicator on stderr, for file input when stderr is a terminal."""
+
+    def __init__(self, raw: IO[bytes] | None, total: int) -> None:
+        self.raw, self.total, self.shown = raw, total, -1
+
+    def update(self) -> None:
+        if self.raw is None or not self.total:
+            return
+        pct = min(100, int(self.raw.tell() * 100 / self.total))
+        if pct != self.shown:
+            self.shown = pct
+            sys.stderr.write(f"\r{pct:3d}% ")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.shown >= 0:
+            sys.stderr.write("\r     \r")
+
+
+def _batches(events: Iterator[tuple[int, Any]]) -> Iterator[list[tuple[int, Any]]]:
+    batch: list[tuple[int, Any]] = []
+    for item in events:
+        batch.append(item)
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def run(runtime: Runtime, raw: IO[bytes], name: str, out: IO[bytes], err: IO[str],
+        progress: _Progress | None = None) -> int:
+    """Process every event in ``raw``; outputs to ``out`` as JSON lines, failures to ``err``."""
+    failed = 0
+    dumps = orjson.dumps
+    for batch in _batches(read_events(open_events(raw))):
+        records, positions = [], []
+        for line, event in batch:
+            if isinstance(event, InputError):
+                failed += 1
+                err.write(dumps({"line": line, "pipeline": None, "process": None,
+                                 "error": event.message}).decode() + "\n")
+                continue
+            records.append(Record(f"{name}#{line}", event, source=name))
+            positions.append(line)
+        outcomes = runtime.process(records) if records else []
+        chunks = []
+        for line, outcome in zip(positions, outcomes, strict=True):
+            for _, event in outcome.outputs:
+                chunks.append(dumps(event))
+            for e in outcome.errors:
+                failed += 1
+                err.write(dumps({"line": line, "pipeline": e.pipeline, "process": e.process,
+                                 "error": e.message}).decode() + "\n")
+        if chunks:
+            out.write(b"\n".join(chunks) + b"\n")
+        if progress:
+            progress.update()
+    out.flush()
+    err.flush()
+    if progress:
+        progress.done()
+    return 1 if failed else 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    runtime = build_runtime(args.config, args.allow_exec, args.exec_timeout)
+    progress = None
+    if args.input == "-":
+        raw, name = sys.stdin.buffer, "stdin"
+    else:
+        try:
+            raw = open(args.input, "rb")  # noqa: SIM115 - closed below
+        except OSError as e:
+            raise UsageError(f"cannot read {args.input}: {e.strerror}") from None
+        name = args.input
+        if sys.stderr.isatty():
+            progress = _Progress(raw, os.fstat(raw.fileno()).st_size)
+    try:
+        if args.output == "-":
+            return run(runtime, raw, name, sys.stdout.buffer, sys.stderr, progress)
+        with open(args.output, "wb") as out:
+            return run(runtime, raw, name, out, sys.stderr, progress)
+    finally:
+        if raw is not sys.stdin.buffer:
+            raw.close()
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(read_config_file(args.config))
+        Plan(config)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(f"{args.config}: {problem}")
+        return 1
+    print(f"{args.config}: ok ({len(config.pipelines)} pipeline(s), {len(config.processDefinitions)} "
+          f"process definition(s), {len(config.externalSystems)} external system(s))")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from handlers import serve
+
+    return serve.main(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="agglo", description="Run binge-format event pipelines locally.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("-c", "--config", required=True, help="pipeline config (JSON)")
+        sp.add_argument("--allow-exec", action="append", metavar="PATH",
+                        help="allow spawners and exec transforms to run PATH (repeatable; also AGGLO_ALLOW_EXEC)")
+        sp.add_argument("--exec-timeout", type=float, default=30.0, metavar="SECONDS")
+
+    r = sub.add_parser("run", help="process JSON events from a file or stdin (binge's standalone mode)")
+    common(r)
+    r.add_argument("-i", "--input", default="-", help="JSON lines, a JSON array or a JSON document; .gz too")
+    r.add_argument("-o", "--output", default="-", help="where outputs go as JSON lines (default stdout)")
+    r.set_defaults(func=_cmd_run)
+
+    v = sub.add_parser("validate", help="check a config and list every problem with its JSON path")
+    v.add_argument("-c", "--config", required=True)
+    v.set_defaults(func=_cmd_validate)
+
+    s = sub.add_parser("serve", help="an HTTP daemon that runs each POSTed event (binge's daemon modes)")
+    common(s)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--path", default="/binge")
+    s.add_argument("--max-body", type=int, default=1 << 20, metavar="BYTES")
+    s.add_argument("--durable", metavar="DIR", help="queue events durably in DIR and answer 202 (persistent daemon)")
+    s.add_argument("--workers", type=int, default=2, help="worker threads processing the durable queue")
+    s.set_defaults(func=_cmd_serve)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("AGGLO_LOG_LEVEL", "WARNING"), format="agglo: %(message)s")
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as e:
+        print(f"agglo: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

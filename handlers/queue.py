@@ -1,0 +1,133 @@
+"""The durable daemon's queue: events in a SQLite file, claimed, processed, then acknowledged.
+
+An event is committed (``synchronous=FULL``) before the daemon answers 202.
+Workers claim events (marking them in flight), process them and delete them;
+a record that fails moves to the ``failed`` table with its errors, so nothing
+disappears silently. One daemon owns a queue directory (an exclusive lock), so
+on start every event still marked in flight belongs to a daemon that died, and
+goes back to the queue. Effects use deterministic ids, so a replayed event
+rewrites what it wrote before.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import sqlite3
+import threading
+import time
+from typing import Any
+
+import orjson
+
+from agglo_core import Record
+
+log = logging.getLogger("agglo.queue")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS queue (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, record_id TEXT NOT NULL, body BLOB NOT NULL,
+    inflight INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS failed (
+    id INTEGER PRIMARY KEY, record_id TEXT NOT NULL, body BLOB NOT NULL, errors BLOB NOT NULL);
+"""
+
+
+class QueueLocked(RuntimeError):
+    pass
+
+
+class DurableQueue:
+    def __init__(self, directory: str, batch: int = 64) -> None:
+        os.makedirs(directory, exist_ok=True)
+        self.path = os.path.join(directory, "queue.db")
+        self.batch = batch
+        self._lock_file = open(os.path.join(directory, "daemon.lock"), "w")  # noqa: SIM115 - held for life
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise QueueLocked(f"another agglo daemon is using the queue in {directory}") from None
+        self._local = threading.local()
+        self._wakeup = threading.Condition()
+        conn = self._conn()
+        conn.executescript(_SCHEMA)
+        recovered = conn.execute("UPDATE queue SET inflight = 0 WHERE inflight = 1").rowcount
+        if recovered:
+            log.warning("re-queued %d event(s) left in flight by a previous daemon", recovered)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            self._local.conn = conn
+        return conn
+
+    def put(self, record_id: str, body: bytes) -> int:
+        cur = self._conn().execute("INSERT INTO queue (record_id, body) VALUES (?, ?)", (record_id, body))
+        with self._wakeup:
+            self._wakeup.notify()
+        return int(cur.lastrowid or 0)
+
+    def counts(self) -> dict[str, int]:
+        conn = self._conn()
+        inflight, unprocessed = conn.execute(
+            "SELECT COALESCE(SUM(inflight), 0), COALESCE(SUM(1 - inflight), 0) FROM queue").fetchone()
+        failed = conn.execute("SELECT COUNT(*) FROM failed").fetchone()[0]
+        return {"inflight": inflight, "unprocessed": unprocessed, "failed": failed}
+
+    def claim(self) -> list[tuple[int, str, bytes]]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            rows = conn.execute("SELECT id, record_id, body FROM queue WHERE inflight = 0 ORDER BY id LIMIT ?",
+                                (self.batch,)).fetchall()
+            if rows:
+                conn.executemany("UPDATE queue SET inflight = 1 WHERE id = ?", [(r[0],) for r in rows])
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return rows
+
+    def settle(self, done: list[int], failed: list[tuple[int, str, bytes, Any]]) -> None:
+        """Acknowledge processed events; move failed ones to ``failed`` with their errors."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany("INSERT OR REPLACE INTO failed (id, record_id, body, errors) VALUES (?, ?, ?, ?)",
+                             [(i, rid, body, orjson.dumps(errors)) for i, rid, body, errors in failed])
+            conn.executemany("DELETE FROM queue WHERE id = ?", [(i,) for i in done] + [(f[0],) for f in failed])
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def release(self, ids: list[int]) -> None:
+        self._conn().executemany("UPDATE queue SET inflight = 0 WHERE id = ?", [(i,) for i in ids])
+
+    def work(self, runtime: Any, stop: threading.Event | None = None) -> None:
+        """Process the queue until ``stop`` is set (forever, in the daemon)."""
+        while stop is None or not stop.is_set():
+            rows = self.claim()
+            if not rows:
+                with self._wakeup:
+                    self._wakeup.wait(0.2)
+                continue
+            try:
+                records = [Record(rid, orjson.loads(body), source="queue") for _, rid, body in rows]
+                outcomes = runtime.process(records)
+            except Exception:
+                log.exception("processing %d queued event(s) failed; they stay queued", len(rows))
+                self.release([r[0] for r in rows])
+                time.sleep(1)
+                continue
+            done, failed = [], []
+            for (qid, rid, body), outcome in zip(rows, outcomes, strict=True):
+                if outcome.errors:
+                    failed.append((qid, rid, body, [e.to_dict() for e in outcome.errors]))
+                else:
+                    done.append(qid)
+            self.settle(done, failed)

@@ -1,0 +1,143 @@
+"""``agglo serve``: binge's daemons over HTTP, on gunicorn.
+
+* Stateless (default): ``POST <path>`` runs the event through every pipeline and
+  answers 200 with the outputs, 400 for a body that is not a JSON object, 413
+  for a body over ``--max-body``, 500 with the errors for a failed record.
+* Durable (``--durable DIR``): ``POST`` answers 202 once the event is committed
+  to a SQLite queue in DIR; worker threads process and acknowledge queued
+  events. Events claimed but not acknowledged when the daemon dies are claimed
+  again on restart, so nothing acknowledged with 202 is lost.
+
+Binds 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import orjson
+
+from agglo_core import Record
+from handlers.runtime import Runtime
+
+log = logging.getLogger("agglo.serve")
+JSON = [("Content-Type", "application/json")]
+_STATUS = {200: "200 OK", 202: "202 Accepted", 400: "400 Bad Request", 404: "404 Not Found",
+           405: "405 Method Not Allowed", 411: "411 Length Required", 413: "413 Content Too Large",
+           500: "500 Internal Server Error"}
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+
+
+def _answer(start: StartResponse, status: int, body: Any) -> Iterable[bytes]:
+    data = orjson.dumps(body)
+    start(_STATUS[status], [*JSON, ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def _read_body(environ: dict, max_body: int) -> bytes | int:
+    """The request body, or an HTTP status if it is too large."""
+    length = environ.get("CONTENT_LENGTH") or ""
+    stream = environ["wsgi.input"]
+    if length:
+        try:
+            n = int(length)
+        except ValueError:
+            return 400
+        if n > max_body:
+            return 413
+        return stream.read(n)
+    data = stream.read(max_body + 1)
+    return 413 if len(data) > max_body else data
+
+
+def record_id(environ: dict, body: bytes) -> str:
+    """The client's ``Idempotency-Key``, else a hash of the body: the same POST twice is one record."""
+    key = environ.get("HTTP_IDEMPOTENCY_KEY")
+    return f"http:{key}" if key else "http:sha256:" + hashlib.sha256(body).hexdigest()
+
+
+class App:
+    """The WSGI application shared by both modes."""
+
+    def __init__(self, runtime: Runtime, path: str, max_body: int, queue: Any = None) -> None:
+        self.runtime, self.path, self.max_body, self.queue = runtime, path, max_body, queue
+
+    def __call__(self, environ: dict, start: StartResponse) -> Iterable[bytes]:
+        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
+        if path == "/healthz":
+            return _answer(start, 200, {"status": "ok"})
+        if path == "/maintenance/queue" and self.queue is not None:
+            return _answer(start, 200, self.queue.counts())
+        if path != self.path:
+            return _answer(start, 404, {"error": f"no such path; POST events to {self.path}"})
+        if method != "POST":
+            return _answer(start, 405, {"error": "use POST"})
+        body = _read_body(environ, self.max_body)
+        if isinstance(body, int):
+            return _answer(start, body, {"error": f"body larger than {self.max_body} bytes"
+                                         if body == 413 else "bad Content-Length"})
+        try:
+            event = orjson.loads(body)
+        except orjson.JSONDecodeError as e:
+            return _answer(start, 400, {"error": f"body is not valid JSON: {e}"})
+        if type(event) is not dict:
+            return _answer(start, 400, {"error": "body must be a JSON object"})
+        rid = record_id(environ, body)
+        if self.queue is not None:
+            return _answer(start, 202, {"queued": self.queue.put(rid, body)})
+        [outcome] = self.runtime.process([Record(rid, event, source="http")])
+        outputs = [e for _, e in outcome.outputs]
+        if outcome.errors:
+            return _answer(start, 500, {"errors": [e.to_dict() for e in outcome.errors], "outputs": outputs})
+        return _answer(start, 200, {"outputs": outputs})
+
+
+def _gunicorn_app(load: Callable[[], Any], options: dict) -> Any:
+    try:
+        from gunicorn.app.base import BaseApplication
+    except ImportError:
+        raise SystemExit("agglo serve needs gunicorn: pip install 'agglo[serve]'") from None
+
+    class _Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return load()
+
+    return _Server()
+
+
+def main(args: argparse.Namespace) -> int:
+    from handlers.local import build_runtime
+
+    # Build once up front so a bad config fails before the server starts.
+    build_runtime(args.config, args.allow_exec, args.exec_timeout)
+
+    def load() -> App:
+        # In the worker process: connectors and queue workers belong to it.
+        runtime = build_runtime(args.config, args.allow_exec, args.exec_timeout)
+        queue = None
+        if args.durable:
+            from handlers.queue import DurableQueue
+
+            queue = DurableQueue(args.durable)
+            for i in range(max(1, args.workers)):
+                threading.Thread(target=queue.work, args=(runtime,), name=f"agglo-queue-{i}", daemon=True).start()
+        return App(runtime, args.path, args.max_body, queue)
+
+    options = {
+        "bind": f"{args.host}:{args.port}", "workers": 1, "worker_class": "gthread", "threads": 8,
+        "accesslog": None, "errorlog": "-", "loglevel": "warning", "timeout": 120, "graceful_timeout": 5,
+        "limit_request_field_size": 16384,
+    }
+    print(f"agglo: serving {args.config} on http://{args.host}:{args.port}{args.path}"
+          f"{' (durable queue in ' + args.durable + ')' if args.durable else ''}", flush=True)
+    _gunicorn_app(load, options).run()
+    return 0

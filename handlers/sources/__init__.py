@@ -1,0 +1,1 @@
+"""Platform payloads -> platform-neutral ``Record``s with stable ids."""
