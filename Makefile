@@ -21,6 +21,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check agglo_core handlers tests
 
 run: $(STAMP)
+	rm -rf out
 	$(VENV)/bin/agglo run -c pipelines/basic.json -i events/basic.jsonl
 
 clean:

@@ -1,0 +1,132 @@
+"""Connectors that run anywhere, against real SQLite files, directories, processes and HTTP."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sqlite3
+
+import pytest
+
+from agglo_core import ApplyDeltas, JoinAdd, JoinDelete, JoinState, Put, load_config
+from agglo_core.config import External
+from handlers.connectors import UnknownConnector, local_registry, memory
+from handlers.connectors.files import DirectoryStore
+from handlers.connectors.sqlite import SqliteKV
+
+
+def ext(kind: str, cs: str, name: str = "X") -> External:
+    return External.model_validate({"externalType": kind, "name": name, "connectionString": cs})
+
+
+@pytest.fixture(params=["mem", "sqlite"])
+def kv(request, tmp_path):
+    if request.param == "mem":
+        return local_registry().build(ext("ExternalKVStore", "mem:t"))
+    return local_registry().build(ext("ExternalKVStore", f"sqlite:{tmp_path}/sub/state.db"))
+
+
+def test_kv_applies_deltas_and_returns_the_item_before(kv):
+    add = {"value": ("add", 2), "n": ("add", 1)}
+    assert kv.perform([ApplyDeltas("s", "k", add)]) == [{}]
+    assert kv.perform([ApplyDeltas("s", "k", add), ApplyDeltas("s", "k", {"value": ("add", -5)})]) == [
+        {"value": 2, "n": 1}, {"value": 4, "n": 2}]
+    assert kv.perform([ApplyDeltas("s", "m", {"v": ("max", -3)}), ApplyDeltas("s", "m", {"v": ("max", -7)}),
+                       ApplyDeltas("s", "m", {"v": ("min", -9)})]) == [{}, {"v": -3}, {"v": -3}]
+    assert kv.get("k") == {"value": -1, "n": 2} and kv.get("m") == {"v": -9}
+
+
+def test_kv_joins_and_conditional_delete(kv):
+    [a] = kv.perform([JoinAdd("s", "j", "a", 100)])
+    [b, again] = kv.perform([JoinAdd("s", "j", "b", 999), JoinAdd("s", "j", "b", 999)])
+    assert a == JoinState(frozenset({"a"}), 100)
+    assert b == again == JoinState(frozenset({"a", "b"}), 100)  # the first deadline stays
+    assert kv.perform([JoinDelete("s", "j", 999), JoinDelete("s", "j", 100), JoinDelete("s", "j", 100)]) == [
+        False, True, False]
+
+
+def test_kv_puts_tee_bodies(kv):
+    assert kv.perform([Put("t", "uuid-1", {"a": [1, {"b": None}]})]) == [None]
+    assert kv.get("uuid-1") == {"a": [1, {"b": None}]}
+
+
+def test_mem_stores_are_shared_by_name_and_separate_by_kind():
+    r = local_registry()
+    one, two = r.build(ext("ExternalKVStore", "mem:a")), r.build(ext("ExternalKVStore", "mem:a"))
+    other = r.build(ext("ExternalKVStore", "mem:b"))
+    objects = r.build(ext("ExternalObjectStore", "mem:a"))
+    one.perform([Put("x", "k", {"v": 1})])
+    assert two.get("k") == {"v": 1} and other.get("k") is None and objects.get("k") is None
+    with pytest.raises(TypeError):
+        objects.perform([ApplyDeltas("x", "k", {"v": ("add", 1)})])
+    memory.reset()
+    assert r.build(ext("ExternalKVStore", "mem:a")).get("k") is None
+
+
+def _hammer(path: str, worker: int, n: int) -> None:
+    store = SqliteKV(path)
+    for i in range(n):
+        store.perform([ApplyDeltas("s", "total", {"value": ("add", 1), "sum": ("add", worker)}),
+                       ApplyDeltas("s", f"w{worker}", {"value": ("add", 1)})])
+        if i % 10 == 0:
+            store.perform([JoinAdd("s", "join", f"w{worker}", 1)])
+
+
+def test_sqlite_is_safe_for_several_processes_on_one_file(tmp_path):
+    path = str(tmp_path / "state.db")
+    SqliteKV(path)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_hammer, args=(path, w, 150)) for w in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    store = SqliteKV(path)
+    assert store.get("total") == {"value": 900, "sum": 150 * sum(range(6))}
+    assert all(store.get(f"w{w}") == {"value": 150} for w in range(6))
+    assert sorted(store.get("join")["members"]) == [f"w{w}" for w in range(6)]
+    mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_sqlite_rolls_back_a_failed_batch(tmp_path):
+    store = SqliteKV(str(tmp_path / "s.db"))
+    with pytest.raises(TypeError):
+        store.perform([ApplyDeltas("s", "k", {"v": ("add", 1)}), object()])
+    assert store.get("k") is None
+
+
+def test_local_file_tee_writes_one_json_file_per_uuid(tmp_path):
+    target = local_registry().build(ext("ExternalLocalFile", str(tmp_path / "out")))
+    target.perform([Put("t", "u1", {"a": 1}), Put("t", "u2", {"b": 2}), Put("t", "u1", {"a": 3})])
+    files = sorted(os.listdir(tmp_path / "out"))
+    assert files == ["u1.json", "u2.json"]
+    assert json.loads((tmp_path / "out" / "u1.json").read_text()) == {"a": 3}
+
+
+def test_file_object_store_refuses_keys_that_escape_its_directory(tmp_path):
+    store = local_registry().build(ext("ExternalObjectStore", f"file:{tmp_path}/objects"))
+    assert isinstance(store, DirectoryStore)
+    store.perform([Put("t", "abc", {"x": 1})])
+    assert json.loads((tmp_path / "objects" / "abc").read_text()) == {"x": 1}
+    for bad in ("../escape", ".hidden", "a/b"):
+        with pytest.raises(ValueError):
+            store.perform([Put("t", bad, {})])
+
+
+def test_registry_explains_unknown_connection_strings_without_leaking_secrets():
+    config = load_config({
+        "partitionUuid": "c5024ca8-d601-499f-bb24-daae74357b5e",
+        "externalSystems": [
+            {"externalType": "ExternalKVStore", "name": "A", "connectionString": "postgres://me:s3cret@db/x"},
+            {"externalType": "ExternalObjectStore", "name": "B", "connectionString": "ftp:host=x,password=pw"},
+            {"externalType": "ExternalLocalFile", "name": "C", "connectionString": "/tmp/ok"},
+        ]})
+    with pytest.raises(UnknownConnector) as err:
+        local_registry().build_all(config)
+    message = str(err.value)
+    assert "'A'" in message and "'B'" in message and "'C'" not in message
+    assert "s3cret" not in message and "pw" not in message
+    assert "sqlite" in message and "mem" in message

@@ -1,0 +1,158 @@
+"""The runtime against real connectors: an HTTP server on 127.0.0.1, SQLite, retries with backoff."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from builders import config, external, kv
+
+from agglo_core import EffectFailed, Put, Record, compile_plan
+from handlers.connectors import local_registry
+from handlers.connectors.http import HttpTarget
+from handlers.runtime import Runtime
+from handlers.sources.jsonfile import InputError, open_events, read_events
+
+
+class Hook:
+    """A real HTTP server that fails its first ``failures`` requests, then answers JSON."""
+
+    def __init__(self, failures: int = 0, status: int = 503, reply: bytes = b'{"ok": true}') -> None:
+        self.failures, self.status, self.reply = failures, status, reply
+        self.requests: list[tuple[dict, dict]] = []
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                hook.requests.append((dict(self.headers), body))
+                if len(hook.requests) <= hook.failures:
+                    self.send_response(hook.status)
+                    self.end_headers()
+                    self.wfile.write(b"try later")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(hook.reply)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hook_factory():
+    hooks = []
+
+    def make(**kw) -> Hook:
+        hooks.append(Hook(**kw))
+        return hooks[-1]
+
+    yield make
+    for h in hooks:
+        h.close()
+
+
+def tee_config(url: str, retries: int) -> dict:
+    return config({"tee": {"name": "Send", "outputConnectorRef": "Web"}},
+                  externals=(external("ExternalHttp", "Web", url),), retries=retries)
+
+
+def runtime_for(cfg: dict) -> tuple[Runtime, list[float]]:
+    sleeps: list[float] = []
+    return Runtime.build(compile_plan(cfg), local_registry(), sleep=sleeps.append, clock=lambda: 1.7e9), sleeps
+
+
+def test_http_tee_posts_with_idempotency_key_and_records_the_response(hook_factory):
+    hook = hook_factory(reply=b'{"accepted": 1}')
+    runtime, _ = runtime_for(tee_config(hook.url, 0))
+    [outcome] = runtime.process([Record("r1", {"a": 1})])
+    [(headers, body)] = hook.requests
+    [entry] = outcome.outputs[0][1]["internal:tee:output"]
+    assert headers["Idempotency-Key"] == entry["uuid"] and headers["Content-Type"] == "application/json"
+    assert body["a"] == 1 and body["internal:name"] == "P"
+    assert entry["response"] == {"accepted": 1} and entry["outputType"] == "web"
+
+
+def test_failed_effects_are_retried_with_exponential_backoff_then_succeed(hook_factory):
+    hook = hook_factory(failures=2)
+    runtime, sleeps = runtime_for(tee_config(hook.url, 3))
+    [outcome] = runtime.process([Record("r1", {"a": 1})])
+    assert outcome.errors == [] and len(hook.requests) == 3
+    assert sleeps == [0.001, 0.002]
+    assert len({h["Idempotency-Key"] for h, _ in hook.requests}) == 1  # retries carry the same key
+
+
+def test_retries_exhausted_fail_that_record_only(hook_factory):
+    hook = hook_factory(failures=100, status=500)
+    runtime, sleeps = runtime_for(tee_config(hook.url, 1))
+    outcomes = runtime.process([Record("r1", {"a": 1}), Record("r2", {"a": 2})])
+    assert len(hook.requests) == 4 and len(sleeps) == 1
+    for o in outcomes:
+        [error] = o.errors
+        assert (error.pipeline, error.process) == ("P", "Send") and "500" in error.message
+
+
+def test_unreachable_endpoint_is_a_record_error():
+    target = HttpTarget("http://127.0.0.1:9/nothing", timeout_s=2)
+    [result] = target.perform([Put("Web", "k", {})])
+    assert isinstance(result, EffectFailed) and "127.0.0.1:9" in result.message
+
+
+def test_a_connector_that_raises_fails_its_effects_not_the_batch(tmp_path):
+    cfg = config({"tee": {"name": "ToFile", "outputConnectorRef": "Dir"}},
+                 {"aggregator": {"name": "Count", "stateStore": "State", "forwardState": True,
+                                 "aggregation": {"key": "a", "aggregationType": "AggCount"}}},
+                 externals=(external("ExternalLocalFile", "Dir", str(tmp_path / "file-not-dir")),
+                            kv(cs=f"sqlite:{tmp_path}/s.db")))
+    (tmp_path / "file-not-dir").mkdir()
+    runtime, _ = runtime_for(cfg)
+    (tmp_path / "file-not-dir").rmdir()
+    (tmp_path / "file-not-dir").write_text("not a directory")
+    outcomes = runtime.process([Record("r1", {"a": 1})])
+    [error] = outcomes[0].errors
+    assert error.process == "ToFile"
+
+
+def test_state_is_combined_per_key_but_outputs_are_per_record(tmp_path):
+    cfg = config({"aggregator": {"name": "Sum", "stateStore": "State", "forwardState": True,
+                                 "aggregation": {"key": "n", "aggregationType": "AggSum", "groupByKeys": ["g"]}}},
+                 externals=(kv(cs=f"sqlite:{tmp_path}/s.db"),))
+    runtime, _ = runtime_for(cfg)
+    calls = []
+    connector = runtime.connectors["State"]
+    original = connector.perform
+    connector.perform = lambda effects: calls.append(len(effects)) or original(effects)  # type: ignore[method-assign]
+    events = [{"n": i, "g": i % 3} for i in range(30)]
+    outcomes = runtime.process([Record(str(i), e) for i, e in enumerate(events)])
+    assert calls == [3]  # one call, one write per distinct group
+    running: dict[int, int] = {}
+    for e, o in zip(events, outcomes, strict=True):
+        running[e["g"]] = running.get(e["g"], 0) + e["n"]
+        assert o.outputs[0][1]["internal:aggregation:P"]["n:AggSum"] == {str(e["g"]): {"value": running[e["g"]]}}
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    (b'{"a": 1}\n\n{"b": 2}\nnot json\n[1]\n', [(1, {"a": 1}), (3, {"b": 2}), (4, InputError), (5, [1])]),
+    (b'  [{"a": 1}, 2, {"c": 3}]', [(1, {"a": 1}), (2, 2), (3, {"c": 3})]),
+    (b'{\n  "a": {\n    "b": 1\n  }\n}\n', [(1, {"a": {"b": 1}})]),
+    (b'\n\n{"a": 1', [(3, InputError)]),
+    (b'[1, 2', [(1, InputError)]),
+    (b'', []),
+])
+def test_reading_events_in_every_format(data, expected):
+    for raw in (data, gzip.compress(data)):
+        got = list(read_events(open_events(io.BytesIO(raw))))
+        assert [(n, InputError if isinstance(v, InputError) else v) for n, v in got] == expected
