@@ -68,13 +68,24 @@ def _same_kind(a: Any, b: Any) -> bool:
     return (ta is int or ta is float) and (tb is int or tb is float)
 
 
+def json_equal(a: Any, b: Any) -> bool:
+    """Equality by JSON type: ``true`` is not ``1``, inside lists and maps too."""
+    if not _same_kind(a, b):
+        return False
+    if type(a) is list:
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+    if type(a) is dict:
+        return a.keys() == b.keys() and all(json_equal(v, b[k]) for k, v in a.items())
+    return a == b
+
+
 def _compare(op: str, a: Any, b: Any) -> bool:
     if a is MISSING or b is MISSING or not _same_kind(a, b):
         return False
     if op == "Equal":
-        return a == b
+        return json_equal(a, b)
     if op == "NotEqual":
-        return a != b
+        return not json_equal(a, b)
     if type(a) is str or _is_number(a):
         return _ORDER[op](a, b)
     return False

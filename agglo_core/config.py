@@ -8,10 +8,23 @@ one ``ConfigError`` that lists every problem with its JSON path.
 from __future__ import annotations
 
 import enum
-from typing import Any
+import json
+import uuid
+from typing import Annotated, Any
 
-import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from agglo_core.errors import ConfigError
 
@@ -69,7 +82,26 @@ ComparatorOperator = _proto_enum("ComparatorOperator", [
     ("LessThanOrEqual", 22), ("Equal", 23), ("NotEqual", 24), ("RegexMatch", 25), ("RegexNotMatch", 26),
 ])
 
-Number = int | float
+
+
+def _number(value: Any) -> int | float:
+    if type(value) is int or type(value) is float:
+        return value
+    raise ValueError("must be a number")
+
+
+# One type, one error message; ints stay ints so large values keep their precision.
+Number = Annotated[int | float, PlainValidator(_number, json_schema_input_type=float)]
+
+
+def _int64(value: Any) -> Any:
+    """protojson writes int64 fields as strings; accept both forms."""
+    if isinstance(value, str) and value.lstrip("-").isdigit() and value.isascii():
+        return int(value)
+    return value
+
+
+Int64 = Annotated[StrictInt, BeforeValidator(_int64)]
 
 
 def _exactly_one(model: BaseModel, fields: tuple[str, ...], what: str, allow_none: bool = False) -> None:
@@ -83,13 +115,13 @@ def _exactly_one(model: BaseModel, fields: tuple[str, ...], what: str, allow_non
 
 
 class Variable(_Model):
-    name: str = ""
+    name: StrictStr = ""
 
 
 class Operand(_Model):
     expression: Expression | None = None
     variable: Variable | None = None
-    literal: str | None = None
+    literal: StrictStr | None = None
     numeric: Number | None = None
 
     @model_validator(mode="after")
@@ -99,7 +131,7 @@ class Operand(_Model):
 
 
 class BooleanExpression(_Model):
-    value: bool = False
+    value: StrictBool = False
 
 
 class ComparatorExpression(_Model):
@@ -139,7 +171,7 @@ class Expression(_Model):
 
 
 class ExistsOperation(_Model):
-    key: str = ""
+    key: StrictStr = ""
     op: ExistsOperator = ExistsOperator("UnknownExists")  # type: ignore[valid-type]
 
 
@@ -166,52 +198,52 @@ Operand.model_rebuild()
 
 
 class Annotation(_Model):
-    fieldKey: str = ""
-    value: str = ""
+    fieldKey: StrictStr = ""
+    value: StrictStr = ""
     condition: Condition | None = None
 
 
 class Annotator(_Model):
-    name: str = ""
+    name: StrictStr = ""
     annotations: tuple[Annotation, ...] = ()
 
 
 class Aggregation(_Model):
-    key: str = ""
+    key: StrictStr = ""
     aggregationType: AggregationType = AggregationType("AggUnknown")  # type: ignore[valid-type]
-    groupByKeys: tuple[str, ...] = ()
+    groupByKeys: tuple[StrictStr, ...] = ()
 
 
 class Aggregator(_Model):
-    name: str = ""
+    name: StrictStr = ""
     condition: Condition | None = None
-    stateStore: str = ""
+    stateStore: StrictStr = ""
     aggregation: Aggregation | None = None
-    asyncCheckpoint: bool = False
-    forwardState: bool = False
+    asyncCheckpoint: StrictBool = False
+    forwardState: StrictBool = False
 
 
 class Completion(_Model):
-    joinKeys: tuple[str, ...] = ()
-    timeoutMs: int = 0
+    joinKeys: tuple[StrictStr, ...] = ()
+    timeoutMs: Int64 = 0
 
 
 class Completer(_Model):
-    name: str = ""
+    name: StrictStr = ""
     condition: Condition | None = None
-    stateStore: str = ""
+    stateStore: StrictStr = ""
     completion: Completion | None = None
 
 
 class Filter(_Model):
-    name: str = ""
-    regex: str = ""
-    keepMatched: bool = False
+    name: StrictStr = ""
+    regex: StrictStr = ""
+    keepMatched: StrictBool = False
 
 
 class Runnable(_Model):
-    pathToExec: str = ""
-    cmdArgs: tuple[str, ...] = ()
+    pathToExec: StrictStr = ""
+    cmdArgs: tuple[StrictStr, ...] = ()
 
 
 class Job(_Model):
@@ -219,28 +251,28 @@ class Job(_Model):
 
 
 class Spawner(_Model):
-    name: str = ""
+    name: StrictStr = ""
     condition: Condition | None = None
-    delayInMs: int = 0
-    doSync: bool = False
+    delayInMs: Int64 = 0
+    doSync: StrictBool = False
     job: Job | None = None
 
 
 class Tee(_Model):
-    name: str = ""
+    name: StrictStr = ""
     condition: Condition | None = None
     additionalBody: dict[str, Any] = Field(default_factory=dict)
-    transformerRef: str = ""
-    outputConnectorRef: str = ""
+    transformerRef: StrictStr = ""
+    outputConnectorRef: StrictStr = ""
 
 
 class Continuation(_Model):
-    name: str = ""
+    name: StrictStr = ""
     condition: Condition | None = None
 
 
 class PathArgs(_Model):
-    path: str = ""
+    path: StrictStr = ""
 
 
 class ValueArgs(_Model):
@@ -248,8 +280,8 @@ class ValueArgs(_Model):
 
 
 class MapRegexArgs(_Model):
-    regex: str = ""
-    replace: str = ""
+    regex: StrictStr = ""
+    replace: StrictStr = ""
 
 
 class Transformation(_Model):
@@ -270,25 +302,25 @@ class Transformation(_Model):
 
 
 class TransformerSpec(_Model):
-    sourceField: str = ""
-    targetField: str = ""
+    sourceField: StrictStr = ""
+    targetField: StrictStr = ""
     transformation: Transformation | None = None
 
 
 class Transformer(_Model):
-    name: str = ""
+    name: StrictStr = ""
     specs: tuple[TransformerSpec, ...] = ()
-    forwardInputFields: bool = False
+    forwardInputFields: StrictBool = False
 
 
 class Entwine(_Model):
-    name: str = ""
-    streamStateStore: str = ""
-    objectStore: str = ""
-    pemPath: str = ""
-    subStreamID: str = ""
-    tickerEndpoint: str = ""
-    tickerInterval: int = 0
+    name: StrictStr = ""
+    streamStateStore: StrictStr = ""
+    objectStore: StrictStr = ""
+    pemPath: StrictStr = ""
+    subStreamID: StrictStr = ""
+    tickerEndpoint: StrictStr = ""
+    tickerInterval: StrictInt = 0
     condition: Condition | None = None
 
 
@@ -329,41 +361,41 @@ class ProcessDefinition(_Model):
 
 
 class RetryStrategy(_Model):
-    numRetries: int = Field(0, ge=0)
-    initialBackOffMs: int = Field(0, ge=0)
+    numRetries: StrictInt = Field(0, ge=0)
+    initialBackOffMs: Int64 = Field(0, ge=0)
 
 
 class ProcessInstrumentation(_Model):
-    enableTracing: bool = False
-    latency: bool = False
-    counter: bool = False
+    enableTracing: StrictBool = False
+    latency: StrictBool = False
+    counter: StrictBool = False
 
 
 class PipelineProcess(_Model):
-    name: str = ""
+    name: StrictStr = ""
     retryStrategy: RetryStrategy = RetryStrategy()
     instrumentation: ProcessInstrumentation = ProcessInstrumentation()
 
 
 class Checkpoint(_Model):
-    outputConnectorRef: str = ""
+    outputConnectorRef: StrictStr = ""
     # binge's own test configs spell a checkpoint this way; accepted so they load unchanged.
-    outputConnector: str = ""
+    outputConnector: StrictStr = ""
     externalType: ExternalType | None = None  # type: ignore[valid-type]
 
 
 class Pipeline(_Model):
-    name: str = ""
+    name: StrictStr = ""
     processes: tuple[PipelineProcess, ...] = ()
     checkpoint: Checkpoint | None = None
-    enableTracing: bool = False
-    enableMetrics: bool = False
+    enableTracing: StrictBool = False
+    enableMetrics: StrictBool = False
 
 
 class External(_Model):
     externalType: ExternalType = ExternalType("ExternalUnknown")  # type: ignore[valid-type]
-    name: str = ""
-    connectionString: str = ""
+    name: StrictStr = ""
+    connectionString: StrictStr = ""
 
     @field_validator("connectionString")
     @classmethod
@@ -372,7 +404,7 @@ class External(_Model):
 
 
 class PipelinesConfig(_Model):
-    partitionUuid: str = ""
+    partitionUuid: StrictStr = ""
     pipelines: tuple[Pipeline, ...] = ()
     processDefinitions: tuple[ProcessDefinition, ...] = ()
     externalSystems: tuple[External, ...] = ()
@@ -403,8 +435,9 @@ def load_config(source: str | bytes | dict) -> PipelinesConfig:
 
     if isinstance(source, str | bytes):
         try:
-            data = orjson.loads(source)
-        except orjson.JSONDecodeError as e:
+            # json, not orjson: integers beyond 64 bits stay exact.
+            data = json.loads(source)
+        except (ValueError, UnicodeDecodeError) as e:
             raise ConfigError([f"(root): not valid JSON: {e}"]) from None
     else:
         data = source
@@ -414,12 +447,11 @@ def load_config(source: str | bytes | dict) -> PipelinesConfig:
     problems: list[str] = []
     parsed: dict[str, Any] = {}
     positions: dict[str, list[int]] = {}
+    invalid_names: set[str] = set()
+    problems.extend(_check_partition(data.get("partitionUuid")))
     for key, value in data.items():
         if key == "partitionUuid":
-            if not isinstance(value, str):
-                problems.append("partitionUuid: must be a string")
-            else:
-                parsed[key] = value
+            parsed[key] = value if isinstance(value, str) else ""
         elif key in _SECTIONS:
             if not isinstance(value, list):
                 problems.append(f"{key}: must be a list")
@@ -431,15 +463,36 @@ def load_config(source: str | bytes | dict) -> PipelinesConfig:
                     positions[key].append(i)
                 except ValidationError as e:
                     problems.extend(_format_errors(e, f"{key}[{i}]"))
+                    invalid_names.update(_names_in(item))
             parsed[key] = tuple(items)
         else:
             problems.append(f"{key}: unknown field (expected partitionUuid, pipelines, processDefinitions, "
                             "externalSystems)")
     config = PipelinesConfig.model_validate(parsed)
-    problems.extend(check_config(config, positions))
+    problems.extend(check_config(config, positions, invalid_names))
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _check_partition(value: Any) -> list[str]:
+    if value is None:
+        return ["partitionUuid: must be set (a UUID naming this deployment's state)"]
+    if not isinstance(value, str):
+        return ["partitionUuid: must be a string"]
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return [f"partitionUuid: {value!r} is not a UUID"]
+    return []
+
+
+def _names_in(item: Any) -> set[str]:
+    """Names a definition that failed validation declares, so references to it are not reported too."""
+    if not isinstance(item, dict):
+        return set()
+    bodies = [item, *(v for v in item.values() if isinstance(v, dict))]
+    return {b["name"] for b in bodies if isinstance(b.get("name"), str)}
 
 
 def _format_errors(error: ValidationError, prefix: str) -> list[str]:

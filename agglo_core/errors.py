@@ -17,6 +17,19 @@ class StageError(Exception):
     """Raised inside a process for one record; the pipeline turns it into a ``RecordError``."""
 
 
+# What a process may raise for one record's data: numbers too large for floats,
+# nesting deeper than Python's stack. Each fails only that record.
+RECORD_FAULTS = (StageError, ArithmeticError, RecursionError)
+
+
+def describe(fault: BaseException) -> str:
+    if isinstance(fault, StageError):
+        return str(fault)
+    if isinstance(fault, RecursionError):
+        return "the event is nested too deeply"
+    return f"arithmetic failed: {fault}"
+
+
 @dataclass(frozen=True, slots=True)
 class RecordError:
     """One record failed in one pipeline (or before any pipeline, when ``pipeline`` is None)."""

@@ -35,10 +35,15 @@ def split_path(path: str) -> tuple[str, ...]:
     return tuple(path.split("."))
 
 
+def is_index(seg: str) -> bool:
+    """A path segment that can index a list: ASCII digits only."""
+    return seg.isascii() and seg.isdigit()
+
+
 def _step(node: Any, seg: str) -> Any:
     if isinstance(node, dict):
         return node.get(seg, MISSING)
-    if isinstance(node, list) and seg.isdigit():
+    if isinstance(node, list) and is_index(seg):
         i = int(seg)
         return node[i] if i < len(node) else MISSING
     return MISSING
@@ -50,7 +55,7 @@ def compile_getter(path: str) -> Callable[[dict], Any]:
     if len(segs) == 1:
         key = segs[0]
         return lambda event: event.get(key, MISSING)
-    if len(segs) == 2 and not segs[1].isdigit():
+    if len(segs) == 2 and not is_index(segs[1]):
         first, second = segs
 
         def get2(event: dict) -> Any:
@@ -101,7 +106,7 @@ def _assoc(node: Any, segs: tuple[str, ...], i: int, value: Any) -> Any:
             child = node.get(seg, MISSING)
             out[seg] = _assoc({} if child is MISSING else child, segs, i + 1, value)
         return out
-    if isinstance(node, list) and seg.isdigit():
+    if isinstance(node, list) and is_index(seg):
         idx = int(seg)
         if idx <= len(node):
             out_list = list(node)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from agglo_core.config import PipelineProcess, PipelinesConfig, load_config
 from agglo_core.effects import Effect, EffectFailed, RetryStrategy
-from agglo_core.errors import ConfigError, RecordError, StageError
+from agglo_core.errors import RECORD_FAULTS, ConfigError, RecordError, StageError, describe
 from agglo_core.records import Outcome, Record
 
 Driver = Generator[list[Effect], list[Any], Any]
@@ -88,7 +88,7 @@ def effect_error(result: Any) -> str | None:
 def gather(drivers: Iterable[Driver]) -> Generator[list[Effect], list[Any], list[Any]]:
     """Run several drivers in lock-step, merging their effects into one crossing per step.
 
-    Returns each driver's return value (or the ``StageError`` it raised), in order.
+    Returns each driver's return value (or, as a ``StageError``, the record fault it raised), in order.
     """
     drivers = list(drivers)
     returns: list[Any] = [None] * len(drivers)
@@ -105,8 +105,8 @@ def gather(drivers: Iterable[Driver]) -> Generator[list[Effect], list[Any], list
                 send = []  # nothing to perform: answer at once
         except StopIteration as stop:
             returns[i] = stop.value
-        except StageError as e:
-            returns[i] = e
+        except RECORD_FAULTS as e:
+            returns[i] = e if isinstance(e, StageError) else StageError(describe(e))
 
     for i in range(len(drivers)):
         advance(i, None)
@@ -141,8 +141,8 @@ def _run_pipeline(pipe: CompiledPipeline, items: list[Item], inv: Invocation) ->
             for it in live:
                 try:
                     it.event = apply(it.event, inv)  # type: ignore[arg-type]
-                except StageError as e:
-                    it.fail(stage.name, str(e))
+                except RECORD_FAULTS as e:
+                    it.fail(stage.name, describe(e))
         else:
             yield from stage.run(live, inv)
         live = [it for it in live if it.event is not None]

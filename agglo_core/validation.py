@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,8 +16,13 @@ _ARGS_FOR = {
 }
 
 
-def check_config(config: PipelinesConfig, positions: dict[str, list[int]]) -> list[str]:
-    """Problems with the config as a whole; definition order never matters."""
+def check_config(config: PipelinesConfig, positions: dict[str, list[int]],
+                 invalid_names: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
+    """Problems with the config as a whole; definition order never matters.
+
+    ``invalid_names`` are declared by definitions that failed validation (already
+    reported): references to them are not reported again.
+    """
     problems: list[str] = []
     add = problems.append
     defs = [(f"processDefinitions[{i}]", d) for i, d in zip(positions.get("processDefinitions", []),
@@ -26,11 +30,6 @@ def check_config(config: PipelinesConfig, positions: dict[str, list[int]]) -> li
     exts = [(f"externalSystems[{i}]", e) for i, e in zip(positions.get("externalSystems", []),
                                                          config.externalSystems, strict=True)]
     pipes = [(f"pipelines[{i}]", p) for i, p in zip(positions.get("pipelines", []), config.pipelines, strict=True)]
-
-    try:
-        uuid.UUID(config.partitionUuid)
-    except ValueError:
-        add(f"partitionUuid: {config.partitionUuid!r} is not a UUID")
 
     externals: dict[str, str] = {}
     for path, ext in exts:
@@ -54,7 +53,7 @@ def check_config(config: PipelinesConfig, positions: dict[str, list[int]]) -> li
         processes.setdefault(name, d)
 
     for path, d in defs:
-        problems.extend(_check_process(f"{path}.{d.kind}", d, externals, processes))
+        problems.extend(_check_process(f"{path}.{d.kind}", d, externals, processes, invalid_names))
 
     names: set[str] = set()
     for path, p in pipes:
@@ -66,16 +65,17 @@ def check_config(config: PipelinesConfig, positions: dict[str, list[int]]) -> li
         if not p.processes:
             add(f"{path}.processes: a pipeline needs at least one process")
         for j, proc in enumerate(p.processes):
-            if proc.name not in processes:
+            if proc.name not in processes and proc.name not in invalid_names:
                 add(f"{path}.processes[{j}].name: no process definition named '{proc.name}'")
-        if p.checkpoint and p.checkpoint.outputConnectorRef and p.checkpoint.outputConnectorRef not in externals:
+        if p.checkpoint and p.checkpoint.outputConnectorRef and p.checkpoint.outputConnectorRef not in externals \
+                and p.checkpoint.outputConnectorRef not in invalid_names:
             add(f"{path}.checkpoint.outputConnectorRef: no external system named "
                 f"'{p.checkpoint.outputConnectorRef}'")
     return problems
 
 
 def _check_process(path: str, d: ProcessDefinition, externals: dict[str, str],
-                   processes: dict[str, ProcessDefinition]) -> Iterator[str]:
+                   processes: dict[str, ProcessDefinition], invalid_names: set[str]) -> Iterator[str]:
     body: Any = d.body
     if getattr(body, "condition", None) is not None:
         yield from _check_condition(f"{path}.condition", body.condition)
@@ -84,6 +84,8 @@ def _check_process(path: str, d: ProcessDefinition, externals: dict[str, str],
         ref = getattr(body, field)
         if not ref:
             yield f"{path}.{field}: must name an external system ({what})"
+        elif ref in invalid_names:
+            return
         elif ref not in externals:
             yield f"{path}.{field}: no external system named '{ref}'"
         elif externals[ref] != want:
@@ -127,10 +129,10 @@ def _check_process(path: str, d: ProcessDefinition, externals: dict[str, str],
         ref = body.outputConnectorRef
         if not ref:
             yield f"{path}.outputConnectorRef: must name an external system"
-        elif ref not in externals:
+        elif ref not in externals and ref not in invalid_names:
             yield f"{path}.outputConnectorRef: no external system named '{ref}'"
         tref = body.transformerRef
-        if tref:
+        if tref and tref not in invalid_names:
             if tref not in processes:
                 yield f"{path}.transformerRef: no transformer named '{tref}'"
             elif processes[tref].kind != "transformer":

@@ -15,36 +15,12 @@ from typing import IO, Any
 
 import orjson
 
-from agglo_core import ConfigError, Plan, Record, compile_plan, load_config
-from handlers.connectors import UnknownConnector, local_registry
-from handlers.execs import ExecRunner, allow_list_from
+from agglo_core import ConfigError, Plan, Record, load_config
+from handlers.boot import UsageError, build_runtime, read_config_file
 from handlers.runtime import Runtime
 from handlers.sources.jsonfile import InputError, open_events, read_events
 
 BATCH = 512
-
-
-class UsageError(Exception):
-    """Bad config or bad usage: exit status 2."""
-
-
-def read_config_file(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise UsageError(f"cannot read config {path}: {e.strerror}") from None
-
-
-def build_runtime(config_path: str, allow_exec: Sequence[str] | None, exec_timeout: float) -> Runtime:
-    try:
-        plan = compile_plan(read_config_file(config_path))
-    except ConfigError as e:
-        raise UsageError(f"{config_path}: {e}") from None
-    try:
-        return Runtime.build(plan, local_registry(), ExecRunner(allow_list_from(allow_exec), exec_timeout))
-    except UnknownConnector as e:
-        raise UsageError(f"{config_path}: {e}") from None
 
 
 class _Progress:
@@ -84,26 +60,25 @@ def run(runtime: Runtime, raw: IO[bytes], name: str, out: IO[bytes], err: IO[str
     failed = 0
     dumps = orjson.dumps
     for batch in _batches(read_events(open_events(raw))):
-        records, positions = [], []
+        records, positions, errors = [], [], []
         for line, event in batch:
             if isinstance(event, InputError):
-                failed += 1
-                err.write(dumps({"line": line, "pipeline": None, "process": None,
-                                 "error": event.message}).decode() + "\n")
-                continue
-            records.append(Record(f"{name}#{line}", event, source=name))
-            positions.append(line)
+                errors.append({"line": line, "pipeline": None, "process": None, "error": event.message})
+            else:
+                records.append(Record(f"{name}#{line}", event, source=name))
+                positions.append(line)
         outcomes = runtime.process(records) if records else []
         chunks = []
         for line, outcome in zip(positions, outcomes, strict=True):
-            for _, event in outcome.outputs:
-                chunks.append(dumps(event))
-            for e in outcome.errors:
-                failed += 1
-                err.write(dumps({"line": line, "pipeline": e.pipeline, "process": e.process,
-                                 "error": e.message}).decode() + "\n")
+            chunks.extend(dumps(event) for _, event in outcome.outputs)
+            errors.extend({"line": line, "pipeline": e.pipeline, "process": e.process, "error": e.message}
+                          for e in outcome.errors)
         if chunks:
             out.write(b"\n".join(chunks) + b"\n")
+        if errors:
+            failed += len(errors)
+            errors.sort(key=lambda e: e["line"])  # stable: pipelines stay in config order
+            err.write("".join(dumps(e).decode() + "\n" for e in errors))
         if progress:
             progress.update()
     out.flush()

@@ -56,6 +56,14 @@ class DurableQueue:
         if recovered:
             log.warning("re-queued %d event(s) left in flight by a previous daemon", recovered)
 
+    def close(self) -> None:
+        """Give up the queue directory (this thread's connection and the daemon lock)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+        self._lock_file.close()
+
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:

@@ -115,10 +115,17 @@ def _gunicorn_app(load: Callable[[], Any], options: dict) -> Any:
 
 
 def main(args: argparse.Namespace) -> int:
-    from handlers.local import build_runtime
+    from handlers.boot import UsageError, build_runtime
 
-    # Build once up front so a bad config fails before the server starts.
+    # Build once up front so a bad config or a busy queue fails before the server starts.
     build_runtime(args.config, args.allow_exec, args.exec_timeout)
+    if args.durable:
+        from handlers.queue import DurableQueue, QueueLocked
+
+        try:
+            DurableQueue(args.durable).close()
+        except QueueLocked as e:
+            raise UsageError(str(e)) from None
 
     def load() -> App:
         # In the worker process: connectors and queue workers belong to it.

@@ -8,6 +8,7 @@ outputs are exactly those of one-at-a-time processing.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -15,6 +16,7 @@ import orjson
 from agglo_core.conditions import compile_condition
 from agglo_core.config import Aggregator
 from agglo_core.effects import ApplyDeltas, Deltas
+from agglo_core.errors import describe
 from agglo_core.paths import MISSING, compile_getter
 from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error
 from agglo_core.state import apply_deltas, combine_deltas
@@ -28,11 +30,18 @@ def render(value: Any) -> str:
         return value
     if value is MISSING:
         return NIL
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:  # integers beyond 64 bits
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+_FLOAT_MAX = 1.7976931348623157e308
 
 
 def _is_number(v: Any) -> bool:
-    return type(v) is int or type(v) is float
+    """A number the aggregations can take: integers beyond float range are not."""
+    return type(v) is float or (type(v) is int and -_FLOAT_MAX <= v <= _FLOAT_MAX)
 
 
 def _delta_for(kind: str, v: Any) -> Deltas | None:
@@ -109,9 +118,14 @@ class AggregatorStage:
             if (err := effect_error(before)) is not None:
                 it.fail(self.name, f"could not update state in '{self._store}': {err}")
                 continue
-            after = state[key] = apply_deltas(before, delta)
-            if self._forward:
-                it.event = self._forwarded(it.event, groups, after)  # type: ignore[arg-type]
+            try:
+                after = state[key] = apply_deltas(before, delta)
+                forwarded = self._forwarded(it.event, groups, after) if self._forward else None  # type: ignore[arg-type]
+            except ArithmeticError as e:
+                it.fail(self.name, describe(e))
+                continue
+            if forwarded is not None:
+                it.event = forwarded
 
     def _forwarded(self, event: dict, groups: tuple[str, ...], item: dict) -> dict:
         value: dict = _shape(self._kind, item)

@@ -8,7 +8,7 @@ from agglo_core.conditions import compile_condition
 from agglo_core.config import Tee
 from agglo_core.connstr import redact
 from agglo_core.effects import Put
-from agglo_core.errors import StageError
+from agglo_core.errors import RECORD_FAULTS, StageError, describe
 from agglo_core.ids import IdMaker
 from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error, run_each
 from agglo_core.processes.transformer import TransformerStage
@@ -60,8 +60,8 @@ class TeeStage:
             for it in chosen:
                 try:
                     bodies.append(self._body(it.event, inv))  # type: ignore[arg-type]
-                except StageError as e:
-                    bodies.append(e)
+                except RECORD_FAULTS as e:
+                    bodies.append(StageError(describe(e)))
         sending = [(it, body) for it, body in zip(chosen, bodies, strict=True) if not isinstance(body, StageError)]
         for it, body in zip(chosen, bodies, strict=True):
             if isinstance(body, StageError):

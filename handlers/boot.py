@@ -1,0 +1,33 @@
+"""Cold start for the local adapters: read a config file, compile it, build connectors once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from agglo_core import ConfigError, compile_plan
+from handlers.connectors import UnknownConnector, local_registry
+from handlers.execs import ExecRunner, allow_list_from
+from handlers.runtime import Runtime
+
+
+class UsageError(Exception):
+    """Bad config or bad usage: exit status 2."""
+
+
+def read_config_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise UsageError(f"cannot read config {path}: {e.strerror}") from None
+
+
+def build_runtime(config_path: str, allow_exec: Sequence[str] | None, exec_timeout: float) -> Runtime:
+    try:
+        plan = compile_plan(read_config_file(config_path))
+    except ConfigError as e:
+        raise UsageError(f"{config_path}: {e}") from None
+    try:
+        return Runtime.build(plan, local_registry(), ExecRunner(allow_list_from(allow_exec), exec_timeout))
+    except UnknownConnector as e:
+        raise UsageError(f"{config_path}: {e}") from None
