@@ -4,7 +4,8 @@
 * ``ExternalObjectStore`` ``file:DIR``: one file per object, named by its key.
 
 Files are written to a temporary name and renamed, so a reader never sees half
-a file and a redelivered record replaces its own file.
+a file and a redelivered record replaces its own file. Temporary files left by a
+process that died mid-write are removed when the directory is next opened.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from typing import Any
 
 import orjson
@@ -22,7 +24,7 @@ from agglo_core.effects import Put
 
 def write_atomically(path: str, data: bytes) -> None:
     directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=TMP_PREFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -33,6 +35,22 @@ def write_atomically(path: str, data: bytes) -> None:
         raise
 
 
+TMP_PREFIX = ".tmp-"
+STALE_TMP_S = 600
+
+
+def remove_stale_temporaries(directory: str, older_than_s: float = STALE_TMP_S) -> int:
+    """Delete temporary files a crashed writer left behind (old enough that no live writer owns them)."""
+    removed, cutoff = 0, time.time() - older_than_s
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name.startswith(TMP_PREFIX) and entry.stat().st_mtime < cutoff:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
+
+
 class DirectoryStore:
     """Puts land in ``directory/<key><suffix>`` as JSON."""
 
@@ -40,6 +58,7 @@ class DirectoryStore:
         self.directory = directory
         self.suffix = suffix
         os.makedirs(directory, exist_ok=True)
+        remove_stale_temporaries(directory)
 
     def path_for(self, key: str) -> str:
         if "/" in key or key.startswith("."):

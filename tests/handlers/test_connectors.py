@@ -130,3 +130,14 @@ def test_registry_explains_unknown_connection_strings_without_leaking_secrets():
     assert "'A'" in message and "'B'" in message and "'C'" not in message
     assert "s3cret" not in message and "pw" not in message
     assert "sqlite" in message and "mem" in message
+
+
+def test_temporaries_of_a_crashed_writer_are_cleaned_up_when_old(tmp_path):
+    directory = tmp_path / "out"
+    directory.mkdir()
+    old, fresh = directory / ".tmp-old", directory / ".tmp-fresh"
+    old.write_text("half")
+    fresh.write_text("being written")
+    os.utime(old, (0, 0))
+    DirectoryStore(str(directory), ".json")
+    assert sorted(os.listdir(directory)) == [".tmp-fresh"]
