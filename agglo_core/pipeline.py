@@ -144,7 +144,13 @@ def _run_pipeline(pipe: CompiledPipeline, items: list[Item], inv: Invocation) ->
                 except RECORD_FAULTS as e:
                     it.fail(stage.name, describe(e))
         else:
-            yield from stage.run(live, inv)
+            try:
+                yield from stage.run(live, inv)
+            except RECORD_FAULTS as e:
+                # A fault outside any one record's handling: fail what is left, never drop it silently.
+                for it in live:
+                    if it.event is not None:
+                        it.fail(stage.name, describe(e))
         live = [it for it in live if it.event is not None]
         if not live:
             return

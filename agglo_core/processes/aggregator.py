@@ -103,10 +103,13 @@ class AggregatorStage:
                 continue
             groups = tuple(render(g(event)) for g in self._groups)
             key = self.state_key(groups)
-            if key in combined:
-                combine_deltas(combined[key], delta)
-            else:
-                combined[key] = dict(delta)
+            merged = dict(combined.get(key, {}))
+            try:
+                combine_deltas(merged, delta)
+            except ArithmeticError as e:
+                it.fail(self.name, describe(e))
+                continue
+            combined[key] = merged
             updates.append((it, key, groups, delta))
         if not updates:
             return

@@ -605,3 +605,24 @@ def test_entwine_loads_but_does_not_compile_yet():
     with pytest.raises(ConfigError, match="entwine"):
         compile_plan((BINGE / "entwine__binge-a.json").read_text())
 
+
+
+def test_a_fault_in_a_stage_fails_the_remaining_records_instead_of_dropping_them():
+    from agglo_core.pipeline import CompiledPipeline, Invocation, Item, _run_pipeline
+
+    class Exploding:
+        name, pure = "Boom", False
+
+        def run(self, items, inv):
+            items[0].fail("Boom", "own error")
+            yield []
+            raise OverflowError("int too large to convert to float")
+
+    items = [Item(Record(str(i), {}), {"i": i}) for i in range(3)]
+    driver = _run_pipeline(CompiledPipeline("P", (Exploding(),)), items, Invocation.at(NOW_MS))
+    assert next(driver) == []
+    with pytest.raises(StopIteration):
+        driver.send([])
+    assert [it.error for it in items] == [("Boom", "own error")] + [
+        ("Boom", "arithmetic failed: int too large to convert to float")] * 2
+    assert all(it.event is None for it in items)
