@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from agglo_core import Record
+from handlers.connectors.sqlite import connect, transaction
 
 log = logging.getLogger("agglo.queue")
 
@@ -67,10 +68,7 @@ class DurableQueue:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            self._local.conn = conn
+            conn = self._local.conn = connect(self.path, synchronous="FULL")
         return conn
 
     def put(self, record_id: str, body: bytes) -> int:
@@ -87,31 +85,19 @@ class DurableQueue:
         return {"inflight": inflight, "unprocessed": unprocessed, "failed": failed}
 
     def claim(self) -> list[tuple[int, str, bytes]]:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._conn()) as conn:
             rows = conn.execute("SELECT id, record_id, body FROM queue WHERE inflight = 0 ORDER BY id LIMIT ?",
                                 (self.batch,)).fetchall()
             if rows:
                 conn.executemany("UPDATE queue SET inflight = 1 WHERE id = ?", [(r[0],) for r in rows])
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
         return rows
 
     def settle(self, done: list[int], failed: list[tuple[int, str, bytes, Any]]) -> None:
         """Acknowledge processed events; move failed ones to ``failed`` with their errors."""
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._conn()) as conn:
             conn.executemany("INSERT OR REPLACE INTO failed (id, record_id, body, errors) VALUES (?, ?, ?, ?)",
                              [(i, rid, body, orjson.dumps(errors)) for i, rid, body, errors in failed])
             conn.executemany("DELETE FROM queue WHERE id = ?", [(i,) for i in done] + [(f[0],) for f in failed])
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     def release(self, ids: list[int]) -> None:
         self._conn().executemany("UPDATE queue SET inflight = 0 WHERE id = ?", [(i,) for i in ids])

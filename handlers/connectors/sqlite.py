@@ -6,15 +6,37 @@ each state change is atomic and several processes can share one file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
 from agglo_core.config import External
 from handlers.connectors.kv import perform_kv
+
+
+def connect(path: str, synchronous: str = "NORMAL") -> sqlite3.Connection:
+    """A connection in autocommit mode with WAL, shareable by threads that take turns."""
+    conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    return conn
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 class SqliteKV:
@@ -29,10 +51,7 @@ class SqliteKV:
     def _connect(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
+            conn = self._local.conn = connect(self.path)
         return conn
 
     def perform(self, effects: list[Any]) -> list[Any]:
@@ -48,14 +67,8 @@ class SqliteKV:
         def delete(key: str) -> None:
             conn.execute("DELETE FROM kv WHERE key = ?", (key,))
 
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            results = perform_kv(effects, get, put, delete)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return results
+        with transaction(conn):
+            return perform_kv(effects, get, put, delete)
 
     def get(self, key: str) -> Any:
         row = self._connect().execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()

@@ -12,10 +12,11 @@ import copy
 import json
 import zlib
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
+from builders import BINGE, lit, num, var
+from fakes import MemoryWorld
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -33,12 +34,6 @@ from agglo_core import (
 )
 from agglo_core.ids import IdMaker
 
-try:  # tests/ is on sys.path when its conftest is loaded; otherwise the repository root is
-    from fakes import MemoryWorld
-except ImportError:
-    from tests.fakes import MemoryWorld
-
-BINGE = Path(__file__).resolve().parents[1] / "fixtures" / "binge" / "configs"
 PARTITION = "0b3c8a4e-5f61-4d2a-9e7b-1c2d3e4f5a6b"
 
 SETTINGS = settings(max_examples=100, deadline=None,
@@ -46,18 +41,6 @@ SETTINGS = settings(max_examples=100, deadline=None,
 
 
 # --- config builders ------------------------------------------------------------------------------------
-
-
-def var(name: str) -> dict:
-    return {"variable": {"name": name}}
-
-
-def lit(s: str) -> dict:
-    return {"literal": s}
-
-
-def num(x: float) -> dict:
-    return {"numeric": x}
 
 
 def comparator(lhs: dict, op: str, rhs: dict) -> dict:
