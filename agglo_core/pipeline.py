@@ -133,9 +133,19 @@ def run_each(items: list[Item], process: str, make: Callable[[Item], Driver]) ->
             it.event = value
 
 
-def _run_pipeline(pipe: CompiledPipeline, items: list[Item], inv: Invocation) -> Driver:
+StageObserver = Callable[[str, str, int, int], None]
+"""Told ``(pipeline, process, records in, records out)`` before (out = -1) and after each stage of a batch.
+
+Adapters use it for per-process metrics and traces; the core itself keeps no time.
+"""
+
+
+def _run_pipeline(pipe: CompiledPipeline, items: list[Item], inv: Invocation,
+                  observe: StageObserver | None = None) -> Driver:
     live = items
     for stage in pipe.stages:
+        if observe is not None:
+            observe(pipe.name, stage.name, len(live), -1)
         if stage.pure:
             apply = stage.apply
             for it in live:
@@ -151,7 +161,10 @@ def _run_pipeline(pipe: CompiledPipeline, items: list[Item], inv: Invocation) ->
                 for it in live:
                     if it.event is not None:
                         it.fail(stage.name, describe(e))
+        n_in = len(live)
         live = [it for it in live if it.event is not None]
+        if observe is not None:
+            observe(pipe.name, stage.name, n_in, len(live))
         if not live:
             return
 
@@ -180,7 +193,8 @@ class Plan:
             raise ConfigError(problems)
         self.pipelines: tuple[CompiledPipeline, ...] = tuple(pipelines)
 
-    def process(self, records: Sequence[Record], now_ms: int) -> Generator[list[Effect], list[Any], list[Outcome]]:
+    def process(self, records: Sequence[Record], now_ms: int, observe: StageObserver | None = None,
+                ) -> Generator[list[Effect], list[Any], list[Outcome]]:
         """Run a batch; see the module docstring for the protocol."""
         inv = Invocation.at(now_ms)
         outcomes = [Outcome(r) for r in records]
@@ -195,7 +209,7 @@ class Plan:
             stamp = {"internal:partitionID": self.partition, "internal:name": pipe.name}
             items = [Item(o.record, {**o.record.payload, **stamp}) for o in valid]
             per_pipeline.append(items)
-        yield from gather(_run_pipeline(pipe, items, inv) for pipe, items in
+        yield from gather(_run_pipeline(pipe, items, inv, observe) for pipe, items in
                           zip(self.pipelines, per_pipeline, strict=True))
         for pipe, items in zip(self.pipelines, per_pipeline, strict=True):
             for o, it in zip(valid, items, strict=True):
@@ -205,10 +219,10 @@ class Plan:
                     o.errors.append(RecordError(o.record.id, pipe.name, it.error[0], it.error[1]))
         return outcomes
 
-    def run(self, records: Sequence[Record], now_ms: int,
-            perform: Callable[[list[Effect]], list[Any]]) -> list[Outcome]:
+    def run(self, records: Sequence[Record], now_ms: int, perform: Callable[[list[Effect]], list[Any]],
+            observe: StageObserver | None = None) -> list[Outcome]:
         """Run a batch, answering effects with ``perform`` (a list of effects -> a list of results)."""
-        gen = self.process(records, now_ms)
+        gen = self.process(records, now_ms, observe)
         try:
             effects = next(gen)
             while True:

@@ -18,7 +18,7 @@ import orjson
 from agglo_core import ConfigError, Plan, Record, load_config
 from handlers.boot import UsageError, build_runtime, read_config_file
 from handlers.runtime import Runtime
-from handlers.sources.jsonfile import InputError, open_events, read_events
+from handlers.sources.jsonfile import open_events, read_events
 
 BATCH = 512
 
@@ -60,16 +60,10 @@ def run(runtime: Runtime, raw: IO[bytes], name: str, out: IO[bytes], err: IO[str
     failed = 0
     dumps = orjson.dumps
     for batch in _batches(read_events(open_events(raw))):
-        records, positions, errors = [], [], []
-        for line, event in batch:
-            if isinstance(event, InputError):
-                errors.append({"line": line, "pipeline": None, "process": None, "error": event.message})
-            else:
-                records.append(Record(f"{name}#{line}", event, source=name))
-                positions.append(line)
-        outcomes = runtime.process(records) if records else []
-        chunks = []
-        for line, outcome in zip(positions, outcomes, strict=True):
+        records = [Record(f"{name}#{line}", event, source=name) for line, event in batch]
+        outcomes = runtime.process(records)
+        chunks, errors = [], []
+        for (line, _), outcome in zip(batch, outcomes, strict=True):
             chunks.extend(dumps(event) for _, event in outcome.outputs)
             errors.extend({"line": line, "pipeline": e.pipeline, "process": e.process, "error": e.message}
                           for e in outcome.errors)
@@ -77,7 +71,6 @@ def run(runtime: Runtime, raw: IO[bytes], name: str, out: IO[bytes], err: IO[str
             out.write(b"\n".join(chunks) + b"\n")
         if errors:
             failed += len(errors)
-            errors.sort(key=lambda e: e["line"])  # stable: pipelines stay in config order
             err.write("".join(dumps(e).decode() + "\n" for e in errors))
         if progress:
             progress.update()

@@ -11,12 +11,16 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from agglo_core import EffectFailed, Exec, Outcome, Plan, Record
-from agglo_core.effects import Effect
+from agglo_core import EffectFailed, Exec, Outcome, Plan, Record, RecordError
+from agglo_core.effects import Effect, Put
+from agglo_core.ids import IdMaker
+from agglo_core.pipeline import StageObserver
 from handlers.connectors import Connector, Registry
 from handlers.execs import ExecRunner
+from handlers.sources import Unreadable
 
 log = logging.getLogger("agglo.runtime")
+_DEAD_LETTER_IDS = IdMaker("dead-letter")
 
 
 def _target(e: Effect) -> str | None:
@@ -25,19 +29,42 @@ def _target(e: Effect) -> str | None:
 
 class Runtime:
     def __init__(self, plan: Plan, connectors: dict[str, Connector], execs: ExecRunner | None = None,
-                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+                 observe: StageObserver | None = None) -> None:
         self.plan = plan
         self.connectors = connectors
         self.execs = execs or ExecRunner()
         self.clock = clock
         self.sleep = sleep
+        self.observe = observe
 
     @classmethod
     def build(cls, plan: Plan, registry: Registry, execs: ExecRunner | None = None, **kw: Any) -> Runtime:
         return cls(plan, registry.build_all(plan.config), execs, **kw)
 
     def process(self, records: Sequence[Record]) -> list[Outcome]:
-        return self.plan.run(records, int(self.clock() * 1000), self.perform)
+        """Run a batch. Records whose payload is ``Unreadable`` fail with its message without running."""
+        readable = [r for r in records if not isinstance(r.payload, Unreadable)]
+        outcomes = iter(self.plan.run(readable, int(self.clock() * 1000), self.perform, self.observe))
+        if len(readable) == len(records):
+            return list(outcomes)
+        return [Outcome(r, errors=[RecordError(r.id, None, None, r.payload.message)])
+                if isinstance(r.payload, Unreadable) else next(outcomes) for r in records]
+
+    def dead_letter(self, target: str, failed: Sequence[Outcome]) -> list[Outcome]:
+        """Write failed records, with their errors, to the external system ``target``.
+
+        Returns the outcomes that could not be written there either (the caller must
+        then let the platform retry). Keys are deterministic, so a retry overwrites.
+        """
+        if not failed:
+            return []
+        effects = [Put(target, _DEAD_LETTER_IDS(o.record.id), {
+            "record": o.record.id, "source": o.record.source,
+            "event": None if isinstance(o.record.payload, Unreadable) else o.record.payload,
+            "errors": [e.to_dict() for e in o.errors]}) for o in failed]
+        results = self.perform(effects)
+        return [o for o, r in zip(failed, results, strict=True) if isinstance(r, EffectFailed)]
 
     def perform(self, effects: list[Effect]) -> list[Any]:
         """Perform a batch of effects, grouped per connector so each backend sees one call per crossing."""

@@ -8,6 +8,8 @@ the factories they offer at cold start; tests register their own the same way.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -26,6 +28,25 @@ class UnknownConnector(ValueError):
     pass
 
 
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_environment(external: External, env: dict[str, str] | None = None) -> External:
+    """``${NAME}`` in a connection string, from the environment: one config for every stack.
+
+    Only connectors see the expanded string; outputs keep the config's own text.
+    """
+    cs = external.connectionString
+    if "${" not in cs:
+        return external
+    env = os.environ if env is None else env
+    missing = [m.group(1) for m in _ENV_REF.finditer(cs) if m.group(1) not in env]
+    if missing:
+        raise UnknownConnector(f"external system '{external.name}': environment variable(s) "
+                               f"{', '.join(missing)} not set (used in its connection string)")
+    return external.model_copy(update={"connectionString": _ENV_REF.sub(lambda m: env[m.group(1)], cs)})
+
+
 class Registry:
     """Factories keyed by (externalType, scheme). Scheme "" stands for a bare path."""
 
@@ -41,6 +62,7 @@ class Registry:
         return other
 
     def build(self, external: External) -> Connector:
+        external = expand_environment(external)
         etype = external.externalType.value
         factory = self._factories.get((etype, scheme_of(external.connectionString)))
         if factory is None:

@@ -2,7 +2,7 @@
 
 JSON lines are streamed; a JSON array or a multi-line document is read whole.
 Each event comes with its position (the line, or the element of an array,
-counting from 1); a line that is not JSON comes as an ``InputError`` in place of
+counting from 1); a line that is not JSON comes as ``Unreadable`` in place of
 the event, so the others still run.
 """
 
@@ -11,17 +11,13 @@ from __future__ import annotations
 import gzip
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import IO, Any
 
 import orjson
 
+from handlers.sources import Unreadable
+
 GZIP_MAGIC = b"\x1f\x8b"
-
-
-@dataclass(frozen=True, slots=True)
-class InputError:
-    message: str
 
 
 def open_events(raw: IO[bytes]) -> IO[bytes]:
@@ -36,11 +32,11 @@ def _parse(text: bytes) -> Any:
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError as e:
-        return InputError(f"not valid JSON: {e}")
+        return Unreadable(f"not valid JSON: {e}")
 
 
 def read_events(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:
-    """(position, event or InputError) for every event in ``stream``."""
+    """(position, event or Unreadable) for every event in ``stream``."""
     lines = iter(stream)
     first_no, first = 0, b""
     for first in lines:
@@ -52,17 +48,17 @@ def read_events(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:
     head = first.lstrip()
     if head.startswith(b"["):
         whole = _parse(first + stream.read())
-        if isinstance(whole, InputError):
+        if isinstance(whole, Unreadable):
             yield 1, whole
         elif isinstance(whole, list):
             yield from enumerate(whole, 1)
         return
     parsed = _parse(first)
-    if isinstance(parsed, InputError) and head.startswith(b"{"):
+    if isinstance(parsed, Unreadable) and head.startswith(b"{"):
         # Perhaps one pretty-printed document rather than JSON lines.
         rest = stream.read()
         whole = _parse(first + rest)
-        if not isinstance(whole, InputError):
+        if not isinstance(whole, Unreadable):
             yield first_no, whole
             return
         lines = iter(io.BytesIO(rest))

@@ -15,7 +15,8 @@ from agglo_core import EffectFailed, Put, Record, compile_plan
 from handlers.connectors import local_registry
 from handlers.connectors.http import HttpTarget
 from handlers.runtime import Runtime
-from handlers.sources.jsonfile import InputError, open_events, read_events
+from handlers.sources import Unreadable
+from handlers.sources.jsonfile import open_events, read_events
 
 
 class Hook:
@@ -145,14 +146,14 @@ def test_state_is_combined_per_key_but_outputs_are_per_record(tmp_path):
 
 
 @pytest.mark.parametrize(("data", "expected"), [
-    (b'{"a": 1}\n\n{"b": 2}\nnot json\n[1]\n', [(1, {"a": 1}), (3, {"b": 2}), (4, InputError), (5, [1])]),
+    (b'{"a": 1}\n\n{"b": 2}\nnot json\n[1]\n', [(1, {"a": 1}), (3, {"b": 2}), (4, Unreadable), (5, [1])]),
     (b'  [{"a": 1}, 2, {"c": 3}]', [(1, {"a": 1}), (2, 2), (3, {"c": 3})]),
     (b'{\n  "a": {\n    "b": 1\n  }\n}\n', [(1, {"a": {"b": 1}})]),
-    (b'\n\n{"a": 1', [(3, InputError)]),
-    (b'[1, 2', [(1, InputError)]),
+    (b'\n\n{"a": 1', [(3, Unreadable)]),
+    (b'[1, 2', [(1, Unreadable)]),
     (b'', []),
 ])
 def test_reading_events_in_every_format(data, expected):
     for raw in (data, gzip.compress(data)):
         got = list(read_events(open_events(io.BytesIO(raw))))
-        assert [(n, InputError if isinstance(v, InputError) else v) for n, v in got] == expected
+        assert [(n, Unreadable if isinstance(v, Unreadable) else v) for n, v in got] == expected

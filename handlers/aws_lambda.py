@@ -1,0 +1,270 @@
+"""AWS Lambda entry point: ``handlers.aws_lambda.handler``.
+
+One handler for every trigger (see ``handlers.sources.aws``). At cold start it
+reads ``AGGLO_CONFIG``, compiles the plan and builds the connectors once; boto3
+clients are created on first use.
+
+* SQS, Kinesis, DynamoDB Streams: the batch runs at once, and failed records are
+  returned in ``batchItemFailures`` (Powertools' batch utilities), so only they
+  are retried. SQS FIFO queues run in order and, after a failure, fail the rest of
+  that message group without running it.
+* S3 and SNS (asynchronous invocations): failed records go to the external
+  system named by ``AGGLO_DEAD_LETTER`` when it is set; otherwise the invocation
+  fails after every record ran, so Lambda's retries and on-failure destination
+  keep the event.
+* API Gateway / function URLs: the outputs in the response; 400 for a body that
+  is not a JSON object, 500 when the record failed.
+* Direct invocation (an event or a list of events): ``{"outputs": [...], "errors": [...]}``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from agglo_core import Outcome, compile_plan
+from handlers.runtime import Runtime
+from handlers.sources import aws as sources
+
+S3_CHUNK = 500
+
+
+class RecordsFailed(RuntimeError):
+    """Raised at the end of an asynchronous invocation whose failed records had nowhere to go."""
+
+
+class _RecordFailed(Exception):
+    """Tells Powertools' batch processor that one record failed."""
+
+
+def _registry() -> Any:
+    from handlers.connectors import aws, local_registry
+
+    registry = local_registry()
+    aws.register(registry)
+    return registry
+
+
+class Instruments:
+    """Powertools logs and EMF metrics, X-Ray subsegments per traced process."""
+
+    def __init__(self, runtime_config: Any) -> None:
+        from aws_lambda_powertools import Logger
+
+        self.service = os.environ.get("POWERTOOLS_SERVICE_NAME", "agglo")
+        self.namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "agglo")
+        self.logger = Logger(service=self.service)
+        self.instrumented = {(p.name, proc.name): proc.instrumentation for p in runtime_config.pipelines
+                             for proc in p.processes}
+        self.traced = {(p.name, proc.name) for p in runtime_config.pipelines for proc in p.processes
+                       if p.enableTracing or proc.instrumentation.enableTracing}
+        self._started: dict[tuple[str, str], float] = {}
+        self._process_metrics: list[tuple[str, str, str, float, str]] = []
+
+    def observe(self, pipeline: str, process: str, n_in: int, n_out: int) -> None:
+        """The core's stage observer: per-process counters, latency and traces."""
+        key = (pipeline, process)
+        if n_out < 0:
+            self._started[key] = time.time()
+            return
+        started = self._started.pop(key, time.time())
+        ended = time.time()
+        inst = self.instrumented.get(key)
+        if inst is not None and inst.counter:
+            self._process_metrics.append((pipeline, process, "RecordsIn", n_in, "Count"))
+            self._process_metrics.append((pipeline, process, "RecordsFailedOrStopped", n_in - n_out, "Count"))
+        if inst is not None and inst.latency:
+            self._process_metrics.append((pipeline, process, "Latency", (ended - started) * 1000, "Milliseconds"))
+        if key in self.traced:
+            _trace(f"{pipeline}/{process}", started, ended, {"records": n_in, "passed": n_out})
+
+    def report(self, trigger: str, outcomes: Sequence[Outcome]) -> None:
+        """Log every failed record (its id as correlation id) and flush the invocation's metrics."""
+        from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+        processed: dict[str, int] = {}
+        failed: dict[str, int] = {}
+        for o in outcomes:
+            for pipeline, _ in o.outputs:
+                processed[pipeline] = processed.get(pipeline, 0) + 1
+            for e in o.errors:
+                failed[e.pipeline or "(input)"] = failed.get(e.pipeline or "(input)", 0) + 1
+                self.logger.set_correlation_id(o.record.id)
+                self.logger.error("record failed", extra={"record_id": o.record.id, "pipeline": e.pipeline,
+                                                          "agglo_process": e.process, "error": e.message})
+        self.logger.set_correlation_id(None)
+        self.logger.info("invocation done", extra={"trigger": trigger, "records": len(outcomes),
+                                                   "failed": sum(1 for o in outcomes if o.errors)})
+        metrics = [(p, None, "RecordsProcessed", n, "Count") for p, n in processed.items()]
+        metrics += [(p, None, "RecordsFailed", n, "Count") for p, n in failed.items()]
+        metrics += self._process_metrics
+        self._process_metrics = []
+        for pipeline, process, name, value, unit in metrics:
+            with single_metric(name=name, unit=getattr(MetricUnit, unit), value=value, namespace=self.namespace,
+                               default_dimensions={"service": self.service}) as metric:
+                metric.add_dimension(name="pipeline", value=pipeline)
+                if process is not None:
+                    metric.add_dimension(name="process", value=process)
+
+
+def _trace(name: str, started: float, ended: float, metadata: dict) -> None:
+    from aws_xray_sdk.core import xray_recorder
+
+    subsegment = xray_recorder.begin_subsegment(name)
+    if subsegment is None:  # tracing not active in this invocation
+        return
+    subsegment.start_time = started
+    for key, value in metadata.items():
+        subsegment.put_metadata(key, value, "agglo")
+    xray_recorder.end_subsegment(ended)
+
+
+class App:
+    """Everything built once per container."""
+
+    def __init__(self, runtime: Runtime, dead_letter: str | None = None) -> None:
+        self.runtime = runtime
+        self.dead_letter = dead_letter
+        self.instruments = Instruments(runtime.plan.config)
+        runtime.observe = self.instruments.observe
+
+    @classmethod
+    def from_environment(cls) -> App:
+        from handlers.config_source import read_config_source
+        from handlers.execs import ExecRunner, allow_list_from
+
+        plan = compile_plan(read_config_source())
+        runtime = Runtime.build(plan, _registry(), ExecRunner(allow_list_from(None)))
+        return cls(runtime, os.environ.get("AGGLO_DEAD_LETTER") or None)
+
+    def run(self, items: list[sources.Item], trigger: str) -> list[Outcome]:
+        outcomes = self.runtime.process([i.record(trigger) for i in items])
+        self.instruments.report(trigger, outcomes)
+        return outcomes
+
+    def __call__(self, event: Any, context: Any) -> Any:
+        trigger = sources.detect(event)
+        if trigger in (sources.SQS, sources.KINESIS, sources.DYNAMODB):
+            return self._batch(trigger, event, context)
+        if trigger in (sources.S3, sources.SNS):
+            return self._asynchronous(trigger, event)
+        if trigger == sources.HTTP:
+            return self._http(event)
+        request_id = getattr(context, "aws_request_id", None) or "local"
+        outcomes = self.run(sources.direct_items(event, request_id), trigger)
+        return {"outputs": [e for o in outcomes for _, e in o.outputs],
+                "errors": [e.to_dict() for o in outcomes for e in o.errors]}
+
+    def _batch(self, trigger: str, event: dict, context: Any) -> dict:
+        from aws_lambda_powertools.utilities.batch import (
+            BatchProcessor,
+            EventType,
+            SqsFifoPartialProcessor,
+            process_partial_response,
+        )
+
+        items = {sources.SQS: sources.sqs_items, sources.KINESIS: sources.kinesis_items,
+                 sources.DYNAMODB: sources.dynamodb_items}[trigger](event)
+        by_report_id = {i.report_as: i for i in items}
+        fifo = trigger == sources.SQS and str(event["Records"][0].get("eventSourceARN", "")).endswith(".fifo")
+        if fifo:
+            # In order, one at a time: after a failure the processor skips the rest of that group unrun.
+            processor: Any = SqsFifoPartialProcessor(skip_group_on_error=True)
+            outcomes: dict[str, Outcome] = {}
+
+            def outcome_of(report_id: str) -> Outcome:
+                [outcome] = self.run([by_report_id[report_id]], trigger)
+                return outcome
+        else:
+            processor = BatchProcessor({sources.SQS: EventType.SQS, sources.KINESIS: EventType.KinesisDataStreams,
+                                        sources.DYNAMODB: EventType.DynamoDBStreams}[trigger],
+                                       raise_on_entire_batch_failure=False)
+            outcomes = {i.report_as: o for i, o in zip(items, self.run(items, trigger), strict=True)}
+
+            def outcome_of(report_id: str) -> Outcome:
+                return outcomes[report_id]
+
+        def record_handler(record: Any) -> None:
+            raw = record.raw_event
+            report_id = (raw.get("messageId") or (raw.get("kinesis") or {}).get("sequenceNumber")
+                         or (raw.get("dynamodb") or {}).get("SequenceNumber"))
+            outcome = outcome_of(report_id)
+            if outcome.errors:
+                raise _RecordFailed("; ".join(str(e) for e in outcome.errors))
+
+        return process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                        context=context)
+
+    def _asynchronous(self, trigger: str, event: dict) -> dict:
+        failed: list[Outcome] = []
+        total = 0
+        if trigger == sources.S3:
+            for chunk in _s3_chunks(event):
+                outcomes = self.run(chunk, trigger)
+                total += len(outcomes)
+                failed.extend(o for o in outcomes if o.errors)
+        else:
+            outcomes = self.run(sources.sns_items(event), trigger)
+            total = len(outcomes)
+            failed = [o for o in outcomes if o.errors]
+        undelivered = self.runtime.dead_letter(self.dead_letter, failed) if self.dead_letter else failed
+        if undelivered:
+            raise RecordsFailed(f"{len(undelivered)} of {total} record(s) failed and no dead-letter output took "
+                                f"them (set AGGLO_DEAD_LETTER to an external system's name); first: "
+                                f"{undelivered[0].errors[0]}")
+        return {"records": total, "failed": len(failed), "deadLettered": len(failed)}
+
+    def _http(self, event: dict) -> dict:
+        item = sources.http_item(event)
+        from handlers.sources import Unreadable
+
+        if isinstance(item.payload, Unreadable):
+            return _http_response(400, {"error": item.payload.message})
+        [outcome] = self.run([item], sources.HTTP)
+        outputs = [e for _, e in outcome.outputs]
+        if outcome.errors:
+            return _http_response(500, {"errors": [e.to_dict() for e in outcome.errors], "outputs": outputs})
+        return _http_response(200, {"outputs": outputs})
+
+
+def _http_response(status: int, body: Any) -> dict:
+    import orjson
+
+    return {"statusCode": status, "headers": {"Content-Type": "application/json"},
+            "body": orjson.dumps(body).decode()}
+
+
+def _s3_chunks(event: dict) -> Any:
+    """The records of every object in an S3 notification, in chunks, streamed."""
+    from handlers.connectors.s3 import open_object
+    from handlers.sources.jsonfile import open_events, read_events
+
+    chunk: list[sources.Item] = []
+    for bucket, key, version in sources.s3_objects(event):
+        with open_object(bucket, key, version) as stream:
+            for n, payload in read_events(open_events(stream)):
+                chunk.append(sources.Item(sources.s3_record_id(bucket, key, version, n), payload))
+                if len(chunk) >= S3_CHUNK:
+                    yield chunk
+                    chunk = []
+    if chunk:
+        yield chunk
+
+
+_app: App | None = None
+
+
+def handler(event: Any, context: Any) -> Any:
+    """The Lambda entry point."""
+    global _app
+    if _app is None:
+        _app = App.from_environment()
+    return _app(event, context)
+
+
+def reset() -> None:
+    """Forget the cold-start state (tests; a new config or environment)."""
+    global _app
+    _app = None

@@ -1,0 +1,60 @@
+"""boto3 clients for the AWS connectors: created lazily, once per service/region/endpoint.
+
+boto3 itself honours ``AWS_ENDPOINT_URL`` and ``AWS_ENDPOINT_URL_<SERVICE>``, so
+the same code runs against moto or LocalStack; binge's ``endpoint=`` option in a
+connection string overrides them for one external.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cache
+from typing import Any
+
+from agglo_core.connstr import parse_options
+
+_lock = threading.Lock()
+
+
+@cache
+def _session() -> Any:
+    import boto3  # lazy: only adapters that use AWS pay for the import
+
+    return boto3.session.Session()
+
+
+@cache
+def client(service: str, region: str | None = None, endpoint: str | None = None) -> Any:
+    from botocore.config import Config
+
+    with _lock:  # creating clients is not thread-safe; using them is
+        return _session().client(
+            service, region_name=region or None, endpoint_url=endpoint or None,
+            config=Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30,
+                          max_pool_connections=32))
+
+
+def options(connection_string: str) -> dict[str, str]:
+    """``scheme:a=b,c=d`` -> {"a": "b", "c": "d"}."""
+    return parse_options(connection_string.split(":", 1)[1])
+
+
+def endpoint_url(opts: dict[str, str]) -> str | None:
+    """binge wrote endpoints without a scheme (``localhost:9000``); assume http there."""
+    endpoint = opts.get("endpoint")
+    if endpoint and "://" not in endpoint:
+        endpoint = "http://" + endpoint
+    return endpoint
+
+
+def client_for(service: str, opts: dict[str, str]) -> Any:
+    return client(service, opts.get("region"), endpoint_url(opts))
+
+
+def register(registry: Any) -> None:
+    from handlers.connectors import dynamo, kinesis, s3, sqs
+
+    dynamo.register(registry)
+    s3.register(registry)
+    sqs.register(registry)
+    kinesis.register(registry)

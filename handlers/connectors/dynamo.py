@@ -1,0 +1,170 @@
+"""DynamoDB as the key-value store: ``dynamo:tableName=T[,region=R][,endpoint=URL]``.
+
+binge's ``prefixLength`` option is accepted and has no effect. The table has a
+string partition key ``pk``. Each state change is one ``UpdateItem``: ``ADD`` for
+sums and counts, a conditional ``SET`` for max and min, answered with the item as
+it was (``ALL_OLD``). State fields are stored as top-level attributes named
+``f:<field>`` so that no field can collide with the key.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from agglo_core.config import External
+from agglo_core.effects import ApplyDeltas, JoinAdd, JoinDelete, JoinState, Put
+from handlers.connectors.aws import client_for, options
+
+FIELD = "f:"
+KEY = "pk"
+
+
+def to_dynamo(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return value
+
+
+def from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, set):
+        return {from_dynamo(v) for v in value}
+    return value
+
+
+def _conditional_failure(err: Exception) -> bool:
+    return getattr(err, "response", {}).get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class DynamoKV:
+    def __init__(self, opts: dict[str, str], parallelism: int = 8) -> None:
+        self.table = opts["tableName"]
+        self._opts = opts
+        self._parallelism = parallelism
+
+    @property
+    def _client(self) -> Any:
+        return client_for("dynamodb", self._opts)
+
+    def perform(self, effects: list[Any]) -> list[Any]:
+        """One request per effect: different keys in parallel, the same key in order."""
+        by_key: dict[str, list[int]] = {}
+        for i, e in enumerate(effects):
+            by_key.setdefault(e.key, []).append(i)
+        results: list[Any] = [None] * len(effects)
+
+        def run_key(indexes: list[int]) -> None:
+            for i in indexes:
+                results[i] = self._one(effects[i])
+
+        if len(by_key) == 1:
+            run_key(next(iter(by_key.values())))
+        else:
+            with ThreadPoolExecutor(max_workers=min(self._parallelism, len(by_key))) as pool:
+                list(pool.map(run_key, by_key.values()))
+        return results
+
+    def _one(self, e: Any) -> Any:
+        if isinstance(e, ApplyDeltas):
+            return self._apply(e)
+        if isinstance(e, JoinAdd):
+            return self._join_add(e)
+        if isinstance(e, JoinDelete):
+            return self._join_delete(e)
+        if isinstance(e, Put):
+            self._put_item(e.key, {"json": orjson.dumps(e.body).decode()})
+            return None
+        raise TypeError(f"DynamoDB cannot perform {type(e).__name__}")
+
+    def _put_item(self, key: str, attrs: dict[str, str]) -> None:
+        item = {KEY: {"S": key}, **{k: {"S": v} for k, v in attrs.items()}}
+        self._client.put_item(TableName=self.table, Item=item)
+
+    def _apply(self, e: ApplyDeltas) -> dict:
+        from boto3.dynamodb.types import TypeSerializer
+
+        ser = TypeSerializer()
+        names, values, adds, sets, conds = {}, {}, [], [], []
+        for i, (field, (op, amount)) in enumerate(e.deltas.items()):
+            names[f"#f{i}"] = FIELD + field
+            values[f":v{i}"] = ser.serialize(to_dynamo(amount))
+            if op == "add":
+                adds.append(f"#f{i} :v{i}")
+            else:
+                sets.append(f"#f{i} = :v{i}")
+                conds.append(f"(attribute_not_exists(#f{i}) OR #f{i} {'<' if op == 'max' else '>'} :v{i})")
+        expression = " ".join(part for part in (
+            "ADD " + ", ".join(adds) if adds else "", "SET " + ", ".join(sets) if sets else "") if part)
+        request: dict[str, Any] = {
+            "TableName": self.table, "Key": {KEY: {"S": e.key}}, "UpdateExpression": expression,
+            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values, "ReturnValues": "ALL_OLD"}
+        if conds:
+            # max/min: only write when the new value wins; several fields all have to win.
+            request["ConditionExpression"] = " AND ".join(conds)
+            request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        try:
+            answer = self._client.update_item(**request)
+            old = answer.get("Attributes", {})
+        except Exception as err:
+            if not _conditional_failure(err):
+                raise
+            old = getattr(err, "response", {}).get("Item") or self._get(e.key)
+            if len(conds) > 1:  # some fields may still win: apply them one at a time
+                for field, delta in e.deltas.items():
+                    self._apply(ApplyDeltas(e.store, e.key, {field: delta}))
+        return _fields(old)
+
+    def _get(self, key: str) -> dict:
+        return self._client.get_item(TableName=self.table, Key={KEY: {"S": key}}, ConsistentRead=True).get("Item", {})
+
+    def _join_add(self, e: JoinAdd) -> JoinState:
+        answer = self._client.update_item(
+            TableName=self.table, Key={KEY: {"S": e.key}},
+            UpdateExpression="ADD #m :m SET #d = if_not_exists(#d, :d)",
+            ExpressionAttributeNames={"#m": "members", "#d": "deadline"},
+            ExpressionAttributeValues={":m": {"SS": [e.member]}, ":d": {"N": str(e.deadline_ms)}},
+            ReturnValues="ALL_NEW")
+        item = answer["Attributes"]
+        return JoinState(frozenset(item["members"]["SS"]), int(item["deadline"]["N"]))
+
+    def _join_delete(self, e: JoinDelete) -> bool:
+        try:
+            self._client.delete_item(TableName=self.table, Key={KEY: {"S": e.key}},
+                                     ConditionExpression="#d = :d", ExpressionAttributeNames={"#d": "deadline"},
+                                     ExpressionAttributeValues={":d": {"N": str(e.deadline_ms)}})
+            return True
+        except Exception as err:
+            if _conditional_failure(err):
+                return False
+            raise
+
+    def get(self, key: str) -> Any:
+        """The stored value at ``key``: a tee'd body, or a state item's fields (for tests and tools)."""
+        item = self._get(key)
+        if not item:
+            return None
+        if "json" in item:
+            return orjson.loads(item["json"]["S"])
+        return _fields(item)
+
+
+def _fields(item: dict) -> dict:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    de = TypeDeserializer()
+    return {k[len(FIELD):]: from_dynamo(de.deserialize(v)) for k, v in item.items() if k.startswith(FIELD)}
+
+
+def register(registry: Any) -> None:
+    def build(ext: External) -> DynamoKV:
+        opts = options(ext.connectionString)
+        if not opts.get("tableName"):
+            raise ValueError(f"external system '{ext.name}': dynamo needs tableName=…")
+        return DynamoKV(opts)
+
+    registry.register("ExternalKVStore", "dynamo", build)

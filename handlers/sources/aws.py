@@ -1,0 +1,162 @@
+"""AWS Lambda payloads -> Records with ids that are stable across redelivery.
+
+| trigger | record id | reported on failure as |
+|---|---|---|
+| SQS (also SNS-wrapped bodies) | ``messageId`` | ``messageId`` |
+| Kinesis | ``eventID`` (shard + sequence number) | sequence number |
+| DynamoDB Streams | ``eventID`` | sequence number |
+| S3 ``ObjectCreated`` | ``bucket/key@version#n`` (one per JSON element or line) | logged / dead-letter |
+| API Gateway, function URL | ``Idempotency-Key`` header, else a hash of the body | HTTP status |
+| direct invocation | ``invoke:<request id>#n`` | in the response |
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+import orjson
+
+from agglo_core import Record
+from handlers.sources import Unreadable
+
+SQS, SNS, KINESIS, DYNAMODB, S3, HTTP, DIRECT = "sqs", "sns", "kinesis", "dynamodb", "s3", "http", "direct"
+_SOURCES = {"aws:sqs": SQS, "aws:sns": SNS, "aws:kinesis": KINESIS, "aws:dynamodb": DYNAMODB, "aws:s3": S3}
+
+
+class UnrecognisedEvent(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One record of a trigger's batch: what to run, how to name it when it fails, its FIFO group."""
+
+    id: str
+    payload: Any  # the event, or Unreadable
+    report_as: str | None = None
+    group: str | None = None
+
+    def record(self, source: str) -> Record:
+        return Record(self.id, self.payload, source=source)
+
+
+def detect(event: Any) -> str:
+    """Which trigger sent ``event``."""
+    if isinstance(event, list):
+        return DIRECT
+    if not isinstance(event, dict):
+        raise UnrecognisedEvent(f"a Lambda event must be a JSON object or list, got {type(event).__name__}")
+    records = event.get("Records")
+    if isinstance(records, list) and records and isinstance(records[0], dict):
+        first = records[0]
+        source = first.get("eventSource") or first.get("EventSource")
+        if source in _SOURCES:
+            return _SOURCES[source]
+        raise UnrecognisedEvent(f"records from an unsupported event source {source!r} "
+                                f"(supported: {', '.join(sorted(_SOURCES))})")
+    if "requestContext" in event and ("body" in event or "httpMethod" in event or "routeKey" in event):
+        return HTTP
+    return DIRECT
+
+
+def _json(data: bytes | str, what: str) -> Any:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        return Unreadable(f"{what} is not valid JSON: {e}")
+    return value if isinstance(value, dict) else Unreadable(f"{what} must be a JSON object")
+
+
+def sqs_items(event: dict) -> list[Item]:
+    items = []
+    for r in event["Records"]:
+        payload = _json(r.get("body", ""), "the message body")
+        if isinstance(payload, dict) and payload.get("Type") == "Notification" and "TopicArn" in payload:
+            payload = _json(payload.get("Message", ""), "the SNS message")
+        group = (r.get("attributes") or {}).get("MessageGroupId")
+        items.append(Item(r["messageId"], payload, r["messageId"], group))
+    return items
+
+
+def sns_items(event: dict) -> list[Item]:
+    return [Item(r["Sns"]["MessageId"], _json(r["Sns"].get("Message", ""), "the SNS message"))
+            for r in event["Records"]]
+
+
+def kinesis_items(event: dict) -> list[Item]:
+    items = []
+    for r in event["Records"]:
+        k = r["kinesis"]
+        try:
+            payload = _json(base64.b64decode(k["data"], validate=True), "the Kinesis data")
+        except (binascii.Error, ValueError) as e:
+            payload = Unreadable(f"the Kinesis data is not base64: {e}")
+        items.append(Item(r.get("eventID") or k["sequenceNumber"], payload, k["sequenceNumber"]))
+    return items
+
+
+def _plain(value: Any) -> Any:
+    """A deserialized DynamoDB value as plain JSON: Decimals as numbers, sets as lists, bytes as base64."""
+    from handlers.connectors.dynamo import from_dynamo
+
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | set | frozenset):
+        items = [_plain(v) for v in value]
+        return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode()
+    if hasattr(value, "value") and type(value).__name__ == "Binary":
+        return base64.b64encode(value.value).decode()
+    return from_dynamo(value)
+
+
+def dynamodb_items(event: dict) -> list[Item]:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    de = TypeDeserializer()
+
+    def image(raw: dict | None) -> dict | None:
+        return None if raw is None else {k: _plain(de.deserialize(v)) for k, v in raw.items()}
+
+    items = []
+    for r in event["Records"]:
+        d = r["dynamodb"]
+        new, old = image(d.get("NewImage")), image(d.get("OldImage"))
+        payload = dict(new if new is not None else old or {})
+        payload["internal:dynamodb"] = {"eventName": r.get("eventName"), "keys": image(d.get("Keys")),
+                                        "oldImage": old}
+        items.append(Item(r["eventID"], payload, d["SequenceNumber"]))
+    return items
+
+
+def s3_objects(event: dict) -> Iterator[tuple[str, str, str | None]]:
+    """(bucket, key, version) of each object in an S3 notification; keys arrive URL-encoded."""
+    for r in event["Records"]:
+        obj = r["s3"]["object"]
+        yield r["s3"]["bucket"]["name"], unquote_plus(obj["key"]), obj.get("versionId") or None
+
+
+def s3_record_id(bucket: str, key: str, version: str | None, n: int) -> str:
+    return f"{bucket}/{key}@{version or 'null'}#{n}"
+
+
+def http_item(event: dict) -> Item:
+    body = event.get("body") or ""
+    raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    key = headers.get("idempotency-key")
+    rid = f"http:{key}" if key else "http:sha256:" + hashlib.sha256(raw).hexdigest()
+    return Item(rid, _json(raw, "the request body"))
+
+
+def direct_items(event: Any, request_id: str) -> list[Item]:
+    events = event if isinstance(event, list) else [event]
+    return [Item(f"invoke:{request_id}#{i}", e if isinstance(e, dict) else Unreadable("an event must be a JSON object"))
+            for i, e in enumerate(events, 1)]
