@@ -39,7 +39,8 @@ class _RecordFailed(Exception):
     """Tells Powertools' batch processor that one record failed."""
 
 
-def _registry() -> Any:
+def aws_registry() -> Any:
+    """The connectors a Lambda offers: the local ones and the AWS ones."""
     from handlers.connectors import aws, local_registry
 
     registry = local_registry()
@@ -136,7 +137,7 @@ class App:
         from handlers.execs import ExecRunner, allow_list_from
 
         plan = compile_plan(read_config_source())
-        runtime = Runtime.build(plan, _registry(), ExecRunner(allow_list_from(None)))
+        runtime = Runtime.build(plan, aws_registry(), ExecRunner(allow_list_from(None)))
         return cls(runtime, os.environ.get("AGGLO_DEAD_LETTER") or None)
 
     def run(self, items: list[sources.Item], trigger: str) -> list[Outcome]:

@@ -123,6 +123,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return serve.main(args)
 
 
+def _cmd_invoke(args: argparse.Namespace) -> int:
+    from handlers import invoke
+
+    return invoke.main(args)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agglo", description="Run binge-format event pipelines locally.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -152,6 +158,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--durable", metavar="DIR", help="queue events durably in DIR and answer 202 (persistent daemon)")
     s.add_argument("--workers", type=int, default=2, help="worker threads processing the durable queue")
     s.set_defaults(func=_cmd_serve)
+
+    i = sub.add_parser("invoke", help="run a SAM template's function once with an event (sam local invoke, "
+                                      "without a container)")
+    i.add_argument("function", metavar="FUNCTION_LOGICAL_ID")
+    i.add_argument("-e", "--event", metavar="EVENT_FILE", help="the event as JSON ('-' for stdin; default {})")
+    i.add_argument("-t", "--template", default="template.yaml")
+    i.add_argument("--env-vars", metavar="ENV_JSON", help='SAM\'s env.json: {"LogicalId": {"VAR": "value"}}')
+    i.add_argument("--parameter-overrides", nargs="+", metavar="KEY=VALUE")
+    i.set_defaults(func=_cmd_invoke)
     return p
 
 

@@ -1,7 +1,7 @@
 """S3 as an object store: ``s3:bucketName=B[,prefix=P][,region=R][,endpoint=URL]``.
 
 Tee'd events are stored as JSON objects under ``<prefix><uuid>``. The same
-module opens objects for the S3 event source, streaming them.
+module opens objects for the S3 event source, in ranged parts.
 """
 
 from __future__ import annotations
@@ -43,30 +43,41 @@ class S3ObjectStore:
         return orjson.loads(body.read())
 
 
-class _Streaming(io.RawIOBase):
-    """botocore's streaming body as a raw stream, so it can be buffered, peeked and gunzipped."""
+class _RangedObject(io.RawIOBase):
+    """An S3 object read in ranged parts: memory stays bounded and no connection is held open
+    while the records of a part are processed (however long that takes)."""
 
-    def __init__(self, body: Any) -> None:
-        self._body = body
+    def __init__(self, bucket: str, key: str, version: str | None, part_size: int) -> None:
+        self._s3 = client("s3")
+        self._where = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
+        head = self._s3.head_object(**self._where)
+        self._size, self._etag = head["ContentLength"], head.get("ETag")
+        self._part_size = part_size
+        self._pos = 0
+        self._part = b""
+        self._offset = 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self._body.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        if self._offset >= len(self._part):
+            if self._pos >= self._size:
+                return 0
+            end = min(self._pos + self._part_size, self._size) - 1
+            extra = {"IfMatch": self._etag} if self._etag else {}  # the object must not change under us
+            self._part = self._s3.get_object(Range=f"bytes={self._pos}-{end}", **self._where, **extra)["Body"].read()
+            self._pos += len(self._part)
+            self._offset = 0
+        n = min(len(buffer), len(self._part) - self._offset)
+        buffer[:n] = self._part[self._offset:self._offset + n]
+        self._offset += n
+        return n
 
-    def close(self) -> None:
-        self._body.close()
-        super().close()
 
-
-def open_object(bucket: str, key: str, version: str | None = None) -> IO[bytes]:
-    """An S3 object as a buffered stream, read as it is consumed rather than all at once."""
-    extra = {"VersionId": version} if version else {}
-    body = client("s3").get_object(Bucket=bucket, Key=key, **extra)["Body"]
-    return io.BufferedReader(_Streaming(body), buffer_size=1 << 20)
+def open_object(bucket: str, key: str, version: str | None = None, part_size: int = 8 << 20) -> IO[bytes]:
+    """An S3 object as a buffered stream, fetched in parts as it is consumed."""
+    return io.BufferedReader(_RangedObject(bucket, key, version, part_size), buffer_size=1 << 16)
 
 
 def register(registry: Any) -> None:

@@ -20,11 +20,21 @@ def ext(kind: str, cs: str, name: str = "X") -> External:
     return External.model_validate({"externalType": kind, "name": name, "connectionString": cs})
 
 
-@pytest.fixture(params=["mem", "sqlite"])
+@pytest.fixture(params=["mem", "sqlite", "dynamo"])
 def kv(request, tmp_path):
+    """Every key-value connector must pass the same contract."""
     if request.param == "mem":
         return local_registry().build(ext("ExternalKVStore", "mem:t"))
-    return local_registry().build(ext("ExternalKVStore", f"sqlite:{tmp_path}/sub/state.db"))
+    if request.param == "sqlite":
+        return local_registry().build(ext("ExternalKVStore", f"sqlite:{tmp_path}/sub/state.db"))
+    request.getfixturevalue("aws")
+    from handlers.aws_lambda import aws_registry
+    from handlers.connectors.aws import client
+
+    client("dynamodb").create_table(TableName="state", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                                    AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                                    BillingMode="PAY_PER_REQUEST")
+    return aws_registry().build(ext("ExternalKVStore", "dynamo:tableName=state"))
 
 
 def test_kv_applies_deltas_and_returns_the_item_before(kv):
