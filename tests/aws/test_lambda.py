@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import socket
 import gzip
 import json
 import logging
@@ -285,3 +287,41 @@ def test_logs_are_json_with_the_record_id_and_metrics_are_emf(stack, capsys):
     assert metrics[("RecordsIn", "BasicPipeline", "SumSomeNum")] == [1.0]
     assert ("Latency", "BasicPipeline", "SumSomeNum") in metrics
     assert ("Latency", "BasicPipeline", "AfterTee") not in metrics
+
+
+def test_traced_pipelines_send_a_subsegment_per_process_to_xray(stack, monkeypatch):
+    from aws_xray_sdk.core import xray_recorder
+    from aws_xray_sdk.core.lambda_launcher import LambdaContext
+
+    daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a stand-in X-Ray daemon: UDP on 127.0.0.1
+    daemon.bind(("127.0.0.1", 0))
+    daemon.settimeout(5)
+    address = f"127.0.0.1:{daemon.getsockname()[1]}"
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", "/var/task")
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;"
+                                           "Sampled=1")
+    monkeypatch.setenv("AWS_XRAY_DAEMON_ADDRESS", address)
+    previous = (xray_recorder.context, xray_recorder.streaming_threshold)
+    xray_recorder.configure(context=LambdaContext(), daemon_address=address, streaming_threshold=0)
+    try:
+        cfg = json.loads(REPO.joinpath(BASIC).read_text())
+        cfg["pipelines"][0]["enableTracing"] = True
+        stack.use(cfg)
+        aws_lambda.handler([event(1)], context())
+        names = set()
+        with contextlib.suppress(TimeoutError):
+            while len(names) < 5:
+                header, _, document = daemon.recv(65536).partition(b"\n")
+                names.update(json.loads(s)["name"] for s in _subsegments(json.loads(document)))
+    finally:
+        xray_recorder.configure(context=previous[0], streaming_threshold=previous[1])
+        daemon.close()
+    assert {f"BasicPipeline/{p}" for p in ("BeforeTee", "AnnotateFooBar", "SumSomeNum", "RemovePrefix",
+                                             "AfterTee")} <= names
+
+
+def _subsegments(document: dict) -> list[str]:
+    found = [json.dumps(document)] if document.get("type") == "subsegment" or "parent_id" in document else []
+    for child in document.get("subsegments", []):
+        found.extend(_subsegments(child))
+    return found
