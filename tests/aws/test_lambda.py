@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import socket
 import gzip
 import json
 import logging
 import pathlib
+import socket
 import sys
 import uuid
 from types import SimpleNamespace
