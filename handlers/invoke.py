@@ -19,10 +19,18 @@ Environment, lowest to highest precedence, as ``sam local invoke`` does:
    template does not declare are set too.
 
 Lambda's own variables are set as the runtime would (``AWS_LAMBDA_FUNCTION_NAME``,
-``LAMBDA_TASK_ROOT`` = the CodeUri directory, …); ``AWS_XRAY_SDK_ENABLED`` is
-``false`` unless set, since there is no X-Ray daemon. The environment and
-``sys.path`` are restored afterwards. Everything the handler prints (logs, EMF
-metrics) goes to stderr, so stdout holds only the response.
+``LAMBDA_TASK_ROOT`` = the CodeUri directory, …) and ``AWS_SAM_LOCAL=true`` as
+sam sets it; ``AWS_XRAY_SDK_ENABLED`` is ``false`` unless set, since there is no
+X-Ray daemon. The environment and ``sys.path`` are restored afterwards.
+Everything the handler prints (logs, EMF metrics) goes to stderr, so stdout
+holds only the response.
+
+The handler runs in this process, with this interpreter and its packages (a
+warning says so when the template's ``Runtime`` differs), and ``CodeUri`` is put
+first on ``sys.path``; a module this process has already imported is not loaded
+again from there (agglo's own ``handlers``, when the template is another
+project's). Neither ``Timeout`` nor ``MemorySize`` is enforced: the context
+counts down from ``Timeout`` and a warning says when the call ran over it.
 
 Exit status: 0 when the handler returned, 1 when it raised (its error is printed
 as the Python runtime reports it: ``errorMessage``, ``errorType``, ``requestId``,
@@ -513,28 +521,30 @@ def invoke(function_id: str, event_path: str | None, template_path: str = "templ
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb), "AWS_LAMBDA_LOG_GROUP_NAME": context.log_group_name,
         "AWS_LAMBDA_LOG_STREAM_NAME": context.log_stream_name, "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region, "AWS_EXECUTION_ENV": f"AWS_Lambda_{runtime or here}",
-        "LAMBDA_TASK_ROOT": code_dir, "_HANDLER": handler,
+        "LAMBDA_TASK_ROOT": code_dir, "_HANDLER": handler, "AWS_SAM_LOCAL": "true",
         "AWS_XRAY_SDK_ENABLED": os.environ.get("AWS_XRAY_SDK_ENABLED", "false"),
     }
     module_name, _, attr = handler.rpartition(".")
     started = time.monotonic()
     with _environment({**runtime_env, **env}), _on_path(code_dir), _stdout_to_stderr():
         try:
-            fn = getattr(importlib.import_module(module_name), attr)
-        except ImportError as e:
-            failure = _error(e, "Runtime.ImportModuleError", context.aws_request_id)
-            failure["errorMessage"] = f"Unable to import module '{module_name}': {e}"
-            response, ok = failure, False
-        except AttributeError as e:
-            failure = _error(e, "Runtime.HandlerNotFound", context.aws_request_id)
-            failure["errorMessage"] = f"Handler '{attr}' missing on module '{module_name}'"
-            response, ok = failure, False
+            module = importlib.import_module(module_name)
+        except Exception as e:  # as the runtime reports it, so is everything below
+            traceback.print_exc()
+            response, ok = _error(e, "Runtime.ImportModuleError", context.aws_request_id), False
+            response["errorMessage"] = f"Unable to import module '{module_name}': {e}"
         else:
-            try:
-                response, ok = fn(event, context), True
-            except Exception as e:  # reported as the Lambda runtime reports it
-                traceback.print_exc()
-                response, ok = _error(e, None, context.aws_request_id), False
+            fn = getattr(module, attr, None)
+            if not callable(fn):
+                response, ok = {"errorMessage": f"Handler '{attr}' missing on module '{module_name}'",
+                                "errorType": "Runtime.HandlerNotFound", "requestId": context.aws_request_id,
+                                "stackTrace": []}, False
+            else:
+                try:
+                    response, ok = fn(event, context), True
+                except Exception as e:
+                    traceback.print_exc()
+                    response, ok = _error(e, None, context.aws_request_id), False
     elapsed = time.monotonic() - started
     if elapsed > timeout_s:
         err.write(f"agglo: {function_id} ran {elapsed:.2f} s, over its Timeout of {timeout_s:g} s; "

@@ -50,7 +50,14 @@ class _RangedObject(io.RawIOBase):
     def __init__(self, bucket: str, key: str, version: str | None, part_size: int) -> None:
         self._s3 = client("s3")
         self._where = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
-        head = self._s3.head_object(**self._where)
+        try:
+            head = self._s3.head_object(**self._where)
+        except Exception as err:
+            status = getattr(err, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status in (403, 404):  # a HEAD answer has no body to say more
+                raise FileNotFoundError(f"s3://{bucket}/{key}{f' (version {version})' if version else ''}: "
+                                        f"no such object, or no permission to read it (HTTP {status})") from None
+            raise
         self._size, self._etag = head["ContentLength"], head.get("ETag")
         self._part_size = part_size
         self._pos = 0
