@@ -325,3 +325,12 @@ def _subsegments(document: dict) -> list[str]:
     for child in document.get("subsegments", []):
         found.extend(_subsegments(child))
     return found
+
+
+def test_rest_api_proxy_events_too(stack):
+    rest = {"resource": "/events", "path": "/events", "httpMethod": "POST", "headers": {"Idempotency-Key": "r1"},
+            "requestContext": {"resourcePath": "/events", "httpMethod": "POST", "stage": "prod"},
+            "body": json.dumps(event(9)), "isBase64Encoded": False}
+    response = aws_lambda.handler(rest, context())
+    assert response["statusCode"] == 200 and json.loads(response["body"])["outputs"][0]["someNum"] == 9
+    assert total() == 9
