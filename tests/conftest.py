@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import pathlib
+import socket
+import subprocess
 import sys
 import urllib.request
 
 import pytest
-from servers import Server, free_port
+from servers import Server, free_port, wait_until
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 BINGE_CONFIGS = FIXTURES / "binge" / "configs"
@@ -52,3 +54,34 @@ def aws(moto_endpoint, monkeypatch):
     yield moto_endpoint
     aws_lambda.reset()
     aws_clients.client.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A real redis-server on a free port (``apt-get install redis-server``; .ci/run installs it)."""
+    import shutil
+
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is not installed: apt-get install -y redis-server (.ci/run does this)"
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def answers() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+
+    wait_until(answers, 20, "redis-server", proc)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.kill()
+    proc.wait(10)
+
+
+@pytest.fixture
+def redis_kv_url(redis_url):
+    """The Redis server, emptied."""
+    import redis
+
+    redis.Redis.from_url(redis_url).flushall()
+    return redis_url

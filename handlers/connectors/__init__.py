@@ -88,12 +88,13 @@ class Registry:
 
 
 def local_registry() -> Registry:
-    """The connectors that need no cloud: memory, SQLite, files, HTTP."""
-    from handlers.connectors import files, http, memory, sqlite
+    """The connectors that need no cloud: memory, SQLite, files, HTTP, Redis."""
+    from handlers.connectors import files, http, memory, redis_kv, sqlite
 
     r = Registry()
     memory.register(r)
     sqlite.register(r)
+    redis_kv.register(r)
     files.register(r)
     http.register(r)
     return r

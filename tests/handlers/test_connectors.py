@@ -20,13 +20,15 @@ def ext(kind: str, cs: str, name: str = "X") -> External:
     return External.model_validate({"externalType": kind, "name": name, "connectionString": cs})
 
 
-@pytest.fixture(params=["mem", "sqlite", "dynamo"])
+@pytest.fixture(params=["mem", "sqlite", "redis", "dynamo"])
 def kv(request, tmp_path):
     """Every key-value connector must pass the same contract."""
     if request.param == "mem":
         return local_registry().build(ext("ExternalKVStore", "mem:t"))
     if request.param == "sqlite":
         return local_registry().build(ext("ExternalKVStore", f"sqlite:{tmp_path}/sub/state.db"))
+    if request.param == "redis":
+        return local_registry().build(ext("ExternalKVStore", request.getfixturevalue("redis_kv_url")))
     request.getfixturevalue("aws")
     from handlers.aws_lambda import aws_registry
     from handlers.connectors.aws import client
@@ -74,31 +76,35 @@ def test_mem_stores_are_shared_by_name_and_separate_by_kind():
     assert r.build(ext("ExternalKVStore", "mem:a")).get("k") is None
 
 
-def _hammer(path: str, worker: int, n: int) -> None:
-    store = SqliteKV(path)
+def _hammer(connection_string: str, worker: int, n: int) -> None:
+    store = local_registry().build(ext("ExternalKVStore", connection_string))
     for i in range(n):
         store.perform([ApplyDeltas("s", "total", {"value": ("add", 1), "sum": ("add", worker)}),
+                       ApplyDeltas("s", "top", {"value": ("max", worker * 1000 + i)}),
                        ApplyDeltas("s", f"w{worker}", {"value": ("add", 1)})])
         if i % 10 == 0:
             store.perform([JoinAdd("s", "join", f"w{worker}", 1)])
 
 
-def test_sqlite_is_safe_for_several_processes_on_one_file(tmp_path):
-    path = str(tmp_path / "state.db")
-    SqliteKV(path)
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_several_processes_updating_the_same_keys_lose_nothing(backend, tmp_path, request):
+    cs = f"sqlite:{tmp_path}/state.db" if backend == "sqlite" else request.getfixturevalue("redis_kv_url")
+    workers, n = 8, 120
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_hammer, args=(path, w, 150)) for w in range(6)]
+    procs = [ctx.Process(target=_hammer, args=(cs, w, n)) for w in range(workers)]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(60)
+        p.join(120)
         assert p.exitcode == 0
-    store = SqliteKV(path)
-    assert store.get("total") == {"value": 900, "sum": 150 * sum(range(6))}
-    assert all(store.get(f"w{w}") == {"value": 150} for w in range(6))
-    assert sorted(store.get("join")["members"]) == [f"w{w}" for w in range(6)]
-    mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
-    assert mode == "wal"
+    store = local_registry().build(ext("ExternalKVStore", cs))
+    assert store.get("total") == {"value": workers * n, "sum": n * sum(range(workers))}
+    assert store.get("top") == {"value": (workers - 1) * 1000 + n - 1}
+    assert all(store.get(f"w{w}") == {"value": n} for w in range(workers))
+    join = store.perform([JoinAdd("s", "join", "w0", 1)])[0]
+    assert join.members == frozenset(f"w{w}" for w in range(workers))
+    if backend == "sqlite":
+        assert sqlite3.connect(tmp_path / "state.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_sqlite_rolls_back_a_failed_batch(tmp_path):
