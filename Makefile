@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 EXTRAS ?= dev
 
-.PHONY: install test lint run clean
+.PHONY: install test lint run clean system-deps
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -14,7 +14,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+# The tests start a real redis-server; install Debian's when it is missing and we may (root).
+system-deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null 2>&1 || \
+	    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; }; \
+	  else echo "make test needs redis-server: sudo apt-get install redis-server (or brew install redis)"; exit 1; fi; }
+
+test: $(STAMP) system-deps
 	$(PY) -m pytest
 
 lint: $(STAMP)
