@@ -15,9 +15,8 @@ from typing import Any
 
 import orjson
 
-from agglo_core.config import External
 from agglo_core.effects import ApplyDeltas, JoinAdd, JoinDelete, JoinState, Put
-from handlers.connectors.aws import client_for, options
+from handlers.connectors.aws import client_for, factory
 
 FIELD = "f:"
 KEY = "pk"
@@ -161,10 +160,4 @@ def _fields(item: dict) -> dict:
 
 
 def register(registry: Any) -> None:
-    def build(ext: External) -> DynamoKV:
-        opts = options(ext.connectionString)
-        if not opts.get("tableName"):
-            raise ValueError(f"external system '{ext.name}': dynamo needs tableName=…")
-        return DynamoKV(opts)
-
-    registry.register("ExternalKVStore", "dynamo", build)
+    registry.register("ExternalKVStore", "dynamo", factory(DynamoKV, "tableName"))

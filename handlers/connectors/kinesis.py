@@ -12,9 +12,8 @@ from typing import Any
 
 import orjson
 
-from agglo_core.config import External
 from agglo_core.effects import EffectFailed, Put
-from handlers.connectors.aws import client_for, options
+from handlers.connectors.aws import client_for, factory
 
 
 class KinesisOutput:
@@ -39,10 +38,4 @@ class KinesisOutput:
 
 
 def register(registry: Any) -> None:
-    def build(ext: External) -> KinesisOutput:
-        opts = options(ext.connectionString)
-        if not opts.get("streamName"):
-            raise ValueError(f"external system '{ext.name}': kinesis needs streamName=…")
-        return KinesisOutput(opts)
-
-    registry.register("ExternalPubSub", "kinesis", build)
+    registry.register("ExternalPubSub", "kinesis", factory(KinesisOutput, "streamName"))

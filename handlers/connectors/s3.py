@@ -12,9 +12,8 @@ from typing import IO, Any
 
 import orjson
 
-from agglo_core.config import External
 from agglo_core.effects import Put
-from handlers.connectors.aws import client, client_for, options
+from handlers.connectors.aws import client, client_for, factory
 
 
 class S3ObjectStore:
@@ -88,10 +87,4 @@ def open_object(bucket: str, key: str, version: str | None = None, part_size: in
 
 
 def register(registry: Any) -> None:
-    def build(ext: External) -> S3ObjectStore:
-        opts = options(ext.connectionString)
-        if not opts.get("bucketName"):
-            raise ValueError(f"external system '{ext.name}': s3 needs bucketName=…")
-        return S3ObjectStore(opts)
-
-    registry.register("ExternalObjectStore", "s3", build)
+    registry.register("ExternalObjectStore", "s3", factory(S3ObjectStore, "bucketName"))

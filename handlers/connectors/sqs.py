@@ -12,9 +12,8 @@ from typing import Any
 
 import orjson
 
-from agglo_core.config import External
 from agglo_core.effects import EffectFailed, Put
-from handlers.connectors.aws import client_for, options
+from handlers.connectors.aws import client_for, factory
 
 ID_ATTRIBUTE = "agglo-id"
 
@@ -48,10 +47,4 @@ class SqsOutput:
 
 
 def register(registry: Any) -> None:
-    def build(ext: External) -> SqsOutput:
-        opts = options(ext.connectionString)
-        if not opts.get("queueUrl"):
-            raise ValueError(f"external system '{ext.name}': sqs needs queueUrl=…")
-        return SqsOutput(opts)
-
-    registry.register("ExternalPubSub", "sqs", build)
+    registry.register("ExternalPubSub", "sqs", factory(SqsOutput, "queueUrl"))
