@@ -7,6 +7,7 @@ their results; whoever drives it decides how to perform them.
 from agglo_core.config import PipelinesConfig, load_config
 from agglo_core.effects import (
     ApplyDeltas,
+    DeltasApplied,
     Effect,
     EffectFailed,
     Exec,
@@ -21,7 +22,7 @@ from agglo_core.pipeline import Plan, compile_plan
 from agglo_core.records import Outcome, Record
 
 __all__ = [
-    "ApplyDeltas", "ConfigError", "Effect", "EffectFailed", "Exec", "JoinAdd", "JoinDelete", "JoinState",
+    "ApplyDeltas", "ConfigError", "DeltasApplied", "Effect", "EffectFailed", "Exec", "JoinAdd", "JoinDelete", "JoinState",
     "Outcome", "Plan", "PipelinesConfig", "Put", "Record", "RecordError", "RetryStrategy", "compile_plan",
     "load_config",
 ]

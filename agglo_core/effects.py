@@ -27,18 +27,32 @@ NO_RETRY = RetryStrategy()
 
 @dataclass(frozen=True, slots=True)
 class ApplyDeltas:
-    """Atomically apply ``deltas`` to the item at ``key``; the result is the item *before* (``{}`` if new).
+    """Atomically apply ``deltas`` to the item at ``key``; the result is ``DeltasApplied``.
 
     Deltas commute, so a backend can apply them in one round trip (DynamoDB
     ``UpdateItem`` ADD / conditional SET, Redis ``HINCRBYFLOAT``, one SQLite
-    transaction). Returning the previous item lets the core compute the exact
-    state after each record of the batch.
+    transaction). Returning the item as it was before lets the core compute the
+    exact state after each record of the batch.
+
+    ``marks`` makes it exactly-once per record: each part is one record's own
+    deltas under its dedupe mark. In the same atomic step the store skips the
+    parts whose mark it has seen (within the marks' time to live), applies the
+    others (``deltas`` is their sum when none is skipped) and remembers their marks.
     """
 
     store: str
     key: str
     deltas: Deltas
     retry: RetryStrategy = NO_RETRY
+    marks: tuple[tuple[str, Deltas], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DeltasApplied:
+    """The answer to ``ApplyDeltas``: the item before, and the marks skipped as already applied."""
+
+    before: dict
+    duplicates: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,15 +24,16 @@ Driver = Generator[list[Effect], list[Any], Any]
 
 @dataclass(frozen=True, slots=True)
 class Invocation:
-    """Per-batch facts from outside: the invocation time."""
+    """Per-batch facts from outside: the invocation time, and whether state changes are deduplicated."""
 
     now_ms: int
     now_iso: str
+    dedupe: bool = True
 
     @classmethod
-    def at(cls, now_ms: int) -> Invocation:
+    def at(cls, now_ms: int, dedupe: bool = True) -> Invocation:
         dt = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
-        return cls(now_ms, dt.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+        return cls(now_ms, dt.isoformat(timespec="milliseconds").replace("+00:00", "Z"), dedupe)
 
 
 class Item:
@@ -194,9 +195,14 @@ class Plan:
         self.pipelines: tuple[CompiledPipeline, ...] = tuple(pipelines)
 
     def process(self, records: Sequence[Record], now_ms: int, observe: StageObserver | None = None,
-                ) -> Generator[list[Effect], list[Any], list[Outcome]]:
-        """Run a batch; see the module docstring for the protocol."""
-        inv = Invocation.at(now_ms)
+                dedupe: bool = True) -> Generator[list[Effect], list[Any], list[Outcome]]:
+        """Run a batch; see the module docstring for the protocol.
+
+        With ``dedupe`` (the default) every state change carries its record's mark,
+        so a redelivered record changes no state twice; turn it off where a record
+        id may legitimately come again with new content.
+        """
+        inv = Invocation.at(now_ms, dedupe)
         outcomes = [Outcome(r) for r in records]
         valid = []
         for o in outcomes:
@@ -220,9 +226,9 @@ class Plan:
         return outcomes
 
     def run(self, records: Sequence[Record], now_ms: int, perform: Callable[[list[Effect]], list[Any]],
-            observe: StageObserver | None = None) -> list[Outcome]:
+            observe: StageObserver | None = None, dedupe: bool = True) -> list[Outcome]:
         """Run a batch, answering effects with ``perform`` (a list of effects -> a list of results)."""
-        gen = self.process(records, now_ms, observe)
+        gen = self.process(records, now_ms, observe, dedupe)
         try:
             effects = next(gen)
             while True:

@@ -22,12 +22,14 @@ def read_config_file(path: str) -> bytes:
         raise UsageError(f"cannot read config {path}: {e.strerror}") from None
 
 
-def build_runtime(config_path: str, allow_exec: Sequence[str] | None, exec_timeout: float) -> Runtime:
+def build_runtime(config_path: str, allow_exec: Sequence[str] | None, exec_timeout: float,
+                  dedupe: bool = True) -> Runtime:
     try:
         plan = compile_plan(read_config_file(config_path))
     except ConfigError as e:
         raise UsageError(f"{config_path}: {e}") from None
     try:
-        return Runtime.build(plan, local_registry(), ExecRunner(allow_list_from(allow_exec), exec_timeout))
+        return Runtime.build(plan, local_registry(), ExecRunner(allow_list_from(allow_exec), exec_timeout),
+                             dedupe=dedupe)
     except UnknownConnector as e:
         raise UsageError(f"{config_path}: {e}") from None

@@ -82,7 +82,7 @@ def run(runtime: Runtime, raw: IO[bytes], name: str, out: IO[bytes], err: IO[str
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    runtime = build_runtime(args.config, args.allow_exec, args.exec_timeout)
+    runtime = build_runtime(args.config, args.allow_exec, args.exec_timeout, dedupe=args.dedupe)
     progress = None
     if args.input == "-":
         raw, name = sys.stdin.buffer, "stdin"
@@ -143,6 +143,8 @@ def parser() -> argparse.ArgumentParser:
     common(r)
     r.add_argument("-i", "--input", default="-", help="JSON lines, a JSON array or a JSON document; .gz too")
     r.add_argument("-o", "--output", default="-", help="where outputs go as JSON lines (default stdout)")
+    r.add_argument("--dedupe", action="store_true",
+                   help="treat records seen before (same file and line) as redeliveries: state changes once")
     r.set_defaults(func=_cmd_run)
 
     v = sub.add_parser("validate", help="check a config and list every problem with its JSON path")

@@ -30,13 +30,14 @@ def _target(e: Effect) -> str | None:
 class Runtime:
     def __init__(self, plan: Plan, connectors: dict[str, Connector], execs: ExecRunner | None = None,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-                 observe: StageObserver | None = None) -> None:
+                 observe: StageObserver | None = None, dedupe: bool = True) -> None:
         self.plan = plan
         self.connectors = connectors
         self.execs = execs or ExecRunner()
         self.clock = clock
         self.sleep = sleep
         self.observe = observe
+        self.dedupe = dedupe
 
     @classmethod
     def build(cls, plan: Plan, registry: Registry, execs: ExecRunner | None = None, **kw: Any) -> Runtime:
@@ -45,7 +46,7 @@ class Runtime:
     def process(self, records: Sequence[Record]) -> list[Outcome]:
         """Run a batch. Records whose payload is ``Unreadable`` fail with its message without running."""
         readable = [r for r in records if not isinstance(r.payload, Unreadable)]
-        outcomes = iter(self.plan.run(readable, int(self.clock() * 1000), self.perform, self.observe))
+        outcomes = iter(self.plan.run(readable, int(self.clock() * 1000), self.perform, self.observe, self.dedupe))
         if len(readable) == len(records):
             return list(outcomes)
         return [Outcome(r, errors=[RecordError(r.id, None, None, r.payload.message)])

@@ -8,6 +8,7 @@ from typing import Any
 
 from agglo_core.effects import (
     ApplyDeltas,
+    DeltasApplied,
     Effect,
     EffectFailed,
     Exec,
@@ -16,7 +17,7 @@ from agglo_core.effects import (
     JoinState,
     Put,
 )
-from agglo_core.state import apply_deltas
+from agglo_core.state import apply_deltas, combine_deltas
 
 
 @dataclass
@@ -43,8 +44,15 @@ class MemoryWorld:
             return EffectFailed(why)
         if isinstance(e, ApplyDeltas):
             before = self.kv.get((e.store, e.key), {})
-            self.kv[(e.store, e.key)] = apply_deltas(before, e.deltas)
-            return before
+            duplicates = frozenset(m for m, _ in e.marks if (e.store, "mark/" + m) in self.kv)
+            deltas: dict = {} if duplicates else e.deltas
+            for mark, part in e.marks:
+                if mark not in duplicates:
+                    self.kv[(e.store, "mark/" + mark)] = True
+                    if duplicates:
+                        combine_deltas(deltas, part)
+            self.kv[(e.store, e.key)] = apply_deltas(before, deltas)
+            return DeltasApplied(before, duplicates)
         if isinstance(e, JoinAdd):
             members, deadline = self.kv.get((e.store, e.key), (frozenset(), e.deadline_ms))
             members = members | {e.member}
@@ -69,3 +77,7 @@ class MemoryWorld:
 
     def state(self, store: str, key: str) -> Any:
         return self.kv.get((store, key))
+
+    def states(self) -> dict:
+        """State items only (no dedupe marks)."""
+        return {k: v for k, v in self.kv.items() if not k[1].startswith("mark/")}

@@ -15,8 +15,9 @@ import orjson
 
 from agglo_core.conditions import compile_condition
 from agglo_core.config import Aggregator
-from agglo_core.effects import ApplyDeltas, Deltas
+from agglo_core.effects import ApplyDeltas, Deltas, DeltasApplied
 from agglo_core.errors import describe
+from agglo_core.ids import IdMaker
 from agglo_core.paths import MISSING, compile_getter
 from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error
 from agglo_core.state import apply_deltas, combine_deltas
@@ -86,6 +87,7 @@ class AggregatorStage:
         self._out_key = f"internal:aggregation:{ctx.pipeline}"
         self._key_prefix = f"agg/{ctx.partition}/{ctx.pipeline}/{d.name}/{self._entry}"
         self._store, self._forward, self._retry = d.stateStore, d.forwardState, ctx.retry
+        self._marks = IdMaker(ctx.partition, ctx.pipeline, d.name, "state")
 
     def state_key(self, groups: tuple[str, ...]) -> str:
         return self._key_prefix + orjson.dumps(groups).decode() if groups else self._key_prefix
@@ -93,6 +95,8 @@ class AggregatorStage:
     def run(self, items: list[Item], inv: Invocation) -> Driver:
         cond, kind, get = self._cond, self._kind, self._get
         combined: dict[str, Deltas] = {}
+        marks: dict[str, list[tuple[str, Deltas]]] = {}
+        seen: set[str] = set()
         updates = []
         for it in items:
             event = it.event
@@ -109,20 +113,31 @@ class AggregatorStage:
             except ArithmeticError as e:
                 it.fail(self.name, describe(e))
                 continue
+            mark = self._marks(it.record.id) if inv.dedupe else ""
+            if mark and mark in seen:
+                updates.append((it, key, groups, {}, ""))  # the same record twice in one batch: count it once
+                continue
+            if mark:
+                seen.add(mark)
+                marks.setdefault(key, []).append((mark, delta))
             combined[key] = merged
-            updates.append((it, key, groups, delta))
+            updates.append((it, key, groups, delta, mark))
         if not updates:
             return
         keys = list(combined)
-        results = yield [ApplyDeltas(self._store, k, combined[k], self._retry) for k in keys]
-        state: dict[str, Any] = dict(zip(keys, results, strict=True))
-        for it, key, groups, delta in updates:
-            before = state[key]
-            if (err := effect_error(before)) is not None:
+        results = yield [ApplyDeltas(self._store, k, combined[k], self._retry, tuple(marks.get(k, ())))
+                         for k in keys]
+        answers: dict[str, Any] = dict(zip(keys, results, strict=True))
+        state = {k: a.before for k, a in answers.items() if isinstance(a, DeltasApplied)}
+        for it, key, groups, delta, mark in updates:
+            answer = answers[key]
+            if (err := effect_error(answer)) is not None:
                 it.fail(self.name, f"could not update state in '{self._store}': {err}")
                 continue
+            if mark in answer.duplicates:
+                delta = {}  # applied by an earlier delivery of this record: show the state, change nothing
             try:
-                after = state[key] = apply_deltas(before, delta)
+                after = state[key] = apply_deltas(state[key], delta)
                 forwarded = self._forwarded(it.event, groups, after) if self._forward else None  # type: ignore[arg-type]
             except ArithmeticError as e:
                 it.fail(self.name, describe(e))
@@ -131,6 +146,8 @@ class AggregatorStage:
                 it.event = forwarded
 
     def _forwarded(self, event: dict, groups: tuple[str, ...], item: dict) -> dict:
+        if not item:  # a redelivery whose state has since expired: nothing to show
+            return event
         value: dict = _shape(self._kind, item)
         for g in reversed(groups):
             value = {g: value}

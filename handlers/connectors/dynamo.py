@@ -5,21 +5,32 @@ string partition key ``pk``. Each state change is one ``UpdateItem``: ``ADD`` fo
 sums and counts, a conditional ``SET`` for max and min, answered with the item as
 it was (``ALL_OLD``). State fields are stored as top-level attributes named
 ``f:<field>`` so that no field can collide with the key.
+
+Changes with dedupe marks are one ``TransactWriteItems``: the new state,
+conditional on the item's version ``v``, and one item per mark
+(``mark/<mark>``, expiring through the table's TTL attribute ``ttl``),
+conditional on not existing yet.
 """
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
 import orjson
 
-from agglo_core.effects import ApplyDeltas, JoinAdd, JoinDelete, JoinState, Put
+from agglo_core.effects import ApplyDeltas, DeltasApplied, JoinAdd, JoinDelete, JoinState, Put
+from agglo_core.state import apply_deltas, combine_deltas
 from handlers.connectors.aws import client_for, factory
+from handlers.connectors.kv import MARK_PREFIX, mark_ttl_s
 
 FIELD = "f:"
 KEY = "pk"
+VERSION = "v"
+TTL = "ttl"
+_MAX_MARKS = 99  # a transaction holds at most 100 writes: the state and 99 marks
 
 
 def to_dynamo(value: Any) -> Any:
@@ -70,7 +81,7 @@ class DynamoKV:
 
     def _one(self, e: Any) -> Any:
         if isinstance(e, ApplyDeltas):
-            return self._apply(e)
+            return self._apply_marked(e) if e.marks else DeltasApplied(self._apply(e))
         if isinstance(e, JoinAdd):
             return self._join_add(e)
         if isinstance(e, JoinDelete):
@@ -97,8 +108,10 @@ class DynamoKV:
             else:
                 sets.append(f"#f{i} = :v{i}")
                 conds.append(f"(attribute_not_exists(#f{i}) OR #f{i} {'<' if op == 'max' else '>'} :v{i})")
+        names["#v"], values[":one"] = VERSION, {"N": "1"}
+        adds.append("#v :one")  # every write moves the version, so marked (optimistic) writes see it
         expression = " ".join(part for part in (
-            "ADD " + ", ".join(adds) if adds else "", "SET " + ", ".join(sets) if sets else "") if part)
+            "ADD " + ", ".join(adds), "SET " + ", ".join(sets) if sets else "") if part)
         request: dict[str, Any] = {
             "TableName": self.table, "Key": {KEY: {"S": e.key}}, "UpdateExpression": expression,
             "ExpressionAttributeNames": names, "ExpressionAttributeValues": values, "ReturnValues": "ALL_OLD"}
@@ -117,6 +130,63 @@ class DynamoKV:
                 for field, delta in e.deltas.items():
                     self._apply(ApplyDeltas(e.store, e.key, {field: delta}))
         return _fields(old)
+
+    def _apply_marked(self, e: ApplyDeltas) -> DeltasApplied:
+        """Deltas with dedupe marks: one transaction writes the new state and the marks, or nothing.
+
+        Optimistic: read the item, compute the new state, write it only if the item's
+        version is unchanged and no mark exists yet; on a conflict read again, and
+        drop the parts whose mark was there (they were applied by an earlier delivery).
+        """
+        parts = list(e.marks)
+        duplicates: set[str] = set()
+        first_before: dict | None = None
+        while parts:
+            chunk, rest = parts[:_MAX_MARKS], parts[_MAX_MARKS:]
+            item = self._get(e.key)
+            before = _fields(item)
+            first_before = before if first_before is None else first_before
+            deltas: dict = {}
+            for _, part in chunk:
+                combine_deltas(deltas, part)
+            try:
+                self._client.transact_write_items(TransactItems=[
+                    self._state_write(e.key, item, apply_deltas(before, deltas)),
+                    *(self._mark_write(mark) for mark, _ in chunk)])
+            except Exception as err:
+                reasons = getattr(err, "response", {}).get("CancellationReasons")
+                if not reasons:
+                    raise
+                seen = {chunk[i - 1][0] for i, r in enumerate(reasons)
+                        if i > 0 and r.get("Code") == "ConditionalCheckFailed"}
+                duplicates |= seen
+                parts = [p for p in parts if p[0] not in seen]
+                continue  # the state changed under us, or some marks were known: read again
+            parts = rest
+        return DeltasApplied(first_before if first_before is not None else {}, frozenset(duplicates))
+
+    def _state_write(self, key: str, item: dict, after: dict) -> dict:
+        from boto3.dynamodb.types import TypeSerializer
+
+        ser = TypeSerializer()
+        version = int(item.get(VERSION, {"N": "0"})["N"])
+        names = {"#v": VERSION, **{f"#f{i}": FIELD + k for i, k in enumerate(after)}}
+        values = {":next": {"N": str(version + 1)},
+                  **{f":f{i}": ser.serialize(to_dynamo(v)) for i, v in enumerate(after.values())}}
+        sets = ", ".join(["#v = :next", *(f"#f{i} = :f{i}" for i in range(len(after)))])
+        if version:
+            values[":v"] = {"N": str(version)}
+        return {"Update": {"TableName": self.table, "Key": {KEY: {"S": key}}, "UpdateExpression": f"SET {sets}",
+                           "ConditionExpression": "#v = :v" if version else "attribute_not_exists(#v)",
+                           "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}}
+
+    def _mark_write(self, mark: str) -> dict:
+        now = int(time.time())
+        return {"Put": {"TableName": self.table,
+                        "Item": {KEY: {"S": MARK_PREFIX + mark}, TTL: {"N": str(now + mark_ttl_s())}},
+                        "ConditionExpression": "attribute_not_exists(#k) OR #t < :now",
+                        "ExpressionAttributeNames": {"#k": KEY, "#t": TTL},
+                        "ExpressionAttributeValues": {":now": {"N": str(now)}}}}
 
     def _get(self, key: str) -> dict:
         return self._client.get_item(TableName=self.table, Key={KEY: {"S": key}}, ConsistentRead=True).get("Item", {})

@@ -7,21 +7,55 @@ transaction, which makes each effect atomic.
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from typing import Any
 
-from agglo_core.effects import ApplyDeltas, JoinAdd, JoinDelete, JoinState, Put
-from agglo_core.state import apply_deltas
+from agglo_core.effects import ApplyDeltas, Deltas, DeltasApplied, JoinAdd, JoinDelete, JoinState, Put
+from agglo_core.state import apply_deltas, combine_deltas
+
+MARK_PREFIX = "mark/"
+DEFAULT_MARK_TTL_S = 7 * 24 * 3600
+
+
+def mark_ttl_s() -> int:
+    """How long a record's dedupe mark is kept: ``AGGLO_DEDUPE_TTL_S`` (default 7 days).
+
+    Redeliveries later than this are applied again; keep it above the longest
+    time a platform may redeliver (SQS retention, Kinesis retention, Pub/Sub's).
+    """
+    return int(os.environ.get("AGGLO_DEDUPE_TTL_S", DEFAULT_MARK_TTL_S))
+
+
+def _apply_marked(e: ApplyDeltas, get: Callable[[str], Any], put: Callable[[str, Any], None],
+                  now_s: float, ttl_s: int) -> tuple[Deltas, frozenset[str]]:
+    """The deltas of the parts not seen before, and the marks that were; remembers the new marks."""
+    if not e.marks:
+        return e.deltas, frozenset()
+    fresh: Deltas = {}
+    duplicates = set()
+    for mark, deltas in e.marks:
+        known = get(MARK_PREFIX + mark)
+        if known is not None and known.get("expires", 0) > now_s:
+            duplicates.add(mark)
+            continue
+        put(MARK_PREFIX + mark, {"expires": now_s + ttl_s})
+        combine_deltas(fresh, deltas)
+    return (fresh if duplicates else e.deltas), frozenset(duplicates)
 
 
 def perform_kv(effects: list[Any], get: Callable[[str], Any], put: Callable[[str, Any], None],
-               delete: Callable[[str], None]) -> list[Any]:
+               delete: Callable[[str], None], now_s: float | None = None, ttl_s: int | None = None) -> list[Any]:
+    now_s = time.time() if now_s is None else now_s
+    ttl_s = mark_ttl_s() if ttl_s is None else ttl_s
     results: list[Any] = []
     for e in effects:
         if isinstance(e, ApplyDeltas):
             before = get(e.key) or {}
-            put(e.key, apply_deltas(before, e.deltas))
-            results.append(before)
+            deltas, duplicates = _apply_marked(e, get, put, now_s, ttl_s)
+            put(e.key, apply_deltas(before, deltas))
+            results.append(DeltasApplied(before, duplicates))
         elif isinstance(e, JoinAdd):
             join = get(e.key) or {"members": [], "deadline": e.deadline_ms}
             if e.member not in join["members"]:

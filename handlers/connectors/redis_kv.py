@@ -4,7 +4,8 @@ Works wherever there is a Redis: Memorystore, ElastiCache, a laptop. Every
 state change is one Lua script, so it is atomic; all the effects of a batch go
 in one pipelined round trip. State items are hashes (field -> number);
 ``HINCRBYFLOAT`` adds, max and min compare inside the script, and the script
-answers with the item as it was. A join is a hash with its ``deadline`` and
+answers with the item as it was. A record's dedupe mark is a key beside its item
+(``<item>|mark|<mark>``, ``SET NX EX``), set in the same script as the change. A join is a hash with its ``deadline`` and
 one ``m:<member>`` field per member. Tee bodies are JSON strings.
 """
 
@@ -17,24 +18,42 @@ import orjson
 
 from agglo_core.config import External
 from agglo_core.connstr import redact
-from agglo_core.effects import ApplyDeltas, JoinAdd, JoinDelete, JoinState, Put
+from agglo_core.effects import ApplyDeltas, DeltasApplied, JoinAdd, JoinDelete, JoinState, Put
+from handlers.connectors.kv import mark_ttl_s
 
-# KEYS[1] = item; ARGV = op1, field1, amount1, op2, …  Returns the old item as a flat list.
+# KEYS[1] = item; ARGV = mark TTL, then per part: mark ('' = none), n, n x (op, field, amount).
+# A part whose mark is already set is skipped. Returns {the old item as a flat list, the skipped marks}.
 _APPLY = """
 local old = redis.call('HGETALL', KEYS[1])
 local current = {}
 for i = 1, #old, 2 do current[old[i]] = old[i + 1] end
-for i = 1, #ARGV, 3 do
-  local op, field, amount = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local have = current[field]
-  if op == 'add' then
-    redis.call('HINCRBYFLOAT', KEYS[1], field, amount)
-  elseif have == nil or (op == 'max' and tonumber(amount) > tonumber(have))
-      or (op == 'min' and tonumber(amount) < tonumber(have)) then
-    redis.call('HSET', KEYS[1], field, amount)
+local ttl = ARGV[1]
+local skipped = {}
+local i = 2
+while i <= #ARGV do
+  local mark, n = ARGV[i], tonumber(ARGV[i + 1])
+  i = i + 2
+  local apply = true
+  if mark ~= '' then
+    apply = redis.call('SET', KEYS[1] .. '|mark|' .. mark, '1', 'NX', 'EX', ttl)
+    if not apply then table.insert(skipped, mark) end
+  end
+  for j = 1, n do
+    local op, field, amount = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    i = i + 3
+    if apply then
+      local have = current[field]
+      if op == 'add' then
+        current[field] = redis.call('HINCRBYFLOAT', KEYS[1], field, amount)
+      elseif have == nil or (op == 'max' and tonumber(amount) > tonumber(have))
+          or (op == 'min' and tonumber(amount) < tonumber(have)) then
+        redis.call('HSET', KEYS[1], field, amount)
+        current[field] = amount
+      end
+    end
   end
 end
-return old
+return {old, skipped}
 """
 
 # KEYS[1] = join; ARGV = member, deadline.  Returns the join after adding the member.
@@ -92,9 +111,11 @@ class RedisKV:
         for e in effects:
             key = self.prefix + e.key
             if isinstance(e, ApplyDeltas):
-                args: list[Any] = []
-                for field, (op, amount) in e.deltas.items():
-                    args += [op, field, repr(amount) if isinstance(amount, float) else str(amount)]
+                args: list[Any] = [str(mark_ttl_s())]
+                for mark, deltas in e.marks or (("", e.deltas),):
+                    args += [mark, str(len(deltas))]
+                    for field, (op, amount) in deltas.items():
+                        args += [op, field, repr(amount) if isinstance(amount, float) else str(amount)]
                 self._scripts["apply"](keys=[key], args=args, client=pipe)
             elif isinstance(e, JoinAdd):
                 self._scripts["join_add"](keys=[key], args=[e.member, str(e.deadline_ms)], client=pipe)
@@ -110,7 +131,9 @@ class RedisKV:
     @staticmethod
     def _result(e: Any, answer: Any) -> Any:
         if isinstance(e, ApplyDeltas):
-            return {k: _number(v) for k, v in _pairs(answer).items()}
+            old, skipped = answer
+            return DeltasApplied({k: _number(v) for k, v in _pairs(old).items()},
+                                 frozenset(m.decode() for m in skipped))
         if isinstance(e, JoinAdd):
             fields = _pairs(answer)
             return JoinState(frozenset(k[2:] for k in fields if k.startswith("m:")), int(fields["deadline"]))

@@ -334,3 +334,12 @@ def test_rest_api_proxy_events_too(stack):
     response = aws_lambda.handler(rest, context())
     assert response["statusCode"] == 200 and json.loads(response["body"])["outputs"][0]["someNum"] == 9
     assert total() == 9
+
+
+def test_a_redelivered_sqs_batch_is_counted_once(stack):
+    batch = sqs_event([json.dumps(event(1)), json.dumps(event(2, foobar="taken")), json.dumps(event(4))])
+    assert aws_lambda.handler(batch, context()) == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+    # Lambda retries the failed message (fixed now) beside a redelivery of the others
+    batch["Records"][1]["body"] = json.dumps(event(2))
+    assert aws_lambda.handler(batch, context()) == {"batchItemFailures": []}
+    assert total() == 1 + 2 + 4

@@ -352,7 +352,7 @@ def test_without_forward_state_the_event_is_unchanged_but_state_is_kept():
     cfg = config(aggregator("n", "AggSum", forward=False), externals=(kv(),))
     outcomes, world = run(cfg, {"n": 1}, {"n": 2})
     assert [public(o.outputs[0][1]) for o in outcomes] == [{"n": 1}, {"n": 2}]
-    [(store_key, state)] = world.kv.items()
+    [(store_key, state)] = world.states().items()
     assert store_key[0] == "State" and state == {"value": 3}
 
 
@@ -626,3 +626,27 @@ def test_a_fault_in_a_stage_fails_the_remaining_records_instead_of_dropping_them
     assert [it.error for it in items] == [("Boom", "own error")] + [
         ("Boom", "arithmetic failed: int too large to convert to float")] * 2
     assert all(it.event is None for it in items)
+
+
+def test_a_redelivered_record_changes_state_once():
+    cfg = config(aggregator("n", "AggSum", ("g",)), externals=(kv(),))
+    world = MemoryWorld()
+    first, _ = run(cfg, {"n": 1, "g": "a"}, {"n": 2, "g": "a"}, world=world)
+    # r0 and r1 again (a platform redelivering the batch), with new records beside them
+    plan = compile_plan(cfg)
+    again = plan.run([Record("r1", {"n": 2, "g": "a"}), Record("r2", {"n": 4, "g": "a"}),
+                      Record("r0", {"n": 1, "g": "a"})], NOW_MS, world.perform)
+    assert world.states() == {("State", f"agg/{PARTITION}/P/Agg/n:AggSum[\"a\"]"): {"value": 7}}
+    shown = [o.outputs[0][1]["internal:aggregation:P"]["n:AggSum"]["a"]["value"] for o in again]
+    assert shown == [3, 7, 7]  # a duplicate shows the state as it stands, and changes nothing
+
+
+def test_the_same_record_twice_in_one_batch_counts_once_and_dedupe_can_be_off():
+    cfg = compile_plan(config(aggregator("n", "AggCount"), externals=(kv(),)))
+    twice = [Record("r0", {"n": 1}), Record("r0", {"n": 1}), Record("r1", {"n": 1})]
+    world = MemoryWorld()
+    outcomes = cfg.run(twice, NOW_MS, world.perform)
+    assert [o.outputs[0][1]["internal:aggregation:P"]["n:AggCount"]["value"] for o in outcomes] == [1, 1, 2]
+    unmarked = MemoryWorld()
+    cfg.run(twice, NOW_MS, unmarked.perform, dedupe=False)
+    assert list(unmarked.states().values()) == [{"value": 3}] and len(unmarked.kv) == 1

@@ -521,6 +521,17 @@ def test_binge_basic_pipeline(tmp_path):
     assert sums[-1] == 2 * total
     assert list(kv_rows(db).values()) == [{"value": 2 * total}]
 
+    # With --dedupe a record seen before (same file and line) changes no state: the first such run
+    # marks the records (and counts them, as no marks existed), the next one changes nothing.
+    for expected in (3 * total, 3 * total):
+        deduped = run_agglo(["run", "-c", str(cfg), "-i", "events.jsonl", "--dedupe"], tmp_path)
+        assert deduped.returncode == 0, deduped.stderr
+        state = {k: v for k, v in kv_rows(db).items() if not k.startswith("mark/")}
+        assert list(state.values()) == [{"value": expected}]
+        shown = [o["internal:aggregation:BasicPipeline"]["someNum:AggSum"]["value"]
+                 for o in json_lines(deduped.stdout) if "internal:aggregation:BasicPipeline" in o]
+        assert shown[-1] == expected
+
 
 def test_readme_quick_start(tmp_path):
     shutil.copytree(REPO / "pipelines", tmp_path / "pipelines")

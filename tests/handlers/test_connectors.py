@@ -9,8 +9,9 @@ import sqlite3
 
 import pytest
 
-from agglo_core import ApplyDeltas, JoinAdd, JoinDelete, JoinState, Put, load_config
+from agglo_core import ApplyDeltas, DeltasApplied, JoinAdd, JoinDelete, JoinState, Put, load_config
 from agglo_core.config import External
+from agglo_core.state import combine_deltas
 from handlers.connectors import UnknownConnector, local_registry, memory
 from handlers.connectors.files import DirectoryStore
 from handlers.connectors.sqlite import SqliteKV
@@ -39,14 +40,46 @@ def kv(request, tmp_path):
     return aws_registry().build(ext("ExternalKVStore", "dynamo:tableName=state"))
 
 
+def befores(answers: list) -> list[dict]:
+    assert all(isinstance(a, DeltasApplied) and not a.duplicates for a in answers)
+    return [a.before for a in answers]
+
+
 def test_kv_applies_deltas_and_returns_the_item_before(kv):
     add = {"value": ("add", 2), "n": ("add", 1)}
-    assert kv.perform([ApplyDeltas("s", "k", add)]) == [{}]
-    assert kv.perform([ApplyDeltas("s", "k", add), ApplyDeltas("s", "k", {"value": ("add", -5)})]) == [
+    assert befores(kv.perform([ApplyDeltas("s", "k", add)])) == [{}]
+    assert befores(kv.perform([ApplyDeltas("s", "k", add), ApplyDeltas("s", "k", {"value": ("add", -5)})])) == [
         {"value": 2, "n": 1}, {"value": 4, "n": 2}]
-    assert kv.perform([ApplyDeltas("s", "m", {"v": ("max", -3)}), ApplyDeltas("s", "m", {"v": ("max", -7)}),
-                       ApplyDeltas("s", "m", {"v": ("min", -9)})]) == [{}, {"v": -3}, {"v": -3}]
+    assert befores(kv.perform([ApplyDeltas("s", "m", {"v": ("max", -3)}), ApplyDeltas("s", "m", {"v": ("max", -7)}),
+                               ApplyDeltas("s", "m", {"v": ("min", -9)})])) == [{}, {"v": -3}, {"v": -3}]
     assert kv.get("k") == {"value": -1, "n": 2} and kv.get("m") == {"v": -9}
+
+
+def marked(key: str, *parts: tuple[str, dict]) -> ApplyDeltas:
+    total: dict = {}
+    for _, deltas in parts:
+        combine_deltas(total, deltas)
+    return ApplyDeltas("s", key, total, marks=tuple(parts))
+
+
+def test_kv_applies_each_marked_part_once(kv):
+    one, two, three = ("r1", {"v": ("add", 1), "top": ("max", 5)}), ("r2", {"v": ("add", 10), "top": ("max", 7)}), \
+        ("r3", {"v": ("add", 100), "top": ("max", 6)})
+    [first] = kv.perform([marked("k", one, two)])
+    assert first == DeltasApplied({}, frozenset())
+    [again] = kv.perform([marked("k", two, three)])  # r2 is redelivered beside a new r3
+    assert again == DeltasApplied({"v": 11, "top": 7}, frozenset({"r2"}))
+    [same] = kv.perform([marked("k", one, two, three)])
+    assert same == DeltasApplied({"v": 111, "top": 7}, frozenset({"r1", "r2", "r3"}))
+    assert kv.get("k") == {"v": 111, "top": 7}
+
+
+def test_unmarked_and_marked_changes_mix(kv):
+    kv.perform([ApplyDeltas("s", "k", {"v": ("add", 1)})])
+    kv.perform([marked("k", ("r1", {"v": ("add", 2)}))])
+    kv.perform([ApplyDeltas("s", "k", {"v": ("add", 4)})])
+    kv.perform([marked("k", ("r1", {"v": ("add", 2)})), ApplyDeltas("s", "k", {"v": ("add", 8)})])
+    assert kv.get("k") == {"v": 15}
 
 
 def test_kv_joins_and_conditional_delete(kv):
