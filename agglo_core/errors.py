@@ -38,6 +38,9 @@ class RecordError:
     pipeline: str | None
     process: str | None
     message: str
+    transient: bool = False
+    """An outside system failed (after the runtime's retries): redelivery may succeed. Otherwise the
+    record's own data is at fault and redelivering it gives the same error."""
 
     def __str__(self) -> str:
         where = " / ".join(p for p in (self.pipeline, self.process) if p)
@@ -45,4 +48,4 @@ class RecordError:
 
     def to_dict(self) -> dict:
         return {"record": self.record_id, "pipeline": self.pipeline, "process": self.process,
-                "error": self.message}
+                "error": self.message, "transient": self.transient}

@@ -39,16 +39,19 @@ class Invocation:
 class Item:
     """A record on its way through one pipeline. ``event`` is None once it stopped or failed."""
 
-    __slots__ = ("record", "event", "error")
+    __slots__ = ("record", "event", "error", "transient")
 
     def __init__(self, record: Record, event: dict) -> None:
         self.record = record
         self.event: dict | None = event
         self.error: tuple[str, str] | None = None
+        self.transient = False
 
-    def fail(self, process: str, message: str) -> None:
+    def fail(self, process: str, message: str, transient: bool = False) -> None:
+        """``transient``: an outside system failed (retrying may help), not the record's data."""
         self.event = None
         self.error = (process, message)
+        self.transient = transient
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +225,7 @@ class Plan:
                 if it.event is not None:
                     o.outputs.append((pipe.name, it.event))
                 elif it.error is not None:
-                    o.errors.append(RecordError(o.record.id, pipe.name, it.error[0], it.error[1]))
+                    o.errors.append(RecordError(o.record.id, pipe.name, it.error[0], it.error[1], it.transient))
         return outcomes
 
     def run(self, records: Sequence[Record], now_ms: int, perform: Callable[[list[Effect]], list[Any]],

@@ -6,7 +6,9 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 
@@ -31,25 +33,50 @@ def wait_until(ready: Callable[[], bool], timeout_s: float, what: str, proc: sub
     raise RuntimeError(f"{what} did not come up within {timeout_s}s")
 
 
-def http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=2) as resp:
-        return 200 <= resp.status < 500
+def http_ok(url: str, any_status: bool = False) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return 200 <= resp.status < 500
+    except urllib.error.HTTPError as e:  # the server answers: with any_status, that is enough
+        return any_status and e.code < 600
 
 
 class Server:
     """A server process in its own session, so stopping it also stops its children."""
 
     def __init__(self, argv: list[str], ready_url: str, env: dict[str, str] | None = None,
-                 timeout_s: float = 30) -> None:
-        self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                 timeout_s: float = 30, ready_status_any: bool = False) -> None:
+        self.output = tempfile.TemporaryFile()  # noqa: SIM115 - not a pipe: a chatty server must never block
+        self.proc = subprocess.Popen(argv, env=env, stdout=self.output, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         try:
-            wait_until(lambda: http_ok(ready_url), timeout_s, " ".join(argv[:3]), self.proc)
+            wait_until(lambda: http_ok(ready_url, ready_status_any), timeout_s, " ".join(argv[:3]), self.proc)
         except RuntimeError:
             self.stop()
             raise
+
+    def log(self) -> str:
+        """What the server printed so far (for failure messages)."""
+        self.output.seek(0)
+        return self.output.read().decode(errors="replace")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
+        self.output.close()
+
+
+def start_function(source: str, target: str, env: dict[str, str], signature: str = "http") -> tuple[Server, str]:
+    """functions-framework's real server for ``target`` in ``source``, on a free port."""
+    import shutil
+    import sys
+
+    port = free_port()
+    binary = shutil.which("functions-framework", path=os.path.dirname(sys.executable)) or "functions-framework"
+    argv = [binary, "--target", target, "--source", source, "--signature-type", signature, "--host", "127.0.0.1",
+            "--port", str(port)]
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    server = Server(argv, f"http://127.0.0.1:{port}/robots.txt", env={**os.environ, "PYTHONPATH": repo, **env},
+                    ready_status_any=True)
+    return server, f"http://127.0.0.1:{port}"

@@ -132,7 +132,7 @@ class AggregatorStage:
         for it, key, groups, delta, mark in updates:
             answer = answers[key]
             if (err := effect_error(answer)) is not None:
-                it.fail(self.name, f"could not update state in '{self._store}': {err}")
+                it.fail(self.name, f"could not update state in '{self._store}': {err}", transient=True)
                 continue
             if mark in answer.duplicates:
                 delta = {}  # applied by an earlier delivery of this record: show the state, change nothing

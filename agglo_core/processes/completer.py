@@ -62,7 +62,7 @@ class CompleterStage:
         closing = []
         for (it, key, value, _), state in zip(work, added, strict=True):
             if (err := effect_error(state)) is not None:
-                it.fail(self.name, f"could not update join state in '{self._store}': {err}")
+                it.fail(self.name, f"could not update join state in '{self._store}': {err}", transient=True)
             elif inv.now_ms > state.deadline_ms:
                 closing.append((it, key, value, state, "timedout"))
             elif all(k in state.members for k in self._join_keys):
@@ -75,7 +75,7 @@ class CompleterStage:
                          for _, key, _, state, _ in closing]
         for (it, _, value, state, status), ok in zip(closing, deleted, strict=True):
             if (err := effect_error(ok)) is not None:
-                it.fail(self.name, f"could not remove join state in '{self._store}': {err}")
+                it.fail(self.name, f"could not remove join state in '{self._store}': {err}", transient=True)
             elif status == "complete" and ok is not True:
                 self._emit(it, "triggered")  # another instance completed this join first
             elif status == "complete":

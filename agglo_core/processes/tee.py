@@ -72,7 +72,7 @@ class TeeStage:
         results = yield [Put(self._target, key, body, self._retry) for key, (_, body) in zip(keys, sending, strict=False)]
         for (it, _), key, result in zip(sending, keys, results, strict=True):
             if (err := effect_error(result)) is not None:
-                it.fail(self.name, f"could not write to '{self._target}': {err}")
+                it.fail(self.name, f"could not write to '{self._target}': {err}", transient=True)
                 continue
             entry = {"uuid": key, "outputType": self._output_type, "connectionString": self._connection}
             if self._output_type == "web":

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from agglo_core import Record
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,3 +17,16 @@ class Unreadable:
     """
 
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One record of a trigger's batch: what to run, how to name it when it fails, its FIFO group."""
+
+    id: str
+    payload: Any  # the event, or Unreadable
+    report_as: str | None = None
+    group: str | None = None
+
+    def record(self, source: str) -> Record:
+        return Record(self.id, self.payload, source=source)

@@ -16,14 +16,12 @@ import base64
 import binascii
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
 import orjson
 
-from agglo_core import Record
-from handlers.sources import Unreadable
+from handlers.sources import Item, Unreadable
 
 SQS, SNS, KINESIS, DYNAMODB, S3, HTTP, DIRECT = "sqs", "sns", "kinesis", "dynamodb", "s3", "http", "direct"
 _SOURCES = {"aws:sqs": SQS, "aws:sns": SNS, "aws:kinesis": KINESIS, "aws:dynamodb": DYNAMODB, "aws:s3": S3}
@@ -31,19 +29,6 @@ _SOURCES = {"aws:sqs": SQS, "aws:sns": SNS, "aws:kinesis": KINESIS, "aws:dynamod
 
 class UnrecognisedEvent(ValueError):
     pass
-
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One record of a trigger's batch: what to run, how to name it when it fails, its FIFO group."""
-
-    id: str
-    payload: Any  # the event, or Unreadable
-    report_as: str | None = None
-    group: str | None = None
-
-    def record(self, source: str) -> Record:
-        return Record(self.id, self.payload, source=source)
 
 
 def detect(event: Any) -> str:

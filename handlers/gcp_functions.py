@@ -1,0 +1,211 @@
+"""Google Cloud Functions entry points (functions-framework).
+
+* ``on_cloud_event`` — CloudEvents: Pub/Sub ``messagePublished`` and GCS
+  ``object.v1.finalized``.
+* ``on_http`` — HTTP: a Pub/Sub push subscription's envelope, or events POSTed
+  directly (one JSON object or a list; the answer is ``{"outputs", "errors"}``,
+  as ``agglo serve`` gives).
+
+Failures, so that one bad message never loops forever and nothing is lost:
+
+* a record whose own data is at fault (not JSON, a pipeline error) is a
+  *poison* record: it goes to the external system named by ``AGGLO_DEAD_LETTER``
+  (say a Pub/Sub topic) and the message is acknowledged. Without a dead-letter
+  output it is logged at ERROR and acknowledged.
+* a record that failed because an outside system did (a state store or an
+  output, after the process's retries) is *transient*: the function answers
+  with an error, so Pub/Sub (or Eventarc) delivers it again; the records that
+  succeeded are not counted twice on redelivery (their state changes carry
+  dedupe marks, their outputs deterministic ids).
+
+At cold start the config comes from ``AGGLO_CONFIG`` (a path, or a ``gs://``
+URI) and is compiled once; connectors are built once and their clients on first
+use. ``PUBSUB_EMULATOR_HOST`` and ``STORAGE_EMULATOR_HOST`` are honoured. Logs
+are JSON lines in Cloud Logging's format (``severity``, ``message``, the record
+id as a label).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import functions_framework
+import orjson
+
+from agglo_core import Outcome, compile_plan
+from handlers.runtime import Runtime
+from handlers.sources import Item
+from handlers.sources import gcp as sources
+
+CHUNK = 500
+MAX_BODY = 10 << 20
+log = logging.getLogger("agglo.gcp")
+
+
+class TransientFailure(RuntimeError):
+    """Makes the function answer with an error, so the platform redelivers."""
+
+
+class CloudLoggingFormatter(logging.Formatter):
+    """One JSON object per line, as Cloud Logging reads them from stdout."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {"severity": record.levelname, "message": record.getMessage(),
+                                 "logger": record.name}
+        labels = getattr(record, "labels", None)
+        if labels:
+            entry["logging.googleapis.com/labels"] = labels
+        details = getattr(record, "details", None)
+        if details:
+            entry["agglo"] = details
+        if record.exc_info:
+            entry["stack_trace"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def _configure_logging() -> None:
+    root = logging.getLogger("agglo")
+    if not any(isinstance(h.formatter, CloudLoggingFormatter) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(CloudLoggingFormatter())
+        root.addHandler(handler)
+        root.setLevel(os.environ.get("AGGLO_LOG_LEVEL", "INFO"))
+        root.propagate = False
+
+
+def gcp_registry() -> Any:
+    """The connectors a Cloud Function offers: the local ones (Redis among them), GCS and Pub/Sub."""
+    from handlers.connectors import gcs, local_registry, pubsub
+
+    registry = local_registry()
+    gcs.register(registry)
+    pubsub.register(registry)
+    return registry
+
+
+class App:
+    def __init__(self, runtime: Runtime, dead_letter: str | None) -> None:
+        self.runtime = runtime
+        self.dead_letter = dead_letter
+
+    @classmethod
+    def from_environment(cls) -> App:
+        from handlers.config_source import read_config_source
+        from handlers.execs import ExecRunner, allow_list_from
+
+        _configure_logging()
+        plan = compile_plan(read_config_source())
+        runtime = Runtime.build(plan, gcp_registry(), ExecRunner(allow_list_from(None)))
+        return cls(runtime, os.environ.get("AGGLO_DEAD_LETTER") or None)
+
+    def run(self, items: list[Item], source: str) -> list[Outcome]:
+        outcomes = self.runtime.process([i.record(source) for i in items])
+        for o in outcomes:
+            for e in o.errors:
+                log.error("record failed: %s", e.message, extra={
+                    "labels": {"record_id": o.record.id}, "details": e.to_dict()})
+        return outcomes
+
+    def settle(self, outcomes: list[Outcome]) -> None:
+        """Dead-letter the poison records; raise if any failure is transient (so it is redelivered)."""
+        failed = [o for o in outcomes if o.errors]
+        transient = [o for o in failed if any(e.transient for e in o.errors)]
+        poison = [o for o in failed if o not in transient]
+        if poison and self.dead_letter:
+            undelivered = self.runtime.dead_letter(self.dead_letter, poison)
+            if undelivered:
+                raise TransientFailure(f"{len(undelivered)} poison record(s) could not reach the dead-letter "
+                                       f"output '{self.dead_letter}'")
+        elif poison:
+            log.error("%d poison record(s) dropped: set AGGLO_DEAD_LETTER to keep them", len(poison))
+        if transient:
+            raise TransientFailure(f"{len(transient)} record(s) failed for a reason outside them; first: "
+                                   f"{next(e for e in transient[0].errors if e.transient)}")
+
+    def cloud_event(self, event: Any) -> None:
+        kind, data = event["type"], event.get_data() if hasattr(event, "get_data") else event.data
+        if kind == sources.PUBSUB_PUBLISHED:
+            self.settle(self.run([sources.pubsub_item(data["message"])], "pubsub"))
+        elif kind == sources.GCS_FINALIZED:
+            for chunk in self._gcs_chunks(*sources.gcs_object(data)):
+                self.settle(self.run(chunk, "gcs"))
+        else:
+            raise ValueError(f"unsupported CloudEvent type {kind!r} (supported: {sources.PUBSUB_PUBLISHED}, "
+                             f"{sources.GCS_FINALIZED})")
+
+    @staticmethod
+    def _gcs_chunks(bucket: str, name: str, generation: str | None) -> Iterator[list[Item]]:
+        from handlers.connectors.gcs import open_object
+        from handlers.sources.jsonfile import open_events, read_events
+
+        chunk: list[Item] = []
+        with open_object(bucket, name, generation) as stream:
+            for n, payload in read_events(open_events(stream)):
+                chunk.append(Item(sources.gcs_record_id(bucket, name, generation, n), payload))
+                if len(chunk) >= CHUNK:
+                    yield chunk
+                    chunk = []
+        if chunk:
+            yield chunk
+
+    def http(self, request: Any) -> tuple[Any, int]:
+        if (request.content_length or 0) > MAX_BODY:
+            return {"error": f"body larger than {MAX_BODY} bytes"}, 413
+        try:
+            body = orjson.loads(request.get_data())
+        except orjson.JSONDecodeError as e:
+            return {"error": f"body is not valid JSON: {e}"}, 400
+        if sources.is_push_envelope(body):
+            try:
+                self.settle(self.run([sources.pubsub_item(body["message"])], "pubsub"))
+            except TransientFailure as e:
+                return {"error": str(e)}, 503  # not acknowledged: Pub/Sub pushes it again
+            return "", 204
+        events = body if isinstance(body, list) else [body]
+        if not events or not all(isinstance(e, dict) for e in events):
+            return {"error": "body must be a JSON object or a list of objects"}, 400
+        key = request.headers.get("Idempotency-Key")
+        items = [Item(_http_id(key, e, i), e) for i, e in enumerate(events, 1)]
+        outcomes = self.run(items, "http")
+        answer = {"outputs": [e for o in outcomes for _, e in o.outputs],
+                  "errors": [e.to_dict() for o in outcomes for e in o.errors]}
+        return answer, 500 if answer["errors"] else 200
+
+
+def _http_id(key: str | None, event: dict, n: int) -> str:
+    import hashlib
+
+    if key:
+        return f"http:{key}#{n}"
+    return "http:sha256:" + hashlib.sha256(orjson.dumps(event, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+_app: App | None = None
+
+
+def app() -> App:
+    global _app
+    if _app is None:
+        _app = App.from_environment()
+    return _app
+
+
+def reset() -> None:
+    """Forget the cold-start state (tests; a new config or environment)."""
+    global _app
+    _app = None
+
+
+@functions_framework.cloud_event
+def on_cloud_event(cloud_event: Any) -> None:
+    app().cloud_event(cloud_event)
+
+
+@functions_framework.http
+def on_http(request: Any) -> Any:
+    return app().http(request)
+
