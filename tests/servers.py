@@ -45,10 +45,11 @@ class Server:
     """A server process in its own session, so stopping it also stops its children."""
 
     def __init__(self, argv: list[str], ready_url: str, env: dict[str, str] | None = None,
-                 timeout_s: float = 30, ready_status_any: bool = False) -> None:
+                 timeout_s: float = 30, ready_status_any: bool = False,
+                 cwd: str | os.PathLike | None = None) -> None:
         self.output = tempfile.TemporaryFile()  # noqa: SIM115 - not a pipe: a chatty server must never block
         self.proc = subprocess.Popen(argv, env=env, stdout=self.output, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, cwd=cwd)
         try:
             wait_until(lambda: http_ok(ready_url, ready_status_any), timeout_s, " ".join(argv[:3]), self.proc)
         except RuntimeError:
@@ -67,7 +68,8 @@ class Server:
         self.output.close()
 
 
-def start_function(source: str, target: str, env: dict[str, str], signature: str = "http") -> tuple[Server, str]:
+def start_function(source: str, target: str, env: dict[str, str], signature: str = "http",
+                   cwd: str | os.PathLike | None = None) -> tuple[Server, str]:
     """functions-framework's real server for ``target`` in ``source``, on a free port."""
     import shutil
     import sys
@@ -78,5 +80,5 @@ def start_function(source: str, target: str, env: dict[str, str], signature: str
             "--port", str(port)]
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     server = Server(argv, f"http://127.0.0.1:{port}/robots.txt", env={**os.environ, "PYTHONPATH": repo, **env},
-                    ready_status_any=True)
+                    ready_status_any=True, cwd=cwd)
     return server, f"http://127.0.0.1:{port}"

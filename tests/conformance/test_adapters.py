@@ -12,6 +12,7 @@ import json
 import pathlib
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable
 from types import SimpleNamespace
 
@@ -64,7 +65,25 @@ def lambda_http(config: pathlib.Path, events: list[dict]) -> list[dict]:
     return outputs
 
 
-RUNNERS: dict[str, Runner] = {"agglo run": agglo_run, "lambda (direct)": lambda_direct, "lambda (http)": lambda_http}
+def cloud_function(config: pathlib.Path, events: list[dict]) -> list[dict]:
+    """functions-framework's real server running the HTTP entry point."""
+    from servers import start_function
+
+    server, url = start_function(str(REPO / "handlers" / "gcp_functions.py"), "on_http",
+                                 {"AGGLO_CONFIG": str(config)}, cwd=config.parent)
+    try:
+        request = urllib.request.Request(url, data=json.dumps(events).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            answer = json.loads(resp.read())
+    finally:
+        server.stop()
+    assert answer["errors"] == []
+    return answer["outputs"]
+
+
+RUNNERS: dict[str, Runner] = {"agglo run": agglo_run, "lambda (direct)": lambda_direct, "lambda (http)": lambda_http,
+                              "cloud function (http)": cloud_function}
 
 
 def events_of(name: str) -> list[dict]:

@@ -29,3 +29,23 @@ def pubsub_emulator():
     yield f"127.0.0.1:{port}"
     os.killpg(proc.pid, 9)
     proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator():
+    """``http://host:port`` of gcp-storage-emulator (PyPI), in memory."""
+    import sys
+
+    port = free_port()
+    binary = os.path.join(os.path.dirname(sys.executable), "gcp-storage-emulator")
+    proc = subprocess.Popen([binary, "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def listening() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+
+    wait_until(listening, 30, "gcp-storage-emulator", proc)
+    yield f"http://127.0.0.1:{port}"
+    os.killpg(proc.pid, 9)
+    proc.wait(10)

@@ -1,0 +1,75 @@
+"""GCS ``object.v1.finalized`` CloudEvents through functions-framework's real server and gcp-storage-emulator."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import pathlib
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+from builders import PARTITION, config, external, kv
+from servers import start_function
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def storage(gcs_emulator, monkeypatch):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
+    client = storage.Client(project="agglo-test", credentials=AnonymousCredentials())
+    names = {role: f"{role}-{uuid.uuid4().hex[:8]}" for role in ("input", "tees")}
+    for name in names.values():
+        client.create_bucket(name)
+    return client, names
+
+
+def cloud_event(url: str, kind: str, data: dict) -> int:
+    """POST a CloudEvent in binary mode, as Eventarc delivers it."""
+    request = urllib.request.Request(url, data=json.dumps(data).encode(), method="POST", headers={
+        "Content-Type": "application/json", "ce-id": uuid.uuid4().hex, "ce-specversion": "1.0",
+        "ce-type": kind, "ce-source": "//storage.googleapis.com/projects/_/buckets/" + data.get("bucket", "x"),
+        "ce-subject": "objects/" + data.get("name", "")})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            return resp.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_a_finalized_object_runs_every_line_into_state_and_gcs_tees(storage, gcs_emulator, redis_kv_url, tmp_path):
+    client, names = storage
+    lines = [{"n": i} for i in range(1, 31)]
+    blob = client.bucket(names["input"]).blob("day 1/events.jsonl.gz")
+    blob.upload_from_string(gzip.compress("\n".join(json.dumps(e) for e in lines).encode()))
+    blob.reload()
+    cfg = config({"aggregator": {"name": "Sum", "stateStore": "State", "forwardState": True,
+                                 "aggregation": {"key": "n", "aggregationType": "AggSum"}}},
+                 {"tee": {"name": "Keep", "outputConnectorRef": "Tees"}},
+                 externals=(kv(cs=redis_kv_url),
+                            external("ExternalObjectStore", "Tees", f"gcs:bucketName={names['tees']},prefix=out/")))
+    path = tmp_path / "pipeline.json"
+    path.write_text(json.dumps(cfg))
+    server, url = start_function(str(REPO / "handlers" / "gcp_functions.py"), "on_cloud_event",
+                                 {"AGGLO_CONFIG": str(path), "STORAGE_EMULATOR_HOST": gcs_emulator},
+                                 signature="cloudevent")
+    try:
+        data = {"bucket": names["input"], "name": "day 1/events.jsonl.gz", "generation": str(blob.generation)}
+        assert cloud_event(url, "google.cloud.storage.object.v1.finalized", data) == 200, server.log()
+        assert cloud_event(url, "google.cloud.storage.object.v1.finalized", data) == 200  # delivered twice
+        assert cloud_event(url, "google.cloud.unknown.v1.event", data) >= 400
+    finally:
+        server.stop()
+    import redis
+
+    assert float(redis.Redis.from_url(redis_kv_url).hget(f"agg/{PARTITION}/P/Sum/n:AggSum", "value")) == sum(
+        range(1, 31))  # the second delivery changed nothing
+    tees = list(client.bucket(names["tees"]).list_blobs(prefix="out/"))
+    assert len(tees) == 30
+    bodies = sorted((json.loads(b.download_as_bytes()) for b in tees), key=lambda b: b["n"])
+    assert bodies[-1]["internal:aggregation:P"]["n:AggSum"] == {"value": sum(range(1, 31))}
