@@ -78,10 +78,11 @@ def _configure_logging() -> None:
 
 
 def gcp_registry() -> Any:
-    """The connectors a Cloud Function offers: the local ones (Redis among them), GCS and Pub/Sub."""
-    from handlers.connectors import gcs, local_registry, pubsub
+    """The connectors a Cloud Function offers: the local ones (Redis among them), Firestore, GCS, Pub/Sub."""
+    from handlers.connectors import firestore, gcs, local_registry, pubsub
 
     registry = local_registry()
+    firestore.register(registry)
     gcs.register(registry)
     pubsub.register(registry)
     return registry

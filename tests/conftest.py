@@ -10,7 +10,7 @@ import sys
 import urllib.request
 
 import pytest
-from servers import Server, free_port, wait_until
+from servers import Server, free_port, http_ok, wait_until
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 BINGE_CONFIGS = FIXTURES / "binge" / "configs"
@@ -85,3 +85,20 @@ def redis_kv_url(redis_url):
 
     redis.Redis.from_url(redis_url).flushall()
     return redis_url
+
+
+FIRESTORE_EMULATOR = "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator"
+
+
+@pytest.fixture(scope="session")
+def firestore_emulator():
+    """``host:port`` of Google's Firestore emulator (from the machine image)."""
+    if not os.access(FIRESTORE_EMULATOR, os.X_OK):
+        pytest.skip(f"Google's Firestore emulator is not on this machine ({FIRESTORE_EMULATOR})")
+    port = free_port()
+    proc = subprocess.Popen([FIRESTORE_EMULATOR, "start", "--host=127.0.0.1", f"--port={port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/"), 60, "the Firestore emulator", proc)
+    yield f"127.0.0.1:{port}"
+    os.killpg(proc.pid, 9)
+    proc.wait(10)

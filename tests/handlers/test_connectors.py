@@ -6,6 +6,7 @@ import json
 import multiprocessing
 import os
 import sqlite3
+import uuid
 
 import pytest
 
@@ -21,7 +22,7 @@ def ext(kind: str, cs: str, name: str = "X") -> External:
     return External.model_validate({"externalType": kind, "name": name, "connectionString": cs})
 
 
-@pytest.fixture(params=["mem", "sqlite", "redis", "dynamo"])
+@pytest.fixture(params=["mem", "sqlite", "redis", "dynamo", "firestore"])
 def kv(request, tmp_path):
     """Every key-value connector must pass the same contract."""
     if request.param == "mem":
@@ -30,6 +31,13 @@ def kv(request, tmp_path):
         return local_registry().build(ext("ExternalKVStore", f"sqlite:{tmp_path}/sub/state.db"))
     if request.param == "redis":
         return local_registry().build(ext("ExternalKVStore", request.getfixturevalue("redis_kv_url")))
+    if request.param == "firestore":
+        from handlers.gcp_functions import gcp_registry
+
+        request.getfixturevalue("monkeypatch").setenv("FIRESTORE_EMULATOR_HOST",
+                                                      request.getfixturevalue("firestore_emulator"))
+        collection = f"state-{uuid.uuid4().hex[:8]}"
+        return gcp_registry().build(ext("ExternalKVStore", f"firestore:project=agglo-test,collection={collection}"))
     request.getfixturevalue("aws")
     from handlers.aws_lambda import aws_registry
     from handlers.connectors.aws import client

@@ -1,0 +1,144 @@
+"""Firestore as the key-value store: ``firestore:project=P,collection=C[,database=D]``.
+
+The GCP-native state store. Each key is a document of collection ``C`` (the key
+percent-encoded, since document ids may not contain ``/``); a state item's
+fields are the document's fields. Every effect is one Firestore transaction: it
+reads the item (and the marks of the records it carries), writes the new state
+and the new marks (documents ``mark/<mark>`` with an ``expires`` time for a TTL
+policy), and Firestore retries it when another instance wrote in between — so
+sums, max and min, joins and dedupe are atomic without any lock.
+``FIRESTORE_EMULATOR_HOST`` is honoured by the client library.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import quote
+
+from agglo_core.config import External
+from agglo_core.connstr import parse_options
+from agglo_core.effects import ApplyDeltas, DeltasApplied, JoinAdd, JoinDelete, JoinState, Put
+from agglo_core.state import apply_deltas, combine_deltas
+from handlers.connectors.kv import MARK_PREFIX, mark_ttl_s
+
+BODY = "json"
+
+
+def _doc_id(key: str) -> str:
+    return quote(key, safe="")
+
+
+class FirestoreKV:
+    def __init__(self, opts: dict[str, str], parallelism: int = 8) -> None:
+        self.project = opts.get("project") or None
+        self.collection = opts["collection"]
+        self.database = opts.get("database") or None
+        self._client: Any = None
+        self._parallelism = parallelism
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from google.cloud import firestore  # lazy: only where Firestore is used
+
+            self._client = firestore.Client(project=self.project, database=self.database)
+        return self._client
+
+    def _ref(self, key: str) -> Any:
+        return self.client.collection(self.collection).document(_doc_id(key))
+
+    def perform(self, effects: list[Any]) -> list[Any]:
+        """One transaction per effect; different keys in parallel, the same key in order."""
+        by_key: dict[str, list[int]] = {}
+        for i, e in enumerate(effects):
+            by_key.setdefault(e.key, []).append(i)
+        results: list[Any] = [None] * len(effects)
+
+        def run_key(indexes: list[int]) -> None:
+            for i in indexes:
+                results[i] = self._one(effects[i])
+
+        with ThreadPoolExecutor(max_workers=max(1, min(self._parallelism, len(by_key)))) as pool:
+            list(pool.map(run_key, by_key.values()))
+        return results
+
+    def _one(self, e: Any) -> Any:
+        from google.cloud import firestore
+
+        if isinstance(e, Put):
+            import orjson
+
+            self._ref(e.key).set({BODY: orjson.dumps(e.body).decode()})
+            return None
+        transaction = self.client.transaction()
+        step = {ApplyDeltas: self._apply, JoinAdd: self._join_add, JoinDelete: self._join_delete}.get(type(e))
+        if step is None:
+            raise TypeError(f"Firestore cannot perform {type(e).__name__}")
+        return firestore.transactional(step)(transaction, e)
+
+    def _apply(self, transaction: Any, e: ApplyDeltas) -> DeltasApplied:
+        ref = self._ref(e.key)
+        marks = [(mark, deltas, self._ref(MARK_PREFIX + mark)) for mark, deltas in e.marks]
+        snapshot = ref.get(transaction=transaction)  # every read before any write
+        seen = {mark for mark, _, mref in marks if _live(mref.get(transaction=transaction))}
+        before = (snapshot.to_dict() or {}) if snapshot.exists else {}
+        deltas: dict = e.deltas
+        if seen:
+            deltas = {}
+            for mark, part, _ in marks:
+                if mark not in seen:
+                    combine_deltas(deltas, part)
+        transaction.set(ref, apply_deltas(before, deltas))
+        expires = datetime.datetime.fromtimestamp(time.time() + mark_ttl_s(), tz=datetime.UTC)
+        for mark, _, mref in marks:
+            if mark not in seen:
+                transaction.set(mref, {"expires": expires})
+        return DeltasApplied(before, frozenset(seen))
+
+    def _join_add(self, transaction: Any, e: JoinAdd) -> JoinState:
+        ref = self._ref(e.key)
+        snapshot = ref.get(transaction=transaction)
+        join = snapshot.to_dict() if snapshot.exists else {"members": [], "deadline": e.deadline_ms}
+        if e.member not in join["members"]:
+            join = {"members": [*join["members"], e.member], "deadline": join["deadline"]}
+            transaction.set(ref, join)
+        return JoinState(frozenset(join["members"]), join["deadline"])
+
+    def _join_delete(self, transaction: Any, e: JoinDelete) -> bool:
+        ref = self._ref(e.key)
+        snapshot = ref.get(transaction=transaction)
+        if snapshot.exists and snapshot.to_dict().get("deadline") == e.deadline_ms:
+            transaction.delete(ref)
+            return True
+        return False
+
+    def get(self, key: str) -> Any:
+        snapshot = self._ref(key).get()
+        if not snapshot.exists:
+            return None
+        data = snapshot.to_dict()
+        if BODY in data:
+            import orjson
+
+            return orjson.loads(data[BODY])
+        return data
+
+
+def _live(snapshot: Any) -> bool:
+    if not snapshot.exists:
+        return False
+    expires = snapshot.to_dict().get("expires")
+    return expires is None or expires.timestamp() > time.time()
+
+
+def register(registry: Any) -> None:
+    def build(ext: External) -> FirestoreKV:
+        opts = parse_options(ext.connectionString.split(":", 1)[1])
+        if not opts.get("collection"):
+            raise ValueError(f"external system '{ext.name}': firestore needs collection=…")
+        return FirestoreKV(opts)
+
+    registry.register("ExternalKVStore", "firestore", build)
