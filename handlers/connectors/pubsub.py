@@ -2,7 +2,9 @@
 
 All messages of a batch are published at once (the client batches them) and
 then awaited; a message Pub/Sub refuses fails only its record. The tee uuid
-travels as the ``agglo-id`` attribute so subscribers can drop duplicates.
+travels as the ``agglo-id`` attribute so subscribers can drop duplicates. An
+event that came from Pub/Sub with an ordering key is published with the same
+key, so order is kept end to end (the output subscription must enable ordering).
 ``PUBSUB_EMULATOR_HOST`` is honoured by the client library.
 """
 
@@ -23,7 +25,13 @@ ID_ATTRIBUTE = "agglo-id"
 def publisher() -> Any:
     from google.cloud import pubsub_v1  # lazy: only the GCP adapter pays for it
 
-    return pubsub_v1.PublisherClient()
+    return pubsub_v1.PublisherClient(publisher_options=pubsub_v1.types.PublisherOptions(
+        enable_message_ordering=True))
+
+
+def ordering_key(body: dict) -> str:
+    source = body.get("internal:pubsub")
+    return source.get("orderingKey") or "" if isinstance(source, dict) else ""
 
 
 class PubSubOutput:
@@ -34,13 +42,17 @@ class PubSubOutput:
         if not all(isinstance(e, Put) for e in effects):
             raise TypeError("a Pub/Sub topic can only receive messages")
         client = publisher()
-        futures = [client.publish(self.topic, orjson.dumps(e.body), **{ID_ATTRIBUTE: e.key}) for e in effects]
+        keys = [ordering_key(e.body) for e in effects]
+        futures = [client.publish(self.topic, orjson.dumps(e.body), ordering_key=key, **{ID_ATTRIBUTE: e.key})
+                   for e, key in zip(effects, keys, strict=True)]
         results: list[Any] = []
-        for future in futures:
+        for future, key in zip(futures, keys, strict=True):
             try:
                 future.result(timeout=60)
                 results.append(None)
             except Exception as err:  # this message only
+                if key:
+                    client.resume_publish(self.topic, key)  # an ordered key stops after a failure until resumed
                 results.append(EffectFailed(f"Pub/Sub refused the message: {err}"))
         return results
 

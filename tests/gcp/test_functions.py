@@ -171,3 +171,26 @@ def test_direct_posts_answer_like_agglo_serve(pipeline, redis_kv_url):
     status, answer = post(pipeline.url, json.dumps({"n": 1, "seen": "x"}).encode())
     assert status == 500 and answer["errors"][0]["process"] == "Mark"
     assert post(pipeline.url, b"[1, 2]")[0] == 400 and post(pipeline.url, b"{nope")[0] == 400
+
+
+def test_pubsub_outputs_keep_ordering_keys_and_carry_the_tee_id(pubsub_emulator, monkeypatch):
+    from agglo_core import Put
+    from handlers.connectors import pubsub
+
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_emulator)
+    pubsub.publisher.cache_clear()
+    topic = f"out-{uuid.uuid4().hex[:8]}"
+    pubsub_call(pubsub_emulator, "PUT", f"projects/{PROJECT}/topics/{topic}")
+    pubsub_call(pubsub_emulator, "PUT", f"projects/{PROJECT}/subscriptions/{topic}-pull",
+                {"topic": f"projects/{PROJECT}/topics/{topic}", "enableMessageOrdering": True})
+    output = pubsub.PubSubOutput(f"projects/{PROJECT}/topics/{topic}")
+    bodies = [{"n": i, "internal:pubsub": {"orderingKey": "k1" if i % 2 else ""}} for i in range(6)]
+    assert output.perform([Put("Out", f"id-{i}", b) for i, b in enumerate(bodies)]) == [None] * 6
+    answer = pubsub_call(pubsub_emulator, "POST", f"projects/{PROJECT}/subscriptions/{topic}-pull:pull",
+                         {"maxMessages": 10, "returnImmediately": True})
+    got = {json.loads(base64.b64decode(m["message"]["data"]))["n"]: m["message"]
+           for m in answer["receivedMessages"]}
+    assert sorted(got) == list(range(6))
+    assert [got[i].get("orderingKey", "") for i in range(6)] == ["", "k1", "", "k1", "", "k1"]
+    assert [got[i]["attributes"]["agglo-id"] for i in range(6)] == [f"id-{i}" for i in range(6)]
+    pubsub.publisher.cache_clear()
