@@ -25,10 +25,10 @@ def read_config_source(uri: str | None = None) -> bytes:
         bucket, _, key = uri[5:].partition("/")
         return client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     if uri.startswith("gs://"):
-        from google.cloud import storage  # type: ignore[import-untyped]
+        from handlers.connectors.gcs import storage_client
 
         bucket, _, name = uri[5:].partition("/")
-        return storage.Client().bucket(bucket).blob(name).download_as_bytes()
+        return storage_client().bucket(bucket).blob(name).download_as_bytes()
     candidates = [uri] if os.path.isabs(uri) else [
         os.path.join(os.environ.get("LAMBDA_TASK_ROOT", ""), uri), uri]
     for path in candidates:
