@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import pathlib
-import socket
-import subprocess
 import sys
 import urllib.request
 
 import pytest
-from servers import Server, free_port, http_ok, wait_until
+from servers import Server, free_port, port_open
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 BINGE_CONFIGS = FIXTURES / "binge" / "configs"
@@ -58,24 +56,16 @@ def aws(moto_endpoint, monkeypatch):
 
 @pytest.fixture(scope="session")
 def redis_url():
-    """A real redis-server on a free port (``apt-get install redis-server``; .ci/run installs it)."""
+    """A real redis-server on a free port (``apt-get install redis-server``; make test installs it)."""
     import shutil
 
     binary = shutil.which("redis-server")
-    assert binary, "redis-server is not installed: apt-get install -y redis-server (.ci/run does this)"
+    assert binary, "redis-server is not installed: apt-get install -y redis-server (make test does this)"
     port = free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-    def answers() -> bool:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-
-    wait_until(answers, 20, "redis-server", proc)
+    server = Server([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                    ready=lambda: port_open(port))
     yield f"redis://127.0.0.1:{port}/0"
-    proc.kill()
-    proc.wait(10)
+    server.stop()
 
 
 @pytest.fixture
@@ -96,9 +86,7 @@ def firestore_emulator():
     if not os.access(FIRESTORE_EMULATOR, os.X_OK):
         pytest.skip(f"Google's Firestore emulator is not on this machine ({FIRESTORE_EMULATOR})")
     port = free_port()
-    proc = subprocess.Popen([FIRESTORE_EMULATOR, "start", "--host=127.0.0.1", f"--port={port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/"), 60, "the Firestore emulator", proc)
+    server = Server([FIRESTORE_EMULATOR, "start", "--host=127.0.0.1", f"--port={port}"],
+                    ready=lambda: port_open(port), timeout_s=60)
     yield f"127.0.0.1:{port}"
-    os.killpg(proc.pid, 9)
-    proc.wait(10)
+    server.stop()

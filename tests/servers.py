@@ -33,6 +33,11 @@ def wait_until(ready: Callable[[], bool], timeout_s: float, what: str, proc: sub
     raise RuntimeError(f"{what} did not come up within {timeout_s}s")
 
 
+def port_open(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+
+
 def http_ok(url: str, any_status: bool = False) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
@@ -44,14 +49,16 @@ def http_ok(url: str, any_status: bool = False) -> bool:
 class Server:
     """A server process in its own session, so stopping it also stops its children."""
 
-    def __init__(self, argv: list[str], ready_url: str, env: dict[str, str] | None = None,
+    def __init__(self, argv: list[str], ready_url: str | None = None, env: dict[str, str] | None = None,
                  timeout_s: float = 30, ready_status_any: bool = False,
-                 cwd: str | os.PathLike | None = None) -> None:
+                 cwd: str | os.PathLike | None = None, ready: Callable[[], bool] | None = None) -> None:
+        """Start ``argv`` and wait until ``ready()`` (or an HTTP answer from ``ready_url``)."""
         self.output = tempfile.TemporaryFile()  # noqa: SIM115 - not a pipe: a chatty server must never block
         self.proc = subprocess.Popen(argv, env=env, stdout=self.output, stderr=subprocess.STDOUT,
                                      start_new_session=True, cwd=cwd)
         try:
-            wait_until(lambda: http_ok(ready_url, ready_status_any), timeout_s, " ".join(argv[:3]), self.proc)
+            check = ready or (lambda: http_ok(ready_url, ready_status_any))  # type: ignore[arg-type]
+            wait_until(check, timeout_s, " ".join(argv[:3]), self.proc)
         except RuntimeError:
             self.stop()
             raise

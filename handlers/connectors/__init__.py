@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from agglo_core.config import External, PipelinesConfig
-from agglo_core.connstr import redact, scheme_of
+from agglo_core.connstr import parse_options, redact, scheme_of
 
 
 class Connector(Protocol):
@@ -45,6 +45,18 @@ def expand_environment(external: External, env: dict[str, str] | None = None) ->
         raise UnknownConnector(f"external system '{external.name}': environment variable(s) "
                                f"{', '.join(missing)} not set (used in its connection string)")
     return external.model_copy(update={"connectionString": _ENV_REF.sub(lambda m: env[m.group(1)], cs)})
+
+
+def options_factory(cls: Callable[[dict[str, str]], Connector], required: str) -> Factory:
+    """Builds ``cls(options)`` from a ``scheme:key=value,…`` string, insisting on the option ``required``."""
+
+    def build(ext: External) -> Connector:
+        opts = parse_options(ext.connectionString.split(":", 1)[1])
+        if not opts.get(required):
+            raise ValueError(f"external system '{ext.name}': {scheme_of(ext.connectionString)} needs {required}=…")
+        return cls(opts)
+
+    return build
 
 
 class Registry:

@@ -8,12 +8,10 @@ connection string overrides them for one external.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from agglo_core.config import External
-from agglo_core.connstr import parse_options, scheme_of
+from agglo_core.connstr import parse_options
 
 _lock = threading.Lock()
 
@@ -51,18 +49,6 @@ def endpoint_url(opts: dict[str, str]) -> str | None:
 
 def client_for(service: str, opts: dict[str, str]) -> Any:
     return client(service, opts.get("region"), endpoint_url(opts))
-
-
-def factory(cls: Callable[[dict[str, str]], Any], required: str) -> Callable[[External], Any]:
-    """Builds ``cls(options)`` for an external, insisting on the option ``required``."""
-
-    def build(ext: External) -> Any:
-        opts = options(ext.connectionString)
-        if not opts.get(required):
-            raise ValueError(f"external system '{ext.name}': {scheme_of(ext.connectionString)} needs {required}=…")
-        return cls(opts)
-
-    return build
 
 
 def register(registry: Any) -> None:

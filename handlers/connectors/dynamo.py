@@ -15,7 +15,6 @@ conditional on not existing yet.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
@@ -23,8 +22,9 @@ import orjson
 
 from agglo_core.effects import ApplyDeltas, DeltasApplied, JoinAdd, JoinDelete, JoinState, Put
 from agglo_core.state import apply_deltas, combine_deltas
-from handlers.connectors.aws import client_for, factory
-from handlers.connectors.kv import MARK_PREFIX, mark_ttl_s
+from handlers.connectors import options_factory
+from handlers.connectors.aws import client_for
+from handlers.connectors.kv import MARK_PREFIX, mark_ttl_s, perform_by_key
 
 FIELD = "f:"
 KEY = "pk"
@@ -63,21 +63,7 @@ class DynamoKV:
 
     def perform(self, effects: list[Any]) -> list[Any]:
         """One request per effect: different keys in parallel, the same key in order."""
-        by_key: dict[str, list[int]] = {}
-        for i, e in enumerate(effects):
-            by_key.setdefault(e.key, []).append(i)
-        results: list[Any] = [None] * len(effects)
-
-        def run_key(indexes: list[int]) -> None:
-            for i in indexes:
-                results[i] = self._one(effects[i])
-
-        if len(by_key) == 1:
-            run_key(next(iter(by_key.values())))
-        else:
-            with ThreadPoolExecutor(max_workers=min(self._parallelism, len(by_key))) as pool:
-                list(pool.map(run_key, by_key.values()))
-        return results
+        return perform_by_key(effects, self._one, self._parallelism)
 
     def _one(self, e: Any) -> Any:
         if isinstance(e, ApplyDeltas):
@@ -230,4 +216,4 @@ def _fields(item: dict) -> dict:
 
 
 def register(registry: Any) -> None:
-    registry.register("ExternalKVStore", "dynamo", factory(DynamoKV, "tableName"))
+    registry.register("ExternalKVStore", "dynamo", options_factory(DynamoKV, "tableName"))

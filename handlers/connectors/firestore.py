@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import datetime
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
-from agglo_core.config import External
-from agglo_core.connstr import parse_options
 from agglo_core.effects import ApplyDeltas, DeltasApplied, JoinAdd, JoinDelete, JoinState, Put
 from agglo_core.state import apply_deltas, combine_deltas
-from handlers.connectors.kv import MARK_PREFIX, mark_ttl_s
+from handlers.connectors import options_factory
+from handlers.connectors.kv import MARK_PREFIX, mark_ttl_s, perform_by_key
 
 BODY = "json"
 
@@ -52,18 +50,7 @@ class FirestoreKV:
 
     def perform(self, effects: list[Any]) -> list[Any]:
         """One transaction per effect; different keys in parallel, the same key in order."""
-        by_key: dict[str, list[int]] = {}
-        for i, e in enumerate(effects):
-            by_key.setdefault(e.key, []).append(i)
-        results: list[Any] = [None] * len(effects)
-
-        def run_key(indexes: list[int]) -> None:
-            for i in indexes:
-                results[i] = self._one(effects[i])
-
-        with ThreadPoolExecutor(max_workers=max(1, min(self._parallelism, len(by_key)))) as pool:
-            list(pool.map(run_key, by_key.values()))
-        return results
+        return perform_by_key(effects, self._one, self._parallelism)
 
     def _one(self, e: Any) -> Any:
         from google.cloud import firestore
@@ -135,10 +122,4 @@ def _live(snapshot: Any) -> bool:
 
 
 def register(registry: Any) -> None:
-    def build(ext: External) -> FirestoreKV:
-        opts = parse_options(ext.connectionString.split(":", 1)[1])
-        if not opts.get("collection"):
-            raise ValueError(f"external system '{ext.name}': firestore needs collection=…")
-        return FirestoreKV(opts)
-
-    registry.register("ExternalKVStore", "firestore", build)
+    registry.register("ExternalKVStore", "firestore", options_factory(FirestoreKV, "collection"))

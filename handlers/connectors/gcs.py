@@ -14,9 +14,8 @@ from typing import IO, Any
 
 import orjson
 
-from agglo_core.config import External
-from agglo_core.connstr import parse_options
 from agglo_core.effects import Put
+from handlers.connectors import options_factory
 
 
 @cache
@@ -54,10 +53,4 @@ def open_object(bucket: str, name: str, generation: str | int | None = None) -> 
 
 
 def register(registry: Any) -> None:
-    def build(ext: External) -> GcsObjectStore:
-        opts = parse_options(ext.connectionString.split(":", 1)[1])
-        if not opts.get("bucketName"):
-            raise ValueError(f"external system '{ext.name}': gcs needs bucketName=…")
-        return GcsObjectStore(opts)
-
-    registry.register("ExternalObjectStore", "gcs", build)
+    registry.register("ExternalObjectStore", "gcs", options_factory(GcsObjectStore, "bucketName"))

@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 
 from agglo_core.effects import EffectFailed, Put
-from handlers.connectors.aws import client_for, factory
+from handlers.connectors import options_factory
+from handlers.connectors.aws import client_for
 
 
 class KinesisOutput:
@@ -38,4 +39,4 @@ class KinesisOutput:
 
 
 def register(registry: Any) -> None:
-    registry.register("ExternalPubSub", "kinesis", factory(KinesisOutput, "streamName"))
+    registry.register("ExternalPubSub", "kinesis", options_factory(KinesisOutput, "streamName"))

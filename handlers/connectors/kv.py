@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from agglo_core.effects import ApplyDeltas, Deltas, DeltasApplied, JoinAdd, JoinDelete, JoinState, Put
@@ -43,6 +44,26 @@ def _apply_marked(e: ApplyDeltas, get: Callable[[str], Any], put: Callable[[str,
         put(MARK_PREFIX + mark, {"expires": now_s + ttl_s})
         combine_deltas(fresh, deltas)
     return (fresh if duplicates else e.deltas), frozenset(duplicates)
+
+
+def perform_by_key(effects: list[Any], one: Callable[[Any], Any], parallelism: int) -> list[Any]:
+    """``one(effect)`` for each effect, in order per key, different keys in parallel threads."""
+    by_key: dict[str, list[int]] = {}
+    for i, e in enumerate(effects):
+        by_key.setdefault(e.key, []).append(i)
+    results: list[Any] = [None] * len(effects)
+
+    def run_key(indexes: list[int]) -> None:
+        for i in indexes:
+            results[i] = one(effects[i])
+
+    if len(by_key) <= 1:
+        for indexes in by_key.values():
+            run_key(indexes)
+    else:
+        with ThreadPoolExecutor(max_workers=min(parallelism, len(by_key))) as pool:
+            list(pool.map(run_key, by_key.values()))
+    return results
 
 
 def perform_kv(effects: list[Any], get: Callable[[str], Any], put: Callable[[str, Any], None],

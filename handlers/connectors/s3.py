@@ -13,7 +13,8 @@ from typing import IO, Any
 import orjson
 
 from agglo_core.effects import Put
-from handlers.connectors.aws import client, client_for, factory
+from handlers.connectors import options_factory
+from handlers.connectors.aws import client, client_for
 
 
 class S3ObjectStore:
@@ -87,4 +88,4 @@ def open_object(bucket: str, key: str, version: str | None = None, part_size: in
 
 
 def register(registry: Any) -> None:
-    registry.register("ExternalObjectStore", "s3", factory(S3ObjectStore, "bucketName"))
+    registry.register("ExternalObjectStore", "s3", options_factory(S3ObjectStore, "bucketName"))

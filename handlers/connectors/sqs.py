@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 
 from agglo_core.effects import EffectFailed, Put
-from handlers.connectors.aws import client_for, factory
+from handlers.connectors import options_factory
+from handlers.connectors.aws import client_for
 
 ID_ATTRIBUTE = "agglo-id"
 
@@ -47,4 +48,4 @@ class SqsOutput:
 
 
 def register(registry: Any) -> None:
-    registry.register("ExternalPubSub", "sqs", factory(SqsOutput, "queueUrl"))
+    registry.register("ExternalPubSub", "sqs", options_factory(SqsOutput, "queueUrl"))

@@ -1,13 +1,12 @@
-"""Google's Pub/Sub emulator and functions-framework's real server, started by the tests."""
+"""Google's emulators (Pub/Sub from the machine image, GCS from PyPI), started by the tests."""
 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
+import sys
 
 import pytest
-from servers import free_port, wait_until
+from servers import Server, free_port, port_open
 
 PUBSUB_EMULATOR = "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"
 
@@ -18,34 +17,18 @@ def pubsub_emulator():
     if not os.access(PUBSUB_EMULATOR, os.X_OK):
         pytest.skip(f"Google's Pub/Sub emulator is not on this machine ({PUBSUB_EMULATOR})")
     port = free_port()
-    proc = subprocess.Popen([PUBSUB_EMULATOR, "--host=127.0.0.1", f"--port={port}"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-
-    def listening() -> bool:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-
-    wait_until(listening, 60, "the Pub/Sub emulator", proc)
+    server = Server([PUBSUB_EMULATOR, "--host=127.0.0.1", f"--port={port}"], ready=lambda: port_open(port),
+                    timeout_s=60)
     yield f"127.0.0.1:{port}"
-    os.killpg(proc.pid, 9)
-    proc.wait(10)
+    server.stop()
 
 
 @pytest.fixture(scope="session")
 def gcs_emulator():
     """``http://host:port`` of gcp-storage-emulator (PyPI), in memory."""
-    import sys
-
     port = free_port()
     binary = os.path.join(os.path.dirname(sys.executable), "gcp-storage-emulator")
-    proc = subprocess.Popen([binary, "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "-q"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-    def listening() -> bool:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-
-    wait_until(listening, 30, "gcp-storage-emulator", proc)
+    server = Server([binary, "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "-q"],
+                    ready=lambda: port_open(port))
     yield f"http://127.0.0.1:{port}"
-    os.killpg(proc.pid, 9)
-    proc.wait(10)
+    server.stop()
