@@ -22,11 +22,12 @@ At cold start the config comes from ``AGGLO_CONFIG`` (a path, or a ``gs://``
 URI) and is compiled once; connectors are built once and their clients on first
 use. ``PUBSUB_EMULATOR_HOST`` and ``STORAGE_EMULATOR_HOST`` are honoured. Logs
 are JSON lines in Cloud Logging's format (``severity``, ``message``, the record
-id as a label).
+id as a label, the request's trace where it has one).
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import sys
@@ -50,12 +51,27 @@ class TransientFailure(RuntimeError):
     """Makes the function answer with an error, so the platform redelivers."""
 
 
+_trace: contextvars.ContextVar[str | None] = contextvars.ContextVar("agglo_trace", default=None)
+
+
+def _set_trace(header: str | None) -> None:
+    """Tie this request's logs to its trace: ``X-Cloud-Trace-Context`` or a W3C ``traceparent``."""
+    trace_id = None
+    if header:
+        trace_id = header.split("-")[1] if header.count("-") >= 3 else header.split("/")[0]
+    project = os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCP_PROJECT")
+    _trace.set(f"projects/{project}/traces/{trace_id}" if trace_id and project else None)
+
+
 class CloudLoggingFormatter(logging.Formatter):
     """One JSON object per line, as Cloud Logging reads them from stdout."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {"severity": record.levelname, "message": record.getMessage(),
                                  "logger": record.name}
+        trace = _trace.get()
+        if trace:
+            entry["logging.googleapis.com/trace"] = trace
         labels = getattr(record, "labels", None)
         if labels:
             entry["logging.googleapis.com/labels"] = labels
@@ -129,6 +145,7 @@ class App:
 
     def cloud_event(self, event: Any) -> None:
         kind, data = event["type"], event.get_data() if hasattr(event, "get_data") else event.data
+        _set_trace(event.get("traceparent") if hasattr(event, "get") else None)
         if kind == sources.PUBSUB_PUBLISHED:
             self.settle(self.run([sources.pubsub_item(data["message"])], "pubsub"))
         elif kind == sources.GCS_FINALIZED:
@@ -154,6 +171,7 @@ class App:
             yield chunk
 
     def http(self, request: Any) -> tuple[Any, int]:
+        _set_trace(request.headers.get("X-Cloud-Trace-Context") or request.headers.get("traceparent"))
         if (request.content_length or 0) > MAX_BODY:
             return {"error": f"body larger than {MAX_BODY} bytes"}, 413
         try:

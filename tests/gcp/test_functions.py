@@ -89,8 +89,9 @@ def pipeline(pubsub_emulator, redis_kv_url, tmp_path):
                                      f"pubsub:projects/{PROJECT}/topics/{letters}")))
     path = tmp_path / "pipeline.json"
     path.write_text(json.dumps(cfg))
-    server, url = start_function(str(REPO / "handlers" / "gcp_functions.py"), "on_http", {"AGGLO_CONFIG": str(path), "AGGLO_DEAD_LETTER": "DeadLetters",
-                                             "PUBSUB_EMULATOR_HOST": pubsub_emulator})
+    server, url = start_function(str(REPO / "handlers" / "gcp_functions.py"), "on_http", {
+        "AGGLO_CONFIG": str(path), "AGGLO_DEAD_LETTER": "DeadLetters", "PUBSUB_EMULATOR_HOST": pubsub_emulator,
+        "GOOGLE_CLOUD_PROJECT": PROJECT})
     pubsub_call(pubsub_emulator, "PUT", f"projects/{PROJECT}/subscriptions/{events}-push", {
         "topic": f"projects/{PROJECT}/topics/{events}", "pushConfig": {"pushEndpoint": url},
         "ackDeadlineSeconds": 10, "retryPolicy": {"minimumBackoff": "1s", "maximumBackoff": "2s"}})
@@ -163,6 +164,12 @@ def post(url: str, body: bytes, headers: dict | None = None) -> tuple[int, dict]
 
 
 def test_direct_posts_answer_like_agglo_serve(pipeline, redis_kv_url):
+    status, _ = post(pipeline.url, json.dumps({"n": 1, "seen": "x"}).encode(),
+                     {"X-Cloud-Trace-Context": "0af7651916cd43dd8448eb211c80319c/123;o=1"})
+    assert status == 500
+    traced = [json.loads(line) for line in pipeline.server.log().splitlines() if '"record failed' in line]
+    assert traced[-1]["logging.googleapis.com/trace"] == \
+        "projects/agglo-test/traces/0af7651916cd43dd8448eb211c80319c"
     status, answer = post(pipeline.url, json.dumps([{"n": 3}, {"n": 5}]).encode())
     assert status == 200 and [o["n"] for o in answer["outputs"]] == [3, 5] and answer["errors"] == []
     assert [o["internal:aggregation:P"]["n:AggSum"]["value"] for o in answer["outputs"]] == [3, 8]
