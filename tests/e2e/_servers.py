@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 from builders import PARTITION
+from servers import free_port  # noqa: F401 - re-exported for the e2e tests
 
 AGGLO = [sys.executable, "-m", "handlers.local"]
 # The console script installed next to the interpreter (the README's ``agglo``).
@@ -44,12 +45,6 @@ def json_lines(data: bytes | str) -> list[Any]:
 def write_config(path: pathlib.Path, config: dict) -> pathlib.Path:
     path.write_text(json.dumps(config, indent=2))
     return path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None,
