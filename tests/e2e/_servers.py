@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 from builders import PARTITION
-from servers import free_port  # noqa: F401 - re-exported for the e2e tests
+from servers import free_port
 
 AGGLO = [sys.executable, "-m", "handlers.local"]
 # The console script installed next to the interpreter (the README's ``agglo``).
