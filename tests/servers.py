@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -89,3 +91,38 @@ def start_function(source: str, target: str, env: dict[str, str], signature: str
     server = Server(argv, f"http://127.0.0.1:{port}/robots.txt", env={**os.environ, "PYTHONPATH": repo, **env},
                     ready_status_any=True, cwd=cwd)
     return server, f"http://127.0.0.1:{port}"
+
+
+class JsonHook:
+    """A real HTTP endpoint on 127.0.0.1 that records each JSON POST and answers with ``respond``.
+
+    ``respond(hook, headers, body)`` returns (status, reply bytes); it runs after the request is
+    recorded in ``hook.requests``.
+    """
+
+    def __init__(self, respond: Callable[[JsonHook, dict, dict], tuple[int, bytes]]) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[tuple[dict, dict]] = []
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                hook.requests.append((dict(self.headers), body))
+                status, reply = respond(hook, dict(self.headers), body)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -11,17 +11,15 @@ from __future__ import annotations
 import base64
 import json
 import pathlib
-import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
 from builders import PARTITION, config, external, kv
-from servers import start_function
+from servers import JsonHook, start_function
 
 PROJECT = "agglo-test"
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -35,45 +33,28 @@ def pubsub_call(host: str, method: str, path: str, body: dict | None = None) -> 
         return json.loads(resp.read() or b"{}")
 
 
-class FlakyHook:
-    """An HTTP endpoint that answers 503 to the first request carrying a given Idempotency-Key."""
+def flaky_hook() -> JsonHook:
+    """Answers 503 to the first request of an event marked ``flaky`` (per Idempotency-Key), 200 to the rest."""
+    seen: dict[str, int] = {}
+    bodies: list[dict] = []
 
-    def __init__(self) -> None:
-        self.seen: dict[str, int] = {}
-        self.bodies: list[dict] = []
-        hook = self
+    def respond(hook: JsonHook, headers: dict, body: dict) -> tuple[int, bytes]:
+        key = headers["Idempotency-Key"]
+        seen[key] = seen.get(key, 0) + 1
+        if body.get("flaky") and seen[key] == 1:
+            return 503, b"{}"
+        bodies.append(body)
+        return 200, b"{}"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                key = self.headers["Idempotency-Key"]
-                hook.seen[key] = hook.seen.get(key, 0) + 1
-                if body.get("flaky") and hook.seen[key] == 1:
-                    self.send_response(503)
-                    self.end_headers()
-                    return
-                hook.bodies.append(body)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    hook = JsonHook(respond)
+    hook.seen, hook.bodies = seen, bodies  # type: ignore[attr-defined]
+    return hook
 
 
 @pytest.fixture
 def pipeline(pubsub_emulator, redis_kv_url, tmp_path):
     """A counting pipeline behind a push subscription; poison goes to a dead-letter topic."""
-    hook = FlakyHook()
+    hook = flaky_hook()
     run = uuid.uuid4().hex[:8]  # the emulator lives for the session: names of this test's own
     events, letters = f"events-{run}", f"dead-letters-{run}"
     for topic in (events, letters):

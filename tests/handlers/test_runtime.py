@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from builders import config, external, kv
+from servers import JsonHook
 
 from agglo_core import EffectFailed, Put, Record, compile_plan
 from handlers.connectors import local_registry
@@ -19,46 +17,18 @@ from handlers.sources import Unreadable
 from handlers.sources.jsonfile import open_events, read_events
 
 
-class Hook:
-    """A real HTTP server that fails its first ``failures`` requests, then answers JSON."""
-
-    def __init__(self, failures: int = 0, status: int = 503, reply: bytes = b'{"ok": true}') -> None:
-        self.failures, self.status, self.reply = failures, status, reply
-        self.requests: list[tuple[dict, dict]] = []
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                hook.requests.append((dict(self.headers), body))
-                if len(hook.requests) <= hook.failures:
-                    self.send_response(hook.status)
-                    self.end_headers()
-                    self.wfile.write(b"try later")
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(hook.reply)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+def failing_hook(failures: int = 0, status: int = 503, reply: bytes = b'{"ok": true}') -> JsonHook:
+    """Fails its first ``failures`` requests with ``status``, then answers ``reply``."""
+    return JsonHook(lambda hook, headers, body: (status, b'"try later"') if len(hook.requests) <= failures
+                    else (200, reply))
 
 
 @pytest.fixture
 def hook_factory():
     hooks = []
 
-    def make(**kw) -> Hook:
-        hooks.append(Hook(**kw))
+    def make(**kw) -> JsonHook:
+        hooks.append(failing_hook(**kw))
         return hooks[-1]
 
     yield make
