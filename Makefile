@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 EXTRAS ?= dev
 
-.PHONY: install test lint run clean system-deps
+.PHONY: install test lint run bench clean system-deps
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,11 +26,15 @@ test: $(STAMP) system-deps
 	$(PY) -m pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check agglo_core handlers tests
+	$(VENV)/bin/ruff check agglo_core handlers tests benchmarks
 
 run: $(STAMP)
 	rm -rf out
 	$(VENV)/bin/agglo run -c pipelines/basic.json -i events/basic.jsonl
+
+bench: $(STAMP)
+	POWERTOOLS_LOG_LEVEL=ERROR POWERTOOLS_METRICS_DISABLED=true $(PY) -m benchmarks.run > benchmarks/last-run.md
+	cat benchmarks/last-run.md
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis
