@@ -24,7 +24,11 @@ _DEAD_LETTER_IDS = IdMaker("dead-letter")
 
 
 def _target(e: Effect) -> str | None:
-    return None if isinstance(e, Exec) else getattr(e, "store", None) or getattr(e, "target", None)
+    """The external system an effect goes to (None: an executable)."""
+    kind = type(e)
+    if kind is Put:
+        return e.target  # type: ignore[union-attr]
+    return None if kind is Exec else e.store  # type: ignore[union-attr]
 
 
 class Runtime:
