@@ -8,7 +8,7 @@ import sys
 import urllib.request
 
 import pytest
-from servers import Server, free_port, port_open
+from servers import Server, free_port, google_emulator, port_open
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 BINGE_CONFIGS = FIXTURES / "binge" / "configs"
@@ -83,10 +83,6 @@ FIRESTORE_EMULATOR = "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulato
 @pytest.fixture(scope="session")
 def firestore_emulator():
     """``host:port`` of Google's Firestore emulator (from the machine image)."""
-    if not os.access(FIRESTORE_EMULATOR, os.X_OK):
-        pytest.skip(f"Google's Firestore emulator is not on this machine ({FIRESTORE_EMULATOR})")
-    port = free_port()
-    server = Server([FIRESTORE_EMULATOR, "start", "--host=127.0.0.1", f"--port={port}"],
-                    ready=lambda: port_open(port), timeout_s=60)
-    yield f"127.0.0.1:{port}"
-    server.stop()
+    with google_emulator(FIRESTORE_EMULATOR, "Firestore",
+                         lambda port: ["start", "--host=127.0.0.1", f"--port={port}"]) as address:
+        yield address

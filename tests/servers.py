@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 
 def free_port() -> int:
@@ -126,3 +127,18 @@ class JsonHook:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@contextlib.contextmanager
+def google_emulator(binary: str, name: str, args: Callable[[int], list[str]]) -> Iterator[str]:
+    """``host:port`` of one of Google's emulators from the machine image; skips (naming it) where it is missing."""
+    import pytest
+
+    if not os.access(binary, os.X_OK):
+        pytest.skip(f"Google's {name} emulator is not on this machine ({binary})")
+    port = free_port()
+    server = Server([binary, *args(port)], ready=lambda: port_open(port), timeout_s=60)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop()

@@ -21,6 +21,7 @@ from urllib.parse import unquote_plus
 
 import orjson
 
+from handlers.connectors.dynamo import from_dynamo
 from handlers.sources import Item, Unreadable
 
 SQS, SNS, KINESIS, DYNAMODB, S3, HTTP, DIRECT = "sqs", "sns", "kinesis", "dynamodb", "s3", "http", "direct"
@@ -88,8 +89,6 @@ def kinesis_items(event: dict) -> list[Item]:
 
 def _plain(value: Any) -> Any:
     """A deserialized DynamoDB value as plain JSON: Decimals as numbers, sets as lists, bytes as base64."""
-    from handlers.connectors.dynamo import from_dynamo
-
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | set | frozenset):

@@ -6,7 +6,7 @@ import os
 import sys
 
 import pytest
-from servers import Server, free_port, port_open
+from servers import Server, free_port, google_emulator, port_open
 
 PUBSUB_EMULATOR = "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"
 
@@ -14,13 +14,8 @@ PUBSUB_EMULATOR = "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-
 @pytest.fixture(scope="session")
 def pubsub_emulator():
     """``host:port`` of a running Pub/Sub emulator (from the machine image)."""
-    if not os.access(PUBSUB_EMULATOR, os.X_OK):
-        pytest.skip(f"Google's Pub/Sub emulator is not on this machine ({PUBSUB_EMULATOR})")
-    port = free_port()
-    server = Server([PUBSUB_EMULATOR, "--host=127.0.0.1", f"--port={port}"], ready=lambda: port_open(port),
-                    timeout_s=60)
-    yield f"127.0.0.1:{port}"
-    server.stop()
+    with google_emulator(PUBSUB_EMULATOR, "Pub/Sub", lambda port: ["--host=127.0.0.1", f"--port={port}"]) as address:
+        yield address
 
 
 @pytest.fixture(scope="session")
