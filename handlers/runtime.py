@@ -73,20 +73,25 @@ class Runtime:
 
     def perform(self, effects: list[Effect]) -> list[Any]:
         """Perform a batch of effects, grouped per connector so each backend sees one call per crossing."""
+        targets = [_target(e) for e in effects]
+        first = targets[0] if targets else None
+        if targets.count(first) == len(targets):  # the common case: one stage's effects to one system
+            return self._perform_one(first, effects)
         results: list[Any] = [None] * len(effects)
         groups: dict[str | None, list[int]] = {}
-        for i, e in enumerate(effects):
-            groups.setdefault(_target(e), []).append(i)
+        for i, target in enumerate(targets):
+            groups.setdefault(target, []).append(i)
         for target, idxs in groups.items():
-            connector: Any = self.execs if target is None else self.connectors.get(target)
-            batch = [effects[i] for i in idxs]
-            if connector is None:
-                out = [EffectFailed(f"no connector for external system '{target}'")] * len(batch)
-            else:
-                out = self._with_retries(connector, batch)
+            out = self._perform_one(target, [effects[i] for i in idxs])
             for i, r in zip(idxs, out, strict=True):
                 results[i] = r
         return results
+
+    def _perform_one(self, target: str | None, effects: list[Effect]) -> list[Any]:
+        connector: Any = self.execs if target is None else self.connectors.get(target)
+        if connector is None:
+            return [EffectFailed(f"no connector for external system '{target}'")] * len(effects)
+        return self._with_retries(connector, effects)
 
     def _with_retries(self, connector: Any, effects: list[Effect]) -> list[Any]:
         results: list[Any] = [None] * len(effects)
@@ -98,6 +103,10 @@ class Runtime:
             except Exception as err:  # a connector failure fails its effects, never the batch
                 log.warning("connector %s failed: %s", type(connector).__name__, err)
                 out = [EffectFailed(f"{type(err).__name__}: {err}")] * len(pending)
+            if len(out) != len(pending):
+                raise RuntimeError(f"{type(connector).__name__} answered {len(out)} results for {len(pending)} effects")
+            if attempt == 0 and not any(type(r) is EffectFailed for r in out):
+                return out  # everything done at the first attempt
             retry = []
             for i, r in zip(pending, out, strict=True):
                 results[i] = r

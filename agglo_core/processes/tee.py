@@ -53,34 +53,40 @@ class TeeStage:
     def run(self, items: list[Item], inv: Invocation) -> Driver:
         cond = self._cond
         chosen = [it for it in items if cond is None or cond(it.event)]  # type: ignore[arg-type]
-        bodies: list[Any] = []
         if self._transformer is not None and not self._transformer.pure:
             bodies = yield from self._bodies_via_exec(chosen)
         else:
-            for it in chosen:
-                try:
-                    bodies.append(self._body(it.event, inv))  # type: ignore[arg-type]
-                except RECORD_FAULTS as e:
-                    bodies.append(StageError(describe(e)))
-        sending = [(it, body) for it, body in zip(chosen, bodies, strict=True) if not isinstance(body, StageError)]
+            bodies = [self._body_or_error(it.event, inv) for it in chosen]  # type: ignore[arg-type]
+        sending, puts = [], []
+        ids, target, retry = self._ids, self._target, self._retry
         for it, body in zip(chosen, bodies, strict=True):
-            if isinstance(body, StageError):
+            if type(body) is StageError:
                 it.fail(self.name, f"transformer '{self._transformer.name}': {body}")  # type: ignore[union-attr]
-        if not sending:
+                continue
+            key = ids(it.record.id)
+            sending.append((it, key))
+            puts.append(Put(target, key, body, retry))
+        if not puts:
             return
-        keys = [self._ids(it.record.id) for it, _ in sending]
-        results = yield [Put(self._target, key, body, self._retry) for key, (_, body) in zip(keys, sending, strict=False)]
-        for (it, _), key, result in zip(sending, keys, results, strict=True):
-            if (err := effect_error(result)) is not None:
-                it.fail(self.name, f"could not write to '{self._target}': {err}", transient=True)
+        results = yield puts
+        web = self._output_type == "web"
+        for (it, key), result in zip(sending, results, strict=True):
+            if result is not None and (err := effect_error(result)) is not None:
+                it.fail(self.name, f"could not write to '{target}': {err}", transient=True)
                 continue
             entry = {"uuid": key, "outputType": self._output_type, "connectionString": self._connection}
-            if self._output_type == "web":
+            if web:
                 entry["response"] = result
             event = it.event
             assert event is not None
             previous = event.get(OUTPUT)
             it.event = {**event, OUTPUT: [*(previous if type(previous) is list else ()), entry]}
+
+    def _body_or_error(self, event: dict, inv: Invocation) -> Any:
+        try:
+            return self._body(event, inv)
+        except RECORD_FAULTS as e:
+            return StageError(describe(e))
 
     def _bodies_via_exec(self, chosen: list[Item]) -> Driver:
         holders = [Item(it.record, it.event) for it in chosen]  # type: ignore[arg-type]

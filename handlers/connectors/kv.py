@@ -72,26 +72,27 @@ def perform_kv(effects: list[Any], get: Callable[[str], Any], put: Callable[[str
     ttl_s = mark_ttl_s() if ttl_s is None else ttl_s
     results: list[Any] = []
     for e in effects:
-        if isinstance(e, ApplyDeltas):
+        kind = type(e)
+        if kind is Put:
+            put(e.key, e.body)
+            results.append(None)
+        elif kind is ApplyDeltas:
             before = get(e.key) or {}
             deltas, duplicates = _apply_marked(e, get, put, now_s, ttl_s)
             put(e.key, apply_deltas(before, deltas))
             results.append(DeltasApplied(before, duplicates))
-        elif isinstance(e, JoinAdd):
+        elif kind is JoinAdd:
             join = get(e.key) or {"members": [], "deadline": e.deadline_ms}
             if e.member not in join["members"]:
                 join = {"members": [*join["members"], e.member], "deadline": join["deadline"]}
                 put(e.key, join)
             results.append(JoinState(frozenset(join["members"]), join["deadline"]))
-        elif isinstance(e, JoinDelete):
+        elif kind is JoinDelete:
             join = get(e.key)
             gone = join is not None and join.get("deadline") == e.deadline_ms
             if gone:
                 delete(e.key)
             results.append(gone)
-        elif isinstance(e, Put):
-            put(e.key, e.body)
-            results.append(None)
         else:
             raise TypeError(f"a key-value store cannot perform {type(e).__name__}")
     return results
