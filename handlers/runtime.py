@@ -6,7 +6,9 @@ process at cold start and feeds it batches of records.
 
 from __future__ import annotations
 
+import gc
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,6 +23,36 @@ from handlers.sources import Unreadable
 
 log = logging.getLogger("agglo.runtime")
 _DEAD_LETTER_IDS = IdMaker("dead-letter")
+
+
+class _CollectorPause:
+    """The cyclic garbage collector off while batches run (re-entrant across threads).
+
+    A batch's objects are freed by reference counting when it ends; collections in
+    the middle of one walk an ever larger heap for little, which on a big heap is a
+    third of the time. Collections resume between batches.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._resume = False
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self._depth += 1
+            if self._depth == 1:
+                self._resume = gc.isenabled()
+                gc.disable()
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0 and self._resume:
+                gc.enable()
+
+
+_collector_paused = _CollectorPause()
 
 
 def _target(e: Effect) -> str | None:
@@ -50,7 +82,9 @@ class Runtime:
     def process(self, records: Sequence[Record]) -> list[Outcome]:
         """Run a batch. Records whose payload is ``Unreadable`` fail with its message without running."""
         readable = [r for r in records if not isinstance(r.payload, Unreadable)]
-        outcomes = iter(self.plan.run(readable, int(self.clock() * 1000), self.perform, self.observe, self.dedupe))
+        with _collector_paused:
+            outcomes = iter(self.plan.run(readable, int(self.clock() * 1000), self.perform, self.observe,
+                                          self.dedupe))
         if len(readable) == len(records):
             return list(outcomes)
         return [Outcome(r, errors=[RecordError(r.id, None, None, r.payload.message)])

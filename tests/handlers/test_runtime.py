@@ -127,3 +127,40 @@ def test_reading_events_in_every_format(data, expected):
     for raw in (data, gzip.compress(data)):
         got = list(read_events(open_events(io.BytesIO(raw))))
         assert [(n, Unreadable if isinstance(v, Unreadable) else v) for n, v in got] == expected
+
+
+def test_the_collector_is_paused_during_a_batch_and_restored_after():
+    import gc
+    import threading
+
+    from handlers.connectors import Registry
+
+    seen: list[bool] = []
+
+    class Probe:
+        def perform(self, effects):
+            seen.append(gc.isenabled())
+            return [None] * len(effects)
+
+    registry = Registry()
+    registry.register("ExternalKVStore", "probe", lambda ext: Probe())
+    plan = compile_plan(config({"tee": {"name": "Out", "outputConnectorRef": "P"}},
+                               externals=(external("ExternalKVStore", "P", "probe:x"),)))
+    runtime = Runtime.build(plan, registry)
+    assert gc.isenabled()
+    runtime.process([Record("a", {"n": 1})])
+    assert seen == [False] and gc.isenabled()
+
+    gc.disable()  # an application that runs without the collector keeps it off
+    try:
+        runtime.process([Record("b", {"n": 1})])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+    threads = [threading.Thread(target=runtime.process, args=([Record(f"t{i}", {"n": i})],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 10 and not any(seen) and gc.isenabled()
