@@ -34,7 +34,10 @@ def compile_condition(condition: Condition | None) -> Predicate | None:
     if condition.exists is not None:
         return _compile_exists(condition.exists.ops)
     if condition.expression is not None:
-        value = _compile_expression(condition.expression)
+        expr = condition.expression
+        value = _compile_expression(expr)
+        if expr.comparator is not None or expr.logical is not None:
+            return value  # these always answer a bool
         return lambda event: value(event) is True
     return None
 
@@ -44,7 +47,10 @@ def _compile_exists(ops: tuple) -> Predicate | None:
     if not checks:
         return None
     if len(checks) == 1:
-        get, want = checks[0]
+        key, want = ops[0].key, checks[0][1]
+        if "." not in key:
+            return (lambda e: key in e) if want else (lambda e: key not in e)
+        get = checks[0][0]
         return (lambda e: get(e) is not MISSING) if want else (lambda e: get(e) is MISSING)
     return lambda e: all((get(e) is not MISSING) is want for get, want in checks)
 
@@ -129,8 +135,10 @@ def _compile_comparator(expr: Any) -> _Value:
 
     # Fast path for the common shape: a variable against a literal.
     if expr.lhs.variable is not None and (expr.rhs.literal is not None or expr.rhs.numeric is not None):
-        get = lhs
         lit = expr.rhs.literal if expr.rhs.literal is not None else expr.rhs.numeric
+        if "." not in expr.lhs.variable.name:
+            return _top_level_comparator(op, expr.lhs.variable.name, lit)
+        get = lhs
         if type(lit) is str:
             if op == "Equal":
                 return lambda e: get(e) == lit  # only a string equals a string
@@ -147,6 +155,23 @@ def _compile_comparator(expr: Any) -> _Value:
 
     rhs = _compile_operand(expr.rhs)
     return lambda e: _compare(op, lhs(e), rhs(e))
+
+
+def _top_level_comparator(op: str, key: str, lit: Any) -> _Value:
+    """A top-level field against a literal, without a getter call (the commonest condition of all)."""
+    if type(lit) is str:
+        if op == "Equal":
+            return lambda e: e.get(key) == lit  # only a string equals a string
+        if op == "NotEqual":
+            return lambda e: type(v := e.get(key)) is str and v != lit
+        cmp = _ORDER[op]
+        return lambda e: type(v := e.get(key)) is str and cmp(v, lit)
+    if op == "Equal":
+        return lambda e: (type(v := e.get(key)) is int or type(v) is float) and v == lit
+    if op == "NotEqual":
+        return lambda e: (type(v := e.get(key)) is int or type(v) is float) and v != lit
+    cmp = _ORDER[op]
+    return lambda e: (type(v := e.get(key)) is int or type(v) is float) and cmp(v, lit)
 
 
 def _arith(fn: Callable[[Any, Any], Any], ints_only: bool = False) -> Callable[[Any, Any], Any]:

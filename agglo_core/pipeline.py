@@ -10,7 +10,7 @@ share those crossings), never once per record.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -83,6 +83,12 @@ class Stage(Protocol):
 class CompiledPipeline:
     name: str
     stages: tuple[Stage, ...]
+    segments: tuple[tuple[Stage, ...], ...] = field(init=False)
+    single: tuple[tuple[Stage, ...], ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "segments", tuple(_segments(self.stages, True)))
+        object.__setattr__(self, "single", tuple(_segments(self.stages, False)))
 
 
 def effect_error(result: Any) -> str | None:
@@ -144,19 +150,50 @@ Adapters use it for per-process metrics and traces; the core itself keeps no tim
 """
 
 
+def _apply_pure(stages: Sequence[Stage], items: list[Item], inv: Invocation) -> bool:
+    """Run consecutive pure stages record by record; True when some record stopped or failed."""
+    stopped = False
+    for it in items:
+        event = it.event
+        for stage in stages:
+            try:
+                event = stage.apply(event, inv)  # type: ignore[arg-type]
+            except RECORD_FAULTS as e:
+                it.fail(stage.name, describe(e))
+                stopped = True
+                break
+            if event is None:
+                it.event = None
+                stopped = True
+                break
+        else:
+            it.event = event
+    return stopped
+
+
+def _segments(stages: Sequence[Stage], fuse: bool) -> list[tuple[Stage, ...]]:
+    """Consecutive pure stages together (when ``fuse``), each effectful stage alone."""
+    out: list[tuple[Stage, ...]] = []
+    for stage in stages:
+        if fuse and stage.pure and out and out[-1][-1].pure:
+            out[-1] = (*out[-1], stage)
+        else:
+            out.append((stage,))
+    return out
+
+
 def _run_pipeline(pipe: CompiledPipeline, items: list[Item], inv: Invocation,
                   observe: StageObserver | None = None) -> Driver:
     live = items
-    for stage in pipe.stages:
+    # Without an observer nobody sees stage boundaries, so pure stages run back to back per record.
+    for segment in (pipe.segments if observe is None else pipe.single):
+        stage = segment[0]
         if observe is not None:
             observe(pipe.name, stage.name, len(live), -1)
+        n_in = len(live)
         if stage.pure:
-            apply = stage.apply
-            for it in live:
-                try:
-                    it.event = apply(it.event, inv)  # type: ignore[arg-type]
-                except RECORD_FAULTS as e:
-                    it.fail(stage.name, describe(e))
+            if _apply_pure(segment, live, inv):
+                live = [it for it in live if it.event is not None]
         else:
             try:
                 yield from stage.run(live, inv)
@@ -165,8 +202,7 @@ def _run_pipeline(pipe: CompiledPipeline, items: list[Item], inv: Invocation,
                 for it in live:
                     if it.event is not None:
                         it.fail(stage.name, describe(e))
-        n_in = len(live)
-        live = [it for it in live if it.event is not None]
+            live = [it for it in live if it.event is not None]
         if observe is not None:
             observe(pipe.name, stage.name, n_in, len(live))
         if not live:

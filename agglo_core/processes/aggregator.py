@@ -88,9 +88,15 @@ class AggregatorStage:
         self._key_prefix = f"agg/{ctx.partition}/{ctx.pipeline}/{d.name}/{self._entry}"
         self._store, self._forward, self._retry = d.stateStore, d.forwardState, ctx.retry
         self._marks = IdMaker(ctx.partition, ctx.pipeline, d.name, "state")
+        self._keys: dict[tuple[str, ...], str] = {}
 
     def state_key(self, groups: tuple[str, ...]) -> str:
-        return self._key_prefix + orjson.dumps(groups).decode() if groups else self._key_prefix
+        key = self._keys.get(groups)
+        if key is None:
+            key = self._key_prefix + orjson.dumps(groups).decode() if groups else self._key_prefix
+            if len(self._keys) < 4096:  # group values repeat; high-cardinality ones just miss
+                self._keys[groups] = key
+        return key
 
     def run(self, items: list[Item], inv: Invocation) -> Driver:
         cond, kind, get = self._cond, self._kind, self._get
@@ -105,7 +111,7 @@ class AggregatorStage:
             delta = _delta_for(kind, get(event))
             if delta is None:
                 continue
-            groups = tuple(render(g(event)) for g in self._groups)
+            groups = tuple([render(g(event)) for g in self._groups])
             key = self.state_key(groups)
             merged = dict(combined.get(key, {}))
             try:

@@ -17,8 +17,9 @@ class AnnotatorStage:
     def __init__(self, d: Annotator) -> None:
         self.name = d.name
         self._annotations = [
-            (a.fieldKey, split_path(a.fieldKey), compile_getter(a.fieldKey), a.value, a.value == CURRENT_TIME,
-             compile_condition(a.condition))
+            # A top-level field (no getter) is read and written directly: the common case, and the fast one.
+            (a.fieldKey, split_path(a.fieldKey), compile_getter(a.fieldKey) if "." in a.fieldKey else None,
+             a.value, a.value == CURRENT_TIME, compile_condition(a.condition))
             for a in d.annotations
         ]
 
@@ -26,9 +27,11 @@ class AnnotatorStage:
         for key, segs, get, value, is_time, cond in self._annotations:
             if cond is not None and not cond(event):
                 continue
-            if get(event) is not MISSING:
+            if (key in event) if get is None else (get(event) is not MISSING):
                 raise StageError(f"cannot annotate '{key}': the event already has that field")
-            event = set_path(event, segs, inv.now_iso if is_time else value)
+            if is_time:
+                value = inv.now_iso
+            event = {**event, key: value} if get is None else set_path(event, segs, value)
         return event
 
 

@@ -16,6 +16,9 @@ from agglo_core.pipeline import Invocation, StageContext
 INTERNAL = "internal:"
 
 
+_CACHE_LIMIT = 4096
+
+
 class FilterStage:
     pure = True
 
@@ -23,10 +26,19 @@ class FilterStage:
         self.name = d.name
         self._search = re.compile(d.regex).search
         self._keep = d.keepMatched
+        self._verdicts: dict[str, bool] = {}  # key -> survives; events repeat their keys
+
+    def _survives(self, key: str) -> bool:
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = (self._search(key) is not None) is self._keep
+            if len(self._verdicts) < _CACHE_LIMIT:
+                self._verdicts[key] = verdict
+        return verdict
 
     def _map(self, m: dict) -> dict:
-        search, keep, walk = self._search, self._keep, self._value
-        return {k: walk(v) for k, v in m.items() if (search(k) is not None) is keep}
+        survives, walk = self._survives, self._value
+        return {k: walk(v) for k, v in m.items() if survives(k)}
 
     def _value(self, v: Any) -> Any:
         if type(v) is dict:
@@ -36,9 +48,14 @@ class FilterStage:
         return v
 
     def apply(self, event: dict, inv: Invocation) -> dict:
-        search, keep, walk = self._search, self._keep, self._value
-        return {k: v if k.startswith(INTERNAL) else walk(v) for k, v in event.items()
-                if k.startswith(INTERNAL) or (search(k) is not None) is keep}
+        survives, walk = self._survives, self._value
+        out = {}
+        for k, v in event.items():
+            if k.startswith(INTERNAL):
+                out[k] = v
+            elif survives(k):
+                out[k] = walk(v) if type(v) is dict or type(v) is list else v
+        return out
 
 
 def compile(d: Filter, ctx: StageContext) -> FilterStage:

@@ -628,6 +628,28 @@ def test_a_fault_in_a_stage_fails_the_remaining_records_instead_of_dropping_them
     assert all(it.event is None for it in items)
 
 
+def test_pure_stages_run_back_to_back_exactly_as_they_run_one_by_one():
+    # Without an observer, consecutive pure stages run per record; with one, stage by stage.
+    cfg = config(annotator(ann("big", "yes", cmp(var("n"), "GreaterThan", num(5))), name="Big"),
+                 {"continuation": {"name": "Gate", "condition": exists("n")}},
+                 annotator(ann("n", "clash", cmp(var("n"), "Equal", num(7))), name="Clash"),
+                 {"filter": {"name": "Drop", "regex": "^secret$"}},
+                 aggregator("n", "AggSum", ()),
+                 annotator(ann("after", "yes"), name="After"),
+                 externals=(kv(),))
+    events = [{"n": n, "secret": 1} if n % 3 else {"other": n} for n in range(12)]
+    records = [Record(f"r{i}", e) for i, e in enumerate(events)]
+    seen: list[tuple[str, int, int]] = []
+    fused = compile_plan(cfg).run(records, NOW_MS, MemoryWorld().perform)
+    staged = compile_plan(cfg).run(records, NOW_MS, MemoryWorld().perform,
+                                   observe=lambda pipe, stage, n_in, n_out: seen.append((stage, n_in, n_out)))
+    assert [(o.outputs, o.errors) for o in fused] == [(o.outputs, o.errors) for o in staged]
+    assert [o.errors[0].process for o in fused if o.errors] == ["Clash"]
+    assert sum(1 for o in fused if o.outputs) == 7  # 8 with n, one clashes
+    assert [s for s in seen if s[2] >= 0] == [("Big", 12, 12), ("Gate", 12, 8), ("Clash", 8, 7), ("Drop", 7, 7),
+                                              ("Agg", 7, 7), ("After", 7, 7)]
+
+
 def test_a_redelivered_record_changes_state_once():
     cfg = config(aggregator("n", "AggSum", ("g",)), externals=(kv(),))
     world = MemoryWorld()
