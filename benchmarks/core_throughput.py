@@ -9,6 +9,7 @@ outputs and tee bodies must equal agglo's (``check``).
 
 from __future__ import annotations
 
+import gc
 import json
 import pathlib
 import re
@@ -35,8 +36,11 @@ def lines(n: int) -> list[bytes]:
     return [orjson.dumps(e) for e in events(str(GENERATOR), n)]
 
 
-def agglo_runner() -> tuple[Callable[[list[bytes]], list[bytes]], dict[str, MemoryStore]]:
-    """agglo with in-memory tees: a registry whose local-file connector keeps files in dicts."""
+Runner = tuple[Callable[[list[bytes]], list[bytes]], dict[str, Any]]
+
+
+def agglo_runner(config: bytes | None = None) -> Runner:
+    """agglo with in-memory tees (a local-file connector that keeps files in dicts); binge's basic config."""
     stores: dict[str, MemoryStore] = {}
 
     def memory_dir(ext: Any) -> MemoryStore:
@@ -45,7 +49,7 @@ def agglo_runner() -> tuple[Callable[[list[bytes]], list[bytes]], dict[str, Memo
     registry = Registry()
     registry.register("ExternalLocalFile", "", memory_dir)
     registry.register("ExternalKVStore", "mem", lambda ext: stores.setdefault(ext.name, MemoryStore(ext.name)))
-    runtime = Runtime.build(compile_plan(CONFIG.read_bytes()), registry, dedupe=False)
+    runtime = Runtime.build(compile_plan(config or CONFIG.read_bytes()), registry, dedupe=False)
     loads, dumps = orjson.loads, orjson.dumps
 
     def run(data: list[bytes]) -> list[bytes]:
@@ -59,7 +63,7 @@ def agglo_runner() -> tuple[Callable[[list[bytes]], list[bytes]], dict[str, Memo
     return run, stores
 
 
-def twin_runner() -> tuple[Callable[[list[bytes]], list[bytes]], dict[str, dict]]:
+def twin_runner() -> Runner:
     """The same work, written by hand for this one config."""
     cfg = json.loads(CONFIG.read_text())
     partition, pipeline = cfg["partitionUuid"], "BasicPipeline"
@@ -103,24 +107,34 @@ def twin_runner() -> tuple[Callable[[list[bytes]], list[bytes]], dict[str, dict]
     return run, stores
 
 
-def check(n: int = 300) -> None:
-    """The twin and agglo agree on every output and every tee body."""
+def runners() -> dict[str, Callable[[], Runner]]:
+    return {"hand-written": twin_runner, "agglo": agglo_runner}
+
+
+def check(make: dict[str, Callable[[], Runner]], n: int = 300) -> None:
+    """Both sides agree on every output and every tee body."""
     data = lines(n)
-    agglo, agglo_stores = agglo_runner()
-    twin, twin_stores = twin_runner()
+    (twin, twin_stores), (agglo, agglo_stores) = make["hand-written"](), make["agglo"]()
     assert agglo(data) == twin(data), "outputs differ"
-    for name in ("BeforeEvents", "AfterEvents"):
-        assert agglo_stores[name].data == twin_stores[name], f"{name} differs"
+    assert twin_stores, "the twin keeps no tee bodies"
+    for name, bodies in twin_stores.items():
+        assert bodies and agglo_stores[name].data == bodies, f"tee bodies in {name} differ"
 
 
-def measure(n: int, runs: int) -> dict[str, float]:
-    """Median events/s of each side; fresh state every run."""
+def measure(make: dict[str, Callable[[], Runner]], n: int, runs: int) -> dict[str, float]:
+    """Median events/s of each side, alternating runs; fresh state every run.
+
+    CPU time of this process, not wall time: both sides are single-threaded, and
+    on a shared machine the wall clock mostly measures the neighbours.
+    """
     data = lines(n)
-    results: dict[str, list[float]] = {"hand-written": [], "agglo": []}
+    results: dict[str, list[float]] = {name: [] for name in make}
     for _ in range(runs):
-        for name, make in (("hand-written", twin_runner), ("agglo", agglo_runner)):
-            run, _ = make()
-            started = time.perf_counter()
+        for name, runner in make.items():
+            run, _ = runner()
+            started = time.process_time()
             run(data)
-            results[name].append(n / (time.perf_counter() - started))
+            results[name].append(n / (time.process_time() - started))
+            del run, _
+            gc.collect()
     return {name: sorted(values)[len(values) // 2] for name, values in results.items()}

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from benchmarks import core_throughput, state_round_trips
+import pytest
+
+from benchmarks import condition_heavy, core_throughput, state_round_trips
 
 
-def test_the_hand_written_twin_and_agglo_agree():
-    core_throughput.check(400)
+@pytest.mark.parametrize("workload", [core_throughput, condition_heavy])
+def test_the_hand_written_twin_and_agglo_agree(workload):
+    core_throughput.check(workload.runners(), 400)
 
 
 def test_throughput_measurement_runs():
-    rates = core_throughput.measure(200, 1)
+    rates = core_throughput.measure(condition_heavy.runners(), 200, 1)
     assert set(rates) == {"hand-written", "agglo"} and all(r > 0 for r in rates.values())
 
 
