@@ -78,25 +78,34 @@ def go_template_problem(template: str, groups: int, names: set[str]) -> str | No
     return None
 
 
-def go_template_to_python(template: str) -> str:
-    """Translate Go's ``Regexp.Expand`` syntax into ``re.sub``'s template syntax."""
-    out, pos = [], 0
+def go_replacement(template: str) -> str | Callable[[re.Match], str]:
+    """Go's ``Regexp.Expand`` syntax (``$1``, ``${name}``, ``$$``) as a replacement for ``re.sub``.
+
+    A template without group references stays a string (``re.sub``'s fast path);
+    one with references becomes a function of the match, much cheaper than
+    ``re``'s own template expansion. An unmatched group gives "", as in Go.
+    """
+    pieces: list[tuple[str, int | str | None]] = []  # (literal, None) or ("", group)
+    pos = 0
     for m in _GO_REF.finditer(template):
-        out.append(template[pos:m.start()].replace("\\", "\\\\"))
-        if m.group(1) == "$":
-            out.append("$")
-        else:
-            ref = m.group(2) if m.group(2) is not None else m.group(3)
-            out.append(f"\\g<{ref}>")
+        pieces.append((template[pos:m.start()], None))
+        ref = m.group(2) if m.group(2) is not None else m.group(3)
+        pieces.append(("$", None) if m.group(1) == "$" else ("", int(ref) if ref.isdigit() else ref))
         pos = m.end()
-    out.append(template[pos:].replace("\\", "\\\\"))
-    return "".join(out)
+    pieces.append((template[pos:], None))
+    pieces = [p for p in pieces if p != ("", None)]
+    if all(g is None for _, g in pieces):
+        return "".join(lit for lit, _ in pieces).replace("\\", "\\\\")
+    if len(pieces) == 1:
+        group = pieces[0][1]
+        return lambda m: m.group(group) or ""
+    return lambda m: "".join([lit if g is None else (m.group(g) or "") for lit, g in pieces])
 
 
 def _map_regex(regex: str, replace: str) -> ValueFn:
     pattern = re.compile(regex)
-    template = go_template_to_python(replace)
-    sub = pattern.sub  # Python leaves an unmatched group empty in a template, as Go does
+    template = go_replacement(replace)
+    sub = pattern.sub
 
     def apply(v: Any) -> Any:
         if type(v) is str:

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from itertools import islice
 from typing import IO, Any
 
 import orjson
@@ -44,13 +45,7 @@ class _Progress:
 
 
 def _batches(events: Iterator[tuple[int, Any]]) -> Iterator[list[tuple[int, Any]]]:
-    batch: list[tuple[int, Any]] = []
-    for item in events:
-        batch.append(item)
-        if len(batch) >= BATCH:
-            yield batch
-            batch = []
-    if batch:
+    while batch := list(islice(events, BATCH)):
         yield batch
 
 

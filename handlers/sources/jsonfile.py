@@ -63,8 +63,12 @@ def read_events(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:
             return
         lines = iter(io.BytesIO(rest))
     yield first_no, parsed
-    n = first_no
-    for line in lines:
-        n += 1
-        if line.strip():
-            yield n, _parse(line)
+    loads, malformed = orjson.loads, orjson.JSONDecodeError
+    for n, line in enumerate(lines, first_no + 1):
+        try:
+            event = loads(line)
+        except malformed:
+            if line.strip():
+                yield n, _parse(line)
+            continue
+        yield n, event
