@@ -62,6 +62,7 @@ class Instruments:
         self.traced = {(p.name, proc.name) for p in runtime_config.pipelines for proc in p.processes
                        if p.enableTracing or proc.instrumentation.enableTracing}
         self._started: dict[tuple[str, str], float] = {}
+        self.active = bool(self.traced) or any(i.counter or i.latency for i in self.instrumented.values())
         self._process_metrics: list[tuple[str, str, str, float, str]] = []
 
     def observe(self, pipeline: str, process: str, n_in: int, n_out: int) -> None:
@@ -129,7 +130,8 @@ class App:
         self.runtime = runtime
         self.dead_letter = dead_letter
         self.instruments = Instruments(runtime.plan.config)
-        runtime.observe = self.instruments.observe
+        # Observing stage boundaries has a cost (the core then runs pure stages one at a time): only when asked.
+        runtime.observe = self.instruments.observe if self.instruments.active else None
 
     @classmethod
     def from_environment(cls) -> App:
