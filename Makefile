@@ -33,7 +33,8 @@ run: $(STAMP)
 	$(VENV)/bin/agglo run -c pipelines/basic.json -i events/basic.jsonl
 
 bench: $(STAMP)
-	POWERTOOLS_LOG_LEVEL=ERROR POWERTOOLS_METRICS_DISABLED=true $(PY) -m benchmarks.run > benchmarks/last-run.md
+	POWERTOOLS_LOG_LEVEL=ERROR $(PY) -m benchmarks.run > benchmarks/last-run.md.new
+	mv benchmarks/last-run.md.new benchmarks/last-run.md
 	cat benchmarks/last-run.md
 
 clean:

@@ -15,6 +15,7 @@ import pathlib
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import Any
 
@@ -73,22 +74,34 @@ def _peak_rss_kib(pid: int) -> int:
     return 0
 
 
+def _sample_peak(pid: int, peaks: list[int], done: threading.Event) -> None:
+    """Keep the child's peak memory in ``peaks[0]`` until ``done``."""
+    while True:
+        peaks[0] = max(peaks[0], _peak_rss_kib(pid))
+        if done.wait(0.02):
+            return
+
+
 def _run(argv: list[str], stdin: pathlib.Path, env: dict[str, str] | None = None) -> dict[str, float]:
     """Wall and CPU seconds and peak RSS (MiB) of one child; its stdout counted and dropped."""
     with stdin.open("rb") as inp:
         started = time.perf_counter()
         child = subprocess.Popen(argv, stdin=inp, stdout=subprocess.PIPE, env=env)
-        out_lines, peak_kib = 0, 0
+        peaks, done = [0], threading.Event()
+        sampler = threading.Thread(target=_sample_peak, args=(child.pid, peaks, done), daemon=True)
+        sampler.start()
+        out_lines = 0
         assert child.stdout is not None
-        for block in iter(lambda: child.stdout.read(1 << 20), b""):  # type: ignore[union-attr]
+        for block in iter(lambda: child.stdout.read(1 << 16), b""):  # type: ignore[union-attr]
             out_lines += block.count(b"\n")
-            peak_kib = max(peak_kib, _peak_rss_kib(child.pid))
+        done.set()
+        sampler.join()
         _, status, usage = os.wait4(child.pid, 0)
         child.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - started
     if child.returncode != 0:
         raise RuntimeError(f"{argv[:3]} exited {child.returncode}")
-    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mib": peak_kib / 1024,
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mib": peaks[0] / 1024,
             "outputs": out_lines}
 
 

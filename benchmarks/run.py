@@ -1,41 +1,86 @@
 """``make bench``: every workload beside its baseline, medians over several runs, as a table.
 
-    python -m benchmarks.run [--events N] [--runs R]
+    python -m benchmarks.run [--events N] [--lines N] [--runs R]
 
-Implemented so far: core throughput (workload 1, basic pipeline) and DynamoDB
-round trips (workload 4). See benchmarks/RESULTS.md.
+See benchmarks/RESULTS.md for what each workload is and the latest results.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import platform
 import sys
 import time
+from typing import Any
+
+
+def _row(*cells: Any) -> None:
+    print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks.run")
-    parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--events", type=int, default=100_000, help="events for workload 1")
+    parser.add_argument("--lines", type=int, default=1_000_000, help="lines for workload 2")
+    parser.add_argument("--runs", type=int, default=5, help="runs per side (workloads 2 and 5: at most 3)")
     args = parser.parse_args(argv)
+    few = min(args.runs, 3)
 
-    from benchmarks import core_throughput, state_round_trips
+    from benchmarks import (
+        agglo_run,
+        cold_start,
+        condition_heavy,
+        core_throughput,
+        state_round_trips,
+        warm_batch,
+    )
 
     print(f"# {time.strftime('%Y-%m-%d')} · Python {platform.python_version()} · {platform.machine()} · "
-          f"{platform.processor() or platform.platform()}")
-    core_throughput.check()
-    rates = core_throughput.measure(args.events, args.runs)
-    ratio = rates["agglo"] / rates["hand-written"]
-    print("\n| workload | baseline | agglo | ratio | target |\n|---|---|---|---|---|")
-    print(f"| 1. basic pipeline, {args.events:,} events, in memory (median of {args.runs}) | "
-          f"{rates['hand-written']:,.0f} ev/s | {rates['agglo']:,.0f} ev/s | {ratio:.2f}× | ≥ 0.5× |")
-    calls = state_round_trips.measure()
+          f"{platform.processor() or platform.platform()}\n")
+    _row("workload", "baseline", "agglo", "ratio", "target")
+    _row(*["---"] * 5)
+
+    for label, workload in (("1a. binge's basic pipeline", core_throughput),
+                            ("1b. 12-process, condition-heavy pipeline", condition_heavy)):
+        core_throughput.check(workload.runners())
+        rates = core_throughput.measure(workload.runners(), args.events, args.runs)
+        twin, agglo = rates["hand-written"], rates["agglo"]
+        _row(f"{label}, {args.events:,} events in memory (CPU time, median of {args.runs})",
+             f"hand-written twin {twin:,.0f} ev/s", f"{agglo:,.0f} ev/s", f"{agglo / twin:.2f}×", "≥ 0.5×")
+
+    run = agglo_run.measure(args.lines, few)
+    base, agglo = run["orjson loop"], run["agglo run"]
+    _row(f"2. `agglo run`, {args.lines:,} lines, annotate + transform + aggregate in SQLite "
+         f"(CPU time, median of {few})",
+         f"orjson loop {base['rate']:,.0f} lines/s", f"{agglo['rate']:,.0f} lines/s, peak {agglo['rss_mib']:.0f} MiB",
+         f"{agglo['rate'] / base['rate']:.2f}×", "≥ 0.4×, < 150 MB")
+
+    with contextlib.redirect_stdout(io.StringIO()):  # Powertools prints metrics (EMF) to stdout
+        cold = cold_start.measure(args.runs)
+    base = cold.pop("Powertools + boto3")
+    for name, side in cold.items():
+        _row(f"3. Lambda cold start, one SQS record on moto: {name} (spawn to exit, median of {args.runs})",
+             f"Powertools BatchProcessor + boto3 {base['wall']:.2f} s wall, {base['cpu']:.2f} s CPU",
+             f"{side['wall']:.2f} s wall, {side['cpu']:.2f} s CPU",
+             f"{side['wall'] / base['wall']:.2f}× wall, {side['cpu'] / base['cpu']:.2f}× CPU", "≤ 1.2×")
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        calls = state_round_trips.measure()
     plain, deduped = calls["without dedupe"], calls["with dedupe"]
-    print(f"| 4. DynamoDB calls, SQS batch of {state_round_trips.RECORDS} over {state_round_trips.GROUPS} keys | "
-          f"binge: several per record | {sum(plain.values())} without dedupe {plain}; "
-          f"{sum(deduped.values())} with dedupe {deduped} | "
-          f"{sum(plain.values()) / state_round_trips.GROUPS:.0f} write per key | ≤ 1 write per key |")
+    _row(f"4. DynamoDB calls, SQS batch of {state_round_trips.RECORDS} over {state_round_trips.GROUPS} keys (moto)",
+         "binge: several per record", f"without dedupe {plain}; with dedupe (the Lambda default) {deduped}",
+         f"{plain.get('UpdateItem', 0) / state_round_trips.GROUPS:.0f} write per key", "≤ 1 write per key")
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        warm = warm_batch.measure(few)
+    lam = warm.pop("Lambda handler, Kinesis, DynamoDB (moto)")
+    for name, side in warm.items():
+        _row(f"5. warm batch of {warm_batch.RECORDS} Kinesis records: Lambda handler with DynamoDB (moto) "
+             f"against {name} (median of {few})",
+             f"{name}: {side['wall']:,.0f} rec/s", f"Lambda: {lam['wall']:,.0f} rec/s wall, "
+             f"{lam['cpu']:,.0f} rec/s of this process's CPU", f"{lam['cpu'] / side['cpu']:.2f}× CPU", "(overhead)")
     return 0
 
 
