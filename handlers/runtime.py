@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from agglo_core import EffectFailed, Exec, Outcome, Plan, Record, RecordError
-from agglo_core.effects import Effect, Put
+from agglo_core.effects import Effect, Put, TickerCall
 from agglo_core.ids import IdMaker
 from agglo_core.pipeline import StageObserver
 from handlers.connectors import Connector, Registry
@@ -23,11 +23,17 @@ log = logging.getLogger("agglo.runtime")
 _DEAD_LETTER_IDS = IdMaker("dead-letter")
 
 
+_TICKERS = "\0tickers"
+"""The group of ``TickerCall`` effects (no external system: they go to the URL they name)."""
+
+
 def _target(e: Effect) -> str | None:
     """The external system an effect goes to (None: an executable)."""
     kind = type(e)
     if kind is Put:
         return e.target  # type: ignore[union-attr]
+    if kind is TickerCall:
+        return _TICKERS
     return None if kind is Exec else e.store  # type: ignore[union-attr]
 
 
@@ -42,6 +48,7 @@ class Runtime:
         self.sleep = sleep
         self.observe = observe
         self.dedupe = dedupe
+        self.tickers: Any = None
 
     @classmethod
     def build(cls, plan: Plan, registry: Registry, execs: ExecRunner | None = None, **kw: Any) -> Runtime:
@@ -79,6 +86,10 @@ class Runtime:
             groups.setdefault(_target(e), []).append(i)
         for target, idxs in groups.items():
             connector: Any = self.execs if target is None else self.connectors.get(target)
+            if target == _TICKERS:
+                from handlers.ticker_client import TickerClient
+
+                connector = self.tickers = self.tickers or TickerClient()
             batch = [effects[i] for i in idxs]
             if connector is None:
                 out = [EffectFailed(f"no connector for external system '{target}'")] * len(batch)

@@ -13,7 +13,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from agglo_core.effects import ApplyDeltas, Deltas, DeltasApplied, JoinAdd, JoinDelete, JoinState, Put
+from agglo_core.effects import (
+    ApplyDeltas,
+    CompareAndPut,
+    Deltas,
+    DeltasApplied,
+    GetItems,
+    JoinAdd,
+    JoinDelete,
+    JoinState,
+    Put,
+)
 from agglo_core.state import apply_deltas, combine_deltas
 
 MARK_PREFIX = "mark/"
@@ -44,6 +54,18 @@ def _apply_marked(e: ApplyDeltas, get: Callable[[str], Any], put: Callable[[str,
         put(MARK_PREFIX + mark, {"expires": now_s + ttl_s})
         combine_deltas(fresh, deltas)
     return (fresh if duplicates else e.deltas), frozenset(duplicates)
+
+
+def compare_and_put(e: CompareAndPut, get: Callable[[str], Any], put: Callable[[str, Any], None]) -> bool:
+    """``CompareAndPut`` inside the caller's lock or transaction."""
+    current = get(e.key)
+    if (None if current is None else current.get("uuid", "") if isinstance(current, dict) else "") != e.expected:
+        return False
+    if any(get(k) is not None for k in e.absent):
+        return False
+    for key, value in e.writes:
+        put(key, value)
+    return True
 
 
 def perform_by_key(effects: list[Any], one: Callable[[Any], Any], parallelism: int) -> list[Any]:
@@ -92,6 +114,10 @@ def perform_kv(effects: list[Any], get: Callable[[str], Any], put: Callable[[str
         elif isinstance(e, Put):
             put(e.key, e.body)
             results.append(None)
+        elif isinstance(e, GetItems):
+            results.append(tuple(get(k) for k in e.keys))
+        elif isinstance(e, CompareAndPut):
+            results.append(compare_and_put(e, get, put))
         else:
             raise TypeError(f"a key-value store cannot perform {type(e).__name__}")
     return results
