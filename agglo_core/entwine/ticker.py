@@ -110,7 +110,7 @@ class Ticker:
         return head if head is not None else self._append(None, now_ms)
 
     def tick(self, now_ms: int, sub_stream: str = "", proof_digest: str = "") -> dict:
-        return self._append(self.head(now_ms), now_ms, sub_stream, proof_digest)
+        return self._append(self.state.get("head"), now_ms, sub_stream, proof_digest)
 
     def _append(self, prev: dict | None, now_ms: int, sub_stream: str = "", proof_digest: str = "") -> dict:
         t = make_tick(prev, now_ms, self.signer, sub_stream, proof_digest)

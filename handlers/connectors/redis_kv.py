@@ -142,6 +142,9 @@ class RedisKV:
     def perform(self, effects: list[Any]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
         for e in effects:
+            if isinstance(e, GetItems):
+                pipe.mget([self.prefix + k for k in e.keys])
+                continue
             key = self.prefix + e.key
             if isinstance(e, ApplyDeltas):
                 args: list[Any] = [str(mark_ttl_s())]
@@ -156,8 +159,6 @@ class RedisKV:
                 self._scripts["join_delete"](keys=[key], args=[str(e.deadline_ms)], client=pipe)
             elif isinstance(e, Put):
                 pipe.set(key, orjson.dumps(e.body))
-            elif isinstance(e, GetItems):
-                pipe.mget([self.prefix + k for k in e.keys])
             elif isinstance(e, CompareAndPut):
                 keys = [key, *(self.prefix + k for k in e.absent), *(self.prefix + k for k, _ in e.writes)]
                 args = [e.expected or "", str(len(e.absent)), *(orjson.dumps(v) for _, v in e.writes)]
