@@ -8,8 +8,8 @@ from typing import Any
 
 from agglo_core import ConfigError, load_config
 from agglo_core.effects import GetItems
-from agglo_core.entwine.chain import Head, verify_chain
-from agglo_core.entwine.crypto import BadKey, Signer, object_digest
+from agglo_core.entwine.chain import SIGNED_FIELDS, Head, verify_chain
+from agglo_core.entwine.crypto import BadKey, Signer, canonical, chain_digest, object_digest, verify_signature
 from agglo_core.processes.entwine import stream_keys
 from handlers.boot import UsageError, read_config_file
 from handlers.entwine_keys import read_pem_keys
@@ -61,8 +61,26 @@ def _read_object(connector: Any, key: str) -> Any:
         return None
 
 
-def verify_substream(state: Any, objects: Any, sub_stream: str, public_pem: str) -> tuple[int, str | None]:
-    """(messages checked, the first broken link or None) for one substream and its stored objects."""
+def _genesis_problem(genesis: dict, sub_stream: str, ticker_pem: str | None) -> str | None:
+    if genesis["idx"] != 0 or genesis["subStreamID"] != sub_stream or genesis["prevUuid"] != "":
+        return "message 0 is not this substream's genesis"
+    try:
+        if genesis["digest"] != chain_digest("", genesis["signature"]):
+            return "message 0 (genesis): digest is not H(signature)"
+    except ValueError:
+        return "message 0 (genesis): signature is not well formed"
+    if ticker_pem is not None and not verify_signature(ticker_pem, genesis["signature"],
+                                                       canonical(genesis, SIGNED_FIELDS)):
+        return "message 0 (genesis): signature does not verify with the ticker's key"
+    return None
+
+
+def verify_substream(state: Any, objects: Any, sub_stream: str, public_pem: str,
+                     ticker_pem: str | None = None) -> tuple[int, str | None]:
+    """(messages checked, the first broken link or None) for one substream and its stored objects.
+
+    The genesis is signed by the ticker: its signature is checked when ``ticker_pem`` is given.
+    """
     head_key, idx_prefix, uuid_prefix = stream_keys(sub_stream)
     [raw_head] = _read(state, [head_key])
     if raw_head is None:
@@ -78,8 +96,8 @@ def verify_substream(state: Any, objects: Any, sub_stream: str, public_pem: str)
     broken = verify_chain(messages, public_pem)
     if broken is not None:
         return broken.position, str(broken)
-    if messages[0]["idx"] != 0 or messages[0]["subStreamID"] != sub_stream:
-        return 0, "message 0 is not this substream's genesis"
+    if (problem := _genesis_problem(messages[0], sub_stream, ticker_pem)) is not None:
+        return 0, problem
     last = messages[-1]
     if (last["uuid"], last["digest"]) != (head.uuid, head.digest):
         return len(messages), "the head does not point at the last message"
@@ -110,6 +128,17 @@ def verify(args: argparse.Namespace) -> int:
     bodies = [d.entwine for d in config.processDefinitions if d.entwine is not None]
     if not bodies:
         raise UsageError(f"{args.config}: no entwine process")
+    ticker_pem = None
+    if args.ticker:
+        from handlers.ticker_client import call
+
+        try:
+            status, answer = call(args.ticker, "GET", "/api/v1/publicKey")
+        except OSError as e:
+            raise UsageError(f"ticker {args.ticker} unreachable: {e}") from None
+        if status != 200:
+            raise UsageError(f"ticker {args.ticker} answered {status} for its public key")
+        ticker_pem = answer["publicKey"]
     registry = local_registry()
     failed = 0
     for body in bodies:
@@ -119,9 +148,10 @@ def verify(args: argparse.Namespace) -> int:
         except (UnknownConnector, BadKey) as e:
             raise UsageError(f"{args.config}: {e}") from None
         checked, problem = verify_substream(connectors[body.streamStateStore], connectors[body.objectStore],
-                                            body.subStreamID, public_pem)
+                                            body.subStreamID, public_pem, ticker_pem)
         if problem is None:
-            print(f"{body.name}: substream {body.subStreamID}: ok ({checked} messages, genesis included)")
+            genesis = "genesis signature checked" if ticker_pem else "genesis signature not checked: no --ticker"
+            print(f"{body.name}: substream {body.subStreamID}: ok ({checked} messages, {genesis})")
         else:
             failed += 1
             print(f"{body.name}: substream {body.subStreamID}: BROKEN at {problem}")

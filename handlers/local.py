@@ -191,6 +191,7 @@ def parser() -> argparse.ArgumentParser:
     hb.set_defaults(func=lambda a: _lazy("handlers.entwine_cli", "happened_before")(a))
     ev = esub.add_parser("verify", help="re-verify each entwine substream of a config and its stored objects")
     ev.add_argument("-c", "--config", required=True)
+    ev.add_argument("--ticker", metavar="URL", help="also check each genesis against the ticker's key")
     ev.set_defaults(func=lambda a: _lazy("handlers.entwine_cli", "verify")(a))
     return p
 

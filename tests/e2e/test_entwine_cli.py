@@ -139,9 +139,10 @@ def test_one_anchor_window_is_unordered_and_the_cli_says_so(entwined) -> None:
 
 
 def test_verify_passes_then_names_the_first_broken_link(entwined) -> None:
-    tmp, _, configs, outputs = entwined
-    ok = run_agglo(["entwine", "verify", "-c", str(configs["b"])], tmp)
-    assert ok.returncode == 0 and f"substream {SS_B}: ok ({EVENTS + 1} messages" in ok.stdout.decode(), ok.stdout
+    tmp, ticker, configs, outputs = entwined
+    ok = run_agglo(["entwine", "verify", "-c", str(configs["b"]), "--ticker", f"127.0.0.1:{ticker.port}"], tmp)
+    assert ok.returncode == 0, ok.stdout
+    assert f"substream {SS_B}: ok ({EVENTS + 1} messages, genesis signature checked)" in ok.stdout.decode()
     # One changed byte in one stored object.
     target = min(outputs["b"], key=lambda o: o["entwinedSubstreamIndex"] if o["entwinedSubstreamIndex"] > 30 else 999)
     obj = tmp / "b" / "objects" / target["entwinedObjectKey"]
