@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from agglo_core import ConfigError, compile_plan, load_config
+from agglo_core import ConfigError
 from handlers.connectors import UnknownConnector, local_registry
-from handlers.entwine_keys import read_pem_keys
+from handlers.entwine_keys import compile_with_keys
 from handlers.execs import ExecRunner, allow_list_from
 from handlers.runtime import Runtime
 
@@ -26,8 +26,7 @@ def read_config_file(path: str) -> bytes:
 def build_runtime(config_path: str, allow_exec: Sequence[str] | None, exec_timeout: float,
                   dedupe: bool = True) -> Runtime:
     try:
-        config = load_config(read_config_file(config_path))
-        plan = compile_plan(config, read_pem_keys(config))
+        plan = compile_with_keys(read_config_file(config_path))
     except ConfigError as e:
         raise UsageError(f"{config_path}: {e}") from None
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agglo_core import ConfigError, PipelinesConfig
+from agglo_core import ConfigError, PipelinesConfig, Plan, compile_plan, load_config
 
 
 def read_pem_keys(config: PipelinesConfig) -> dict[str, bytes]:
@@ -25,3 +25,9 @@ def read_pem_keys(config: PipelinesConfig) -> dict[str, bytes]:
     if problems:
         raise ConfigError(problems)
     return keys
+
+
+def compile_with_keys(source: str | bytes) -> Plan:
+    """Load and compile a config, with the private keys its entwine processes name read from disk."""
+    config = load_config(source)
+    return compile_plan(config, read_pem_keys(config))

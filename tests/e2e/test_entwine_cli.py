@@ -114,6 +114,12 @@ def test_happened_before_holds_for_consecutive_anchors_and_never_reversed(entwin
                 assert not (answer["happenedBefore"] and reverse["happenedBefore"])
                 cross_ordered += answer["happenedBefore"]
     assert cross_ordered > 0
+    # The ticker's chain holds both substreams' anchors and ticks of its own (--interval) in between.
+    status, body = request(ticker.port, "GET", "/api/v1/ticks?from=0&to=999")
+    assert status == 200
+    kinds = [t["subStreamID"] for t in body["ticks"]]
+    assert kinds.count(SS_A) >= EVENTS and kinds.count(SS_B) >= EVENTS and kinds[1:].count("") > 0
+    assert [t["idx"] for t in body["ticks"]] == list(range(len(kinds)))
 
 
 def test_one_anchor_window_is_unordered_and_the_cli_says_so(entwined) -> None:
