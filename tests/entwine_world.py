@@ -6,8 +6,10 @@ core's own ``Ticker`` over another dict, routed as the HTTP server routes them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,3 +97,26 @@ class EntwineWorld:
     def messages(self, store: str, sub_stream: str) -> list[dict]:
         head = self.kv[(store, f"entwine/{sub_stream}/head")]
         return [self.kv[(store, f"entwine/{sub_stream}/idx/{i}")] for i in range(head["idx"] + 1)]
+
+
+@contextlib.contextmanager
+def ticker_server(state_spec: str) -> Iterator[tuple[str, Any]]:
+    """A real ticker over HTTP in a thread of this process: (its host:port, its app)."""
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from handlers.ticker import TickerApp, ticker_signer
+    from handlers.ticker_state import open_state
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    state = open_state(state_spec)
+    app = TickerApp(state, ticker_signer(state, None))
+    server = make_server("127.0.0.1", 0, app, handler_class=Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_port}", app
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -36,6 +36,8 @@ from agglo_core.ids import IdMaker
 from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error
 
 OUTPUT = "internal:entwine:output"
+MAX_APPEND = 40
+"""Messages appended in one head check at most (a DynamoDB transaction holds 100 items: two per message)."""
 MAX_CONFLICTS = 50
 """Head checks lost in a row (to other instances) before the remaining records fail, to be redelivered."""
 
@@ -87,47 +89,45 @@ class EntwineStage:
                 pending.append(_Pending(it, self._message_ids(it.record.id), key, object_digest(it.event)))
         conflicts = 0
         while pending and conflicts < MAX_CONFLICTS:
-            error, done, won = yield from self._round(pending, inv)
+            error, settled, won = yield from self._round(pending, inv)
             if error is not None:
                 for p in pending:
                     p.item.fail(self.name, error, transient=True)
                 return
-            pending = pending[done:]
+            pending = [p for p in pending if p not in settled]
             conflicts = 0 if won else conflicts + 1
         for p in pending:
             p.item.fail(self.name, f"substream {self._sub_stream}: the head kept moving ({MAX_CONFLICTS} "
                                    "conflicting writers in a row); retry later", transient=True)
 
     def _round(self, pending: list[_Pending], inv: Invocation) -> Driver:
-        """One append (and anchor, when due). Returns (error, how many pending were settled, won the head)."""
+        """One append (and anchor, when due). Returns (error, the pending records settled, won the head)."""
         look = pending[:self._interval]
         [values] = yield [GetItems(self._store, (self._head_key, *(self._uuid_prefix + p.uuid for p in look)),
                                    self._retry)]
         if (err := effect_error(values)) is not None:
-            return f"could not read substream state in '{self._store}': {err}", 0, False
+            return f"could not read substream state in '{self._store}': {err}", [], False
         raw_head, known = values[0], values[1:]
-        # Records whose message is already in the chain (redeliveries) report it, in order.
-        done = 0
-        while done < len(look) and known[done] is not None:
-            done += 1
-        if done:
-            messages = yield [GetItems(self._store, tuple(self._idx_prefix + str(k["idx"]) for k in known[:done]),
-                                       self._retry)]
-            if (err := effect_error(messages[0])) is not None:
-                return f"could not read substream messages in '{self._store}': {err}", 0, False
-            for p, msg in zip(look, messages[0], strict=False):
+        present = [(p, k) for p, k in zip(look, known, strict=True) if k is not None]
+        if present:
+            # Records whose message is already in the chain (redeliveries) report it and append nothing.
+            [messages] = yield [GetItems(self._store, tuple(self._idx_prefix + str(k["idx"]) for _, k in present),
+                                         self._retry)]
+            if (err := effect_error(messages)) is not None:
+                return f"could not read substream messages in '{self._store}': {err}", [], False
+            for (p, _), msg in zip(present, messages, strict=True):
                 self._emit(p, msg)
             head = Head.from_dict(raw_head)
             if head.idx - head.anchoredIdx >= self._interval:
                 error = yield from self._anchor(head, inv)  # finish what the first delivery left undone
                 if error is not None:
-                    return error, 0, False
-            return None, done, True
+                    return error, [], False
+            return None, [p for p, _ in present], True
         writes: list[tuple[str, dict]] = []
         if raw_head is None:
             genesis = yield from self._genesis()
             if isinstance(genesis, str):
-                return genesis, 0, False
+                return genesis, [], False
             head = Head.at_genesis(genesis)
             writes += [(self._idx_prefix + "0", genesis), (self._uuid_prefix + genesis["uuid"], {"idx": 0})]
         else:
@@ -135,9 +135,9 @@ class EntwineStage:
         if head.idx - head.anchoredIdx >= self._interval:
             # An anchor that is due was not made (a crash, a ticker outage): make it before going on.
             error = yield from self._anchor(head, inv)
-            return error, 0, error is None
+            return error, [], error is None
         room = self._interval - (head.idx - head.anchoredIdx)
-        chunk = look[:room]
+        chunk = look[:min(room, MAX_APPEND)]
         messages, new_head = append(head, [(p.uuid, inv.now_ms, self._connection, p.key, p.digest) for p in chunk],
                                     self._sub_stream, self._signer)
         writes += [(self._idx_prefix + str(m["idx"]), m) for m in messages]
@@ -146,9 +146,9 @@ class EntwineStage:
         [won] = yield [CompareAndPut(self._store, self._head_key, None if raw_head is None else head.uuid,
                                      tuple(writes), tuple(self._uuid_prefix + p.uuid for p in chunk), self._retry)]
         if (err := effect_error(won)) is not None:
-            return f"could not append to substream {self._sub_stream} in '{self._store}': {err}", 0, False
+            return f"could not append to substream {self._sub_stream} in '{self._store}': {err}", [], False
         if won is not True:
-            return None, 0, False
+            return None, [], False
         for p, m in zip(chunk, messages, strict=True):
             self._emit(p, m)
         if new_head.idx - new_head.anchoredIdx >= self._interval:
@@ -157,7 +157,7 @@ class EntwineStage:
                 # The messages are in the chain; failing the records makes a redelivery finish the anchor.
                 for p in chunk:
                     p.item.fail(self.name, error, transient=True)
-        return None, len(chunk), True
+        return None, chunk, True
 
     def _genesis(self) -> Driver:
         """Register the substream's key and fetch its genesis (both idempotent at the ticker)."""

@@ -70,9 +70,9 @@ def compare_and_put(e: CompareAndPut, get: Callable[[str], Any], put: Callable[[
 
 def perform_by_key(effects: list[Any], one: Callable[[Any], Any], parallelism: int) -> list[Any]:
     """``one(effect)`` for each effect, in order per key, different keys in parallel threads."""
-    by_key: dict[str, list[int]] = {}
+    by_key: dict[str | None, list[int]] = {}
     for i, e in enumerate(effects):
-        by_key.setdefault(e.key, []).append(i)
+        by_key.setdefault(getattr(e, "key", None), []).append(i)  # reads of several keys (GetItems): one group
     results: list[Any] = [None] * len(effects)
 
     def run_key(indexes: list[int]) -> None:

@@ -6,24 +6,39 @@ import io
 
 import orjson
 import pytest
-from entwine_world import ed25519_pem
+from builders import config, external
+from entwine_world import ed25519_pem, rsa_pem, ticker_server
 
+from agglo_core import Record, compile_plan
 from agglo_core.config import External
 from agglo_core.effects import CompareAndPut, GetItems
 from agglo_core.entwine.chain import Head, append
 from agglo_core.entwine.crypto import Signer
 from handlers.connectors import local_registry
+from handlers.entwine_cli import verify_substream
+from handlers.runtime import Runtime
 from handlers.ticker import TickerApp, ticker_signer
 from handlers.ticker_state import open_state
 
 SS = "e546e731-2b86-43cd-b847-764f437a7835"
 
 
-@pytest.fixture(params=["mem", "sqlite", "redis"])
+@pytest.fixture(params=["mem", "sqlite", "redis", "dynamo"])
 def kv(request, tmp_path):
-    cs = {"mem": "mem:t", "sqlite": f"sqlite:{tmp_path}/state.db"}.get(request.param) or \
-        request.getfixturevalue("redis_kv_url") + "?prefix=p:"
-    return local_registry().build(External.model_validate(
+    if request.param == "dynamo":
+        request.getfixturevalue("aws")
+        from handlers.aws_lambda import aws_registry
+        from handlers.connectors.aws import client
+
+        client("dynamodb").create_table(TableName="state", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                                        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                                        BillingMode="PAY_PER_REQUEST")
+        registry, cs = aws_registry(), "dynamo:tableName=state"
+    else:
+        registry = local_registry()
+        cs = {"mem": "mem:t", "sqlite": f"sqlite:{tmp_path}/state.db"}.get(request.param) or \
+            request.getfixturevalue("redis_kv_url") + "?prefix=p:"
+    return registry.build(External.model_validate(
         {"externalType": "ExternalKVStore", "name": "KV", "connectionString": cs}))
 
 
@@ -41,6 +56,26 @@ def test_compare_and_put_moves_the_head_only_from_where_the_writer_saw_it(kv) ->
     assert cas("a", [("head", {"uuid": "b"}), ("m/b", {"idx": 2})], absent=["m/b"]) is True
     [values] = kv.perform([GetItems("KV", ("head", "m/b"))])
     assert values == ({"uuid": "b"}, {"idx": 2})
+
+
+def test_the_stage_appends_and_anchors_through_every_store(kv, tmp_path) -> None:
+    pem = rsa_pem("pkcs8")
+    with ticker_server(f"sqlite:{tmp_path}/ticker.db") as (endpoint, app):
+        cfg = config({"entwine": {"name": "E", "streamStateStore": "KV", "objectStore": "Objects",
+                                  "pemPath": "k.pem", "subStreamID": SS, "tickerEndpoint": endpoint,
+                                  "tickerInterval": 3}},
+                     externals=({"externalType": "ExternalKVStore", "name": "KV", "connectionString": "mem:unused"},
+                                external("ExternalObjectStore", "Objects", f"file:{tmp_path}/objects")))
+        runtime = Runtime.build(compile_plan(cfg, {"k.pem": pem}), local_registry())
+        runtime.connectors["KV"] = kv
+        for batch in ([f"r#{i}" for i in range(5)], ["r#5", "r#6", "r#2"]):  # r#2 again: a redelivery
+            outcomes = runtime.process([Record(rid, {"rid": rid}) for rid in batch])
+            assert all(o.ok for o in outcomes), [o.errors for o in outcomes]
+        assert outcomes[2].outputs[0][1]["internal:entwine:output"][0]["subStreamIndex"] == 3
+        assert verify_substream(kv, runtime.connectors["Objects"], SS, Signer(pem).public_pem,
+                                app.signer.public_pem) == (8, None)
+        [[head]] = kv.perform([GetItems("KV", (f"entwine/{SS}/head",))])
+        assert head["idx"] == 7 and head["anchoredIdx"] == 6
 
 
 def _request(app: TickerApp, method: str, path: str, body: bytes | None = None) -> tuple[int, dict]:

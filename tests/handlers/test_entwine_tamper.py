@@ -6,13 +6,11 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
-import threading
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import orjson
 import pytest
 from builders import config, external, kv
-from entwine_world import ed25519_pem, rsa_pem
+from entwine_world import ed25519_pem, rsa_pem, ticker_server
 
 from agglo_core import Record, compile_plan
 from agglo_core.config import External
@@ -20,38 +18,26 @@ from agglo_core.entwine.crypto import Signer
 from handlers.connectors import local_registry
 from handlers.entwine_cli import verify_substream
 from handlers.runtime import Runtime
-from handlers.ticker import TickerApp, ticker_signer
-from handlers.ticker_state import open_state
 
 SS = "e546e731-2b86-43cd-b847-764f437a7835"
 MESSAGES = 6
 
 
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def substream(tmp_path):
     """A real ticker (HTTP, SQLite state) and a substream of six events in SQLite, objects in files."""
-    state = open_state(f"sqlite:{tmp_path}/ticker.db")
-    app = TickerApp(state, ticker_signer(state, None))
-    server = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     pem = rsa_pem("pkcs8")
-    cfg = config({"entwine": {"name": "E", "streamStateStore": "KV", "objectStore": "Objects", "pemPath": "k.pem",
-                              "subStreamID": SS, "tickerEndpoint": f"127.0.0.1:{server.server_port}",
-                              "tickerInterval": 2}},
-                 externals=(kv("KV", f"sqlite:{tmp_path}/state.db"),
-                            external("ExternalObjectStore", "Objects", f"file:{tmp_path}/objects")))
-    runtime = Runtime.build(compile_plan(cfg, {"k.pem": pem}), local_registry())
-    outcomes = runtime.process([Record(f"r#{i}", {"story": f"s{i}", "n": i, "tags": ["x", i]})
-                                for i in range(MESSAGES)])
-    assert all(o.ok for o in outcomes), [o.errors for o in outcomes]
-    yield tmp_path, runtime, Signer(pem).public_pem, app
-    server.shutdown()
-    server.server_close()
+    with ticker_server(f"sqlite:{tmp_path}/ticker.db") as (endpoint, app):
+        cfg = config({"entwine": {"name": "E", "streamStateStore": "KV", "objectStore": "Objects",
+                                  "pemPath": "k.pem", "subStreamID": SS, "tickerEndpoint": endpoint,
+                                  "tickerInterval": 2}},
+                     externals=(kv("KV", f"sqlite:{tmp_path}/state.db"),
+                                external("ExternalObjectStore", "Objects", f"file:{tmp_path}/objects")))
+        runtime = Runtime.build(compile_plan(cfg, {"k.pem": pem}), local_registry())
+        outcomes = runtime.process([Record(f"r#{i}", {"story": f"s{i}", "n": i, "tags": ["x", i]})
+                                    for i in range(MESSAGES)])
+        assert all(o.ok for o in outcomes), [o.errors for o in outcomes]
+        yield tmp_path, runtime, Signer(pem).public_pem, app
 
 
 def _verify(runtime: Runtime, public_pem: str, ticker_pem: str | None = None) -> str | None:
