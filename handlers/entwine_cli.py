@@ -10,6 +10,7 @@ from agglo_core import ConfigError, load_config
 from agglo_core.effects import GetItems
 from agglo_core.entwine.chain import SIGNED_FIELDS, Head, verify_chain
 from agglo_core.entwine.crypto import BadKey, Signer, canonical, chain_digest, object_digest, verify_signature
+from agglo_core.errors import StageError
 from agglo_core.processes.entwine import stream_keys
 from handlers.boot import UsageError, read_config_file
 from handlers.entwine_keys import read_pem_keys
@@ -87,8 +88,8 @@ def verify_substream(state: Any, objects: Any, sub_stream: str, public_pem: str,
         return 0, None
     try:
         head = Head.from_dict(raw_head)
-    except (KeyError, TypeError):
-        return 0, "the substream head is not well formed"
+    except StageError as e:
+        return 0, str(e)
     messages = _read(state, [idx_prefix + str(i) for i in range(head.idx + 1)])
     for i, msg in enumerate(messages):
         if msg is None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agglo_core.entwine.crypto import Signer, canonical, chain_digest, verify_signature
+from agglo_core.errors import StageError
 
 SIGNED_FIELDS = ("uuid", "prevUuid", "idx", "ts", "subStreamID", "objectStoreConnectionString",
                  "objectStoreKey", "objectDigest", "anchorTickerUuid")
@@ -44,8 +45,11 @@ class Head:
         return {f: getattr(self, f) for f in self.__slots__}
 
     @classmethod
-    def from_dict(cls, d: dict) -> Head:
-        return cls(**{f: d[f] for f in cls.__slots__})
+    def from_dict(cls, d: object) -> Head:
+        try:
+            return cls(**{f: d[f] for f in cls.__slots__})  # type: ignore[index]
+        except (KeyError, TypeError):
+            raise StageError(f"the substream head is not well formed: {str(d)[:200]}") from None
 
     @classmethod
     def at_genesis(cls, genesis: dict) -> Head:

@@ -23,7 +23,6 @@ Store layout (in ``streamStateStore``), for substream S: ``entwine/S/head``
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from agglo_core.conditions import compile_condition
 from agglo_core.config import Entwine
@@ -116,7 +115,11 @@ class EntwineStage:
             if (err := effect_error(messages)) is not None:
                 return f"could not read substream messages in '{self._store}': {err}", [], False
             for (p, _), msg in zip(present, messages, strict=True):
-                self._emit(p, msg)
+                if type(msg) is dict:
+                    self._emit(p, msg)
+                else:
+                    p.item.fail(self.name, f"substream {self._sub_stream}: message {p.uuid} is indexed but "
+                                           "missing from the store (run agglo entwine verify)")
             head = Head.from_dict(raw_head)
             if head.idx - head.anchoredIdx >= self._interval:
                 error = yield from self._anchor(head, inv)  # finish what the first delivery left undone
@@ -186,11 +189,16 @@ class EntwineStage:
             [start] = yield [self._ticker("GET", f"/api/v1/getProofStartUuid/{self._sub_stream}")]
             if (err := effect_error(start)) is not None:
                 return f"ticker {self._endpoint}: {err}"
+            if type(start) is not dict or type(start.get("idx")) is not int or not start.get("tickerUuid"):
+                return f"ticker {self._endpoint} answered getProofStartUuid without uuid, idx and tickerUuid"
             anchored = (start["uuid"], start["idx"], start["tickerUuid"])
         elif (err := effect_error(receipt)) is not None:
             return f"ticker {self._endpoint} refused to anchor substream {self._sub_stream}: {err}"
         else:
-            anchored = (proof[-1]["uuid"], proof[-1]["idx"], receipt["tickerMessage"]["uuid"])
+            ticker_message = receipt.get("tickerMessage") if type(receipt) is dict else None
+            if type(ticker_message) is not dict or type(ticker_message.get("uuid")) is not str:
+                return f"ticker {self._endpoint} answered an anchor without a ticker message"
+            anchored = (proof[-1]["uuid"], proof[-1]["idx"], ticker_message["uuid"])
         current = head
         for _ in range(MAX_CONFLICTS):
             if current.anchoredIdx >= anchored[1]:
@@ -206,12 +214,12 @@ class EntwineStage:
             current = Head.from_dict(values[0])
         return f"substream {self._sub_stream}: could not record the anchor, the head kept moving"
 
-    def _emit(self, p: _Pending, message: Any) -> None:
+    def _emit(self, p: _Pending, message: dict) -> None:
         event = p.item.event
         assert event is not None
         entry = {"objectDescriptor": {"objectKey": p.key, "objectStoreConnectionString": self._connection},
-                 "entwineUuid": p.uuid, "tickerUuid": message["anchorTickerUuid"] if message else "",
-                 "subStreamID": self._sub_stream, "subStreamIndex": message["idx"] if message else -1}
+                 "entwineUuid": p.uuid, "tickerUuid": message.get("anchorTickerUuid"),
+                 "subStreamID": self._sub_stream, "subStreamIndex": message.get("idx")}
         previous = event.get(OUTPUT)
         p.item.event = {**event, OUTPUT: [*(previous if type(previous) is list else ()), entry]}
 

@@ -317,3 +317,11 @@ def test_an_anchor_the_ticker_refuses_fails_the_records_and_redelivery_finishes_
     assert o.ok, o.errors
     assert len(world.messages("KV", SS_A)) == 2
     assert world.kv[("KV", f"entwine/{SS_A}/head")]["anchoredIdx"] == 1
+
+
+def test_a_damaged_head_fails_the_records_with_a_reason() -> None:
+    world = EntwineWorld()
+    world.kv[("KV", f"entwine/{SS_A}/head")] = {"uuid": "x"}
+    plan = compile_plan(_entwine_config("EntwineA", SS_A, PEM_A, 1), _keys())
+    outcomes = plan.run([Record("d#1", {"d": 1}), Record("d#2", {"d": 2})], world.now_ms, world.perform)
+    assert [o.errors[0].message[:45] for o in outcomes] == ["the substream head is not well formed: {'uuid'"] * 2
