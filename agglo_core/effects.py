@@ -116,6 +116,47 @@ class Exec:
 
 
 @dataclass(frozen=True, slots=True)
+class GetItems:
+    """Read the values at ``keys`` of a key-value store; the result is a tuple (None where missing)."""
+
+    store: str
+    keys: tuple[str, ...]
+    retry: RetryStrategy = NO_RETRY
+
+
+@dataclass(frozen=True, slots=True)
+class CompareAndPut:
+    """Atomically write ``writes`` only if the item at ``key`` has ``uuid`` ``expected`` (None: absent)
+    and none of the ``absent`` keys exists; the result says whether it wrote.
+
+    This is how a substream's head moves: a new message's previous id must still
+    be the head, so concurrent writers never fork the chain and the loser re-reads.
+    """
+
+    store: str
+    key: str
+    expected: str | None
+    writes: tuple[tuple[str, dict], ...]
+    absent: tuple[str, ...] = ()
+    retry: RetryStrategy = NO_RETRY
+
+
+@dataclass(frozen=True, slots=True)
+class TickerCall:
+    """An HTTP call to an entwine ticker at ``endpoint`` (binge's ``host:port`` or a URL).
+
+    The result is the ticker's JSON answer; a failure is an ``EffectFailed`` whose
+    ``details`` hold the HTTP ``status`` (409: the ticker's view moved on).
+    """
+
+    endpoint: str
+    method: str
+    path: str
+    body: dict | None = None
+    retry: RetryStrategy = NO_RETRY
+
+
+@dataclass(frozen=True, slots=True)
 class EffectFailed:
     """The result of an effect that could not be performed."""
 
@@ -123,4 +164,4 @@ class EffectFailed:
     details: dict = field(default_factory=dict)
 
 
-Effect = ApplyDeltas | JoinAdd | JoinDelete | Put | Exec
+Effect = ApplyDeltas | JoinAdd | JoinDelete | Put | Exec | GetItems | CompareAndPut | TickerCall

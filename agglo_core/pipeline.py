@@ -9,7 +9,7 @@ share those crossings), never once per record.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -62,6 +62,8 @@ class StageContext:
     pipeline: str
     process: PipelineProcess
     retry: RetryStrategy
+    keys: Mapping[str, bytes] = field(default_factory=dict)
+    """Private keys (PEM) by the path a config names them with, read by the adapter (entwine's pemPath)."""
 
     @property
     def partition(self) -> str:
@@ -212,7 +214,7 @@ def _run_pipeline(pipe: CompiledPipeline, items: list[Item], inv: Invocation,
 class Plan:
     """An immutable, compiled config. Compile once per process; run many batches through it."""
 
-    def __init__(self, config: PipelinesConfig) -> None:
+    def __init__(self, config: PipelinesConfig, keys: Mapping[str, bytes] | None = None) -> None:
         from agglo_core.processes import compile_stage
 
         self.config = config
@@ -223,7 +225,7 @@ class Plan:
             stages = []
             for j, proc in enumerate(p.processes):
                 retry = RetryStrategy(proc.retryStrategy.numRetries, proc.retryStrategy.initialBackOffMs)
-                ctx = StageContext(config, p.name, proc, retry)
+                ctx = StageContext(config, p.name, proc, retry, keys or {})
                 try:
                     stages.append(compile_stage(config.process(proc.name), ctx))
                 except ConfigError as e:
@@ -276,8 +278,11 @@ class Plan:
             return stop.value
 
 
-def compile_plan(config: PipelinesConfig | str | bytes | dict) -> Plan:
-    """Load (if needed) and compile a config. Raises ``ConfigError`` listing every problem."""
+def compile_plan(config: PipelinesConfig | str | bytes | dict, keys: Mapping[str, bytes] | None = None) -> Plan:
+    """Load (if needed) and compile a config. Raises ``ConfigError`` listing every problem.
+
+    ``keys``: the PEM private keys the config names by path (entwine), read by the caller.
+    """
     if not isinstance(config, PipelinesConfig):
         config = load_config(config)
-    return Plan(config)
+    return Plan(config, keys)

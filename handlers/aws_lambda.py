@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from agglo_core import Outcome, compile_plan
+from agglo_core import Outcome
 from handlers.runtime import Runtime
 from handlers.sources import aws as sources
 
@@ -136,9 +136,10 @@ class App:
     @classmethod
     def from_environment(cls) -> App:
         from handlers.config_source import read_config_source
+        from handlers.entwine_keys import compile_with_keys
         from handlers.execs import ExecRunner, allow_list_from
 
-        plan = compile_plan(read_config_source())
+        plan = compile_with_keys(read_config_source())
         runtime = Runtime.build(plan, aws_registry(), ExecRunner(allow_list_from(None)))
         return cls(runtime, os.environ.get("AGGLO_DEAD_LETTER") or None)
 

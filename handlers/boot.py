@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from agglo_core import ConfigError, compile_plan
+from agglo_core import ConfigError
 from handlers.connectors import UnknownConnector, local_registry
+from handlers.entwine_keys import compile_with_keys
 from handlers.execs import ExecRunner, allow_list_from
 from handlers.runtime import Runtime
 
@@ -25,7 +26,7 @@ def read_config_file(path: str) -> bytes:
 def build_runtime(config_path: str, allow_exec: Sequence[str] | None, exec_timeout: float,
                   dedupe: bool = True) -> Runtime:
     try:
-        plan = compile_plan(read_config_file(config_path))
+        plan = compile_with_keys(read_config_file(config_path))
     except ConfigError as e:
         raise UsageError(f"{config_path}: {e}") from None
     try:

@@ -37,7 +37,7 @@ from typing import Any
 import functions_framework
 import orjson
 
-from agglo_core import Outcome, compile_plan
+from agglo_core import Outcome
 from handlers.runtime import Runtime
 from handlers.sources import Item
 from handlers.sources import gcp as sources
@@ -112,10 +112,11 @@ class App:
     @classmethod
     def from_environment(cls) -> App:
         from handlers.config_source import read_config_source
+        from handlers.entwine_keys import compile_with_keys
         from handlers.execs import ExecRunner, allow_list_from
 
         _configure_logging()
-        plan = compile_plan(read_config_source())
+        plan = compile_with_keys(read_config_source())
         runtime = Runtime.build(plan, gcp_registry(), ExecRunner(allow_list_from(None)))
         return cls(runtime, os.environ.get("AGGLO_DEAD_LETTER") or None)
 

@@ -18,6 +18,7 @@ import orjson
 
 from agglo_core import ConfigError, Plan, Record, load_config
 from handlers.boot import UsageError, build_runtime, read_config_file
+from handlers.entwine_keys import read_pem_keys
 from handlers.runtime import Runtime
 from handlers.sources.jsonfile import open_events, read_events
 
@@ -102,7 +103,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     try:
         config = load_config(read_config_file(args.config))
-        Plan(config)
+        Plan(config, read_pem_keys(config))
     except ConfigError as e:
         for problem in e.problems:
             print(f"{args.config}: {problem}")
@@ -164,7 +165,36 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--env-vars", metavar="ENV_JSON", help='SAM\'s env.json: {"LogicalId": {"VAR": "value"}}')
     i.add_argument("--parameter-overrides", nargs="+", metavar="KEY=VALUE")
     i.set_defaults(func=_cmd_invoke)
+
+    # entwine: the ticker daemon and the substream tools (handlers/ticker.py, handlers/entwine_cli.py)
+    t = sub.add_parser("ticker", help="entwine's ticker: a signed hash chain substreams anchor to")
+    tsub = t.add_subparsers(dest="ticker_command", required=True)
+    ts = tsub.add_parser("serve", help="serve the ticker's REST API (binge's paths)")
+    ts.add_argument("--host", default="127.0.0.1")
+    ts.add_argument("--port", type=int, default=9080)
+    ts.add_argument("--interval", type=float, default=0, metavar="SECONDS", help="tick by itself this often")
+    ts.add_argument("--state", required=True, metavar="sqlite:PATH|redis://…", help="where the chain is kept")
+    ts.add_argument("--key", metavar="PEM", help="the ticker's private key (default: one kept in the state)")
+    ts.add_argument("--max-body", type=int, default=16 << 20, metavar="BYTES")
+    ts.set_defaults(func=lambda a: _lazy("handlers.ticker", "serve")(a))
+    e = sub.add_parser("entwine", help="ask the ticker about order; re-verify substreams")
+    esub = e.add_subparsers(dest="entwine_command", required=True)
+    hb = esub.add_parser("happened-before", help="did SS:UUID:IDX happen before SS:UUID:IDX? (exit 0 if so)")
+    hb.add_argument("--ticker", required=True, metavar="URL")
+    hb.add_argument("lhs", metavar="SS:UUID:IDX")
+    hb.add_argument("rhs", metavar="SS:UUID:IDX")
+    hb.set_defaults(func=lambda a: _lazy("handlers.entwine_cli", "happened_before")(a))
+    ev = esub.add_parser("verify", help="re-verify each entwine substream of a config and its stored objects")
+    ev.add_argument("-c", "--config", required=True)
+    ev.add_argument("--ticker", metavar="URL", help="also check each genesis against the ticker's key")
+    ev.set_defaults(func=lambda a: _lazy("handlers.entwine_cli", "verify")(a))
     return p
+
+
+def _lazy(module: str, name: str) -> Any:
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from agglo_core import EffectFailed, Exec, Outcome, Plan, Record, RecordError
-from agglo_core.effects import Effect, Put
+from agglo_core.effects import Effect, Put, TickerCall
 from agglo_core.ids import IdMaker
 from agglo_core.pipeline import StageObserver
 from handlers.connectors import Connector, Registry
@@ -54,12 +54,17 @@ class _CollectorPause:
 
 _collector_paused = _CollectorPause()
 
+_TICKERS = "\0tickers"
+"""The group of ``TickerCall`` effects (no external system: they go to the URL they name)."""
+
 
 def _target(e: Effect) -> str | None:
     """The external system an effect goes to (None: an executable)."""
     kind = type(e)
     if kind is Put:
         return e.target  # type: ignore[union-attr]
+    if kind is TickerCall:
+        return _TICKERS
     return None if kind is Exec else e.store  # type: ignore[union-attr]
 
 
@@ -74,6 +79,7 @@ class Runtime:
         self.sleep = sleep
         self.observe = observe
         self.dedupe = dedupe
+        self.tickers: Any = None
 
     @classmethod
     def build(cls, plan: Plan, registry: Registry, execs: ExecRunner | None = None, **kw: Any) -> Runtime:
@@ -123,6 +129,10 @@ class Runtime:
 
     def _perform_one(self, target: str | None, effects: list[Effect]) -> list[Any]:
         connector: Any = self.execs if target is None else self.connectors.get(target)
+        if target == _TICKERS:
+            from handlers.ticker_client import TickerClient
+
+            connector = self.tickers = self.tickers or TickerClient()
         if connector is None:
             return [EffectFailed(f"no connector for external system '{target}'")] * len(effects)
         return self._with_retries(connector, effects)

@@ -27,9 +27,9 @@ from handlers.runtime import Runtime
 
 log = logging.getLogger("agglo.serve")
 JSON = [("Content-Type", "application/json")]
-_STATUS = {200: "200 OK", 202: "202 Accepted", 400: "400 Bad Request", 404: "404 Not Found",
-           405: "405 Method Not Allowed", 411: "411 Length Required", 413: "413 Content Too Large",
-           500: "500 Internal Server Error"}
+_STATUS = {200: "200 OK", 202: "202 Accepted", 400: "400 Bad Request", 403: "403 Forbidden", 404: "404 Not Found",
+           405: "405 Method Not Allowed", 409: "409 Conflict", 411: "411 Length Required",
+           413: "413 Content Too Large", 500: "500 Internal Server Error"}
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 

@@ -10,6 +10,10 @@ Changes with dedupe marks are one ``TransactWriteItems``: the new state,
 conditional on the item's version ``v``, and one item per mark
 (``mark/<mark>``, expiring through the table's TTL attribute ``ttl``),
 conditional on not existing yet.
+
+Entwine's substream entries are JSON items like tee bodies; its head check
+(``CompareAndPut``) is one ``TransactWriteItems``: the head conditional on its
+``uuid`` attribute, the new entries conditional on not existing.
 """
 
 from __future__ import annotations
@@ -20,7 +24,16 @@ from typing import Any
 
 import orjson
 
-from agglo_core.effects import ApplyDeltas, DeltasApplied, JoinAdd, JoinDelete, JoinState, Put
+from agglo_core.effects import (
+    ApplyDeltas,
+    CompareAndPut,
+    DeltasApplied,
+    GetItems,
+    JoinAdd,
+    JoinDelete,
+    JoinState,
+    Put,
+)
 from agglo_core.state import apply_deltas, combine_deltas
 from handlers.connectors import options_factory
 from handlers.connectors.aws import client_for
@@ -75,6 +88,10 @@ class DynamoKV:
         if isinstance(e, Put):
             self._put_item(e.key, {"json": orjson.dumps(e.body).decode()})
             return None
+        if isinstance(e, GetItems):
+            return self._get_items(e.keys)
+        if isinstance(e, CompareAndPut):
+            return self._compare_and_put(e)
         raise TypeError(f"DynamoDB cannot perform {type(e).__name__}")
 
     def _put_item(self, key: str, attrs: dict[str, str]) -> None:
@@ -176,6 +193,57 @@ class DynamoKV:
 
     def _get(self, key: str) -> dict:
         return self._client.get_item(TableName=self.table, Key={KEY: {"S": key}}, ConsistentRead=True).get("Item", {})
+
+    def _get_items(self, keys: tuple[str, ...]) -> tuple:
+        found: dict[str, Any] = {}
+        unique = list(dict.fromkeys(keys))
+        for i in range(0, len(unique), 100):  # BatchGetItem's limit
+            request = {self.table: {"Keys": [{KEY: {"S": k}} for k in unique[i:i + 100]], "ConsistentRead": True}}
+            while request:
+                answer = self._client.batch_get_item(RequestItems=request)
+                for item in answer["Responses"].get(self.table, []):
+                    found[item[KEY]["S"]] = orjson.loads(item["json"]["S"]) if "json" in item else _fields(item)
+                request = answer.get("UnprocessedKeys") or {}
+        return tuple(found.get(k) for k in keys)
+
+    def _compare_and_put(self, e: CompareAndPut) -> bool:
+        absent = set(e.absent)
+        head = [w for w in e.writes if w[0] == e.key]
+        if len(e.writes) + len(absent - {k for k, _ in e.writes}) + (0 if head else 1) > 100:
+            raise ValueError("a DynamoDB transaction holds at most 100 items")
+        items: list[dict] = []
+        for key, value in e.writes:
+            item = {KEY: {"S": key}, "json": {"S": orjson.dumps(value).decode()}}
+            put: dict[str, Any] = {"TableName": self.table, "Item": item}
+            if key == e.key:
+                item["uuid"] = {"S": str(value.get("uuid", ""))}
+                put.update(self._head_condition(e.expected))
+            elif key in absent:
+                put["ConditionExpression"] = "attribute_not_exists(#k)"
+                put["ExpressionAttributeNames"] = {"#k": KEY}
+            items.append({"Put": put})
+        if not head:
+            items.append({"ConditionCheck": {"TableName": self.table, "Key": {KEY: {"S": e.key}},
+                                             **self._head_condition(e.expected)}})
+        items += [{"ConditionCheck": {"TableName": self.table, "Key": {KEY: {"S": k}},
+                                      "ConditionExpression": "attribute_not_exists(#k)",
+                                      "ExpressionAttributeNames": {"#k": KEY}}}
+                  for k in sorted(absent - {k for k, _ in e.writes})]
+        try:
+            self._client.transact_write_items(TransactItems=items)
+        except Exception as err:
+            reasons = getattr(err, "response", {}).get("CancellationReasons") or []
+            if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons):
+                return False
+            raise
+        return True
+
+    @staticmethod
+    def _head_condition(expected: str | None) -> dict:
+        if expected is None:
+            return {"ConditionExpression": "attribute_not_exists(#k)", "ExpressionAttributeNames": {"#k": KEY}}
+        return {"ConditionExpression": "#u = :u", "ExpressionAttributeNames": {"#u": "uuid"},
+                "ExpressionAttributeValues": {":u": {"S": expected}}}
 
     def _join_add(self, e: JoinAdd) -> JoinState:
         answer = self._client.update_item(

@@ -13,7 +13,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from agglo_core.effects import ApplyDeltas, Deltas, DeltasApplied, JoinAdd, JoinDelete, JoinState, Put
+from agglo_core.effects import (
+    ApplyDeltas,
+    CompareAndPut,
+    Deltas,
+    DeltasApplied,
+    GetItems,
+    JoinAdd,
+    JoinDelete,
+    JoinState,
+    Put,
+)
 from agglo_core.state import apply_deltas, combine_deltas
 
 MARK_PREFIX = "mark/"
@@ -46,11 +56,23 @@ def _apply_marked(e: ApplyDeltas, get: Callable[[str], Any], put: Callable[[str,
     return (fresh if duplicates else e.deltas), frozenset(duplicates)
 
 
+def compare_and_put(e: CompareAndPut, get: Callable[[str], Any], put: Callable[[str, Any], None]) -> bool:
+    """``CompareAndPut`` inside the caller's lock or transaction."""
+    current = get(e.key)
+    if (None if current is None else current.get("uuid", "") if isinstance(current, dict) else "") != e.expected:
+        return False
+    if any(get(k) is not None for k in e.absent):
+        return False
+    for key, value in e.writes:
+        put(key, value)
+    return True
+
+
 def perform_by_key(effects: list[Any], one: Callable[[Any], Any], parallelism: int) -> list[Any]:
     """``one(effect)`` for each effect, in order per key, different keys in parallel threads."""
-    by_key: dict[str, list[int]] = {}
+    by_key: dict[str | None, list[int]] = {}
     for i, e in enumerate(effects):
-        by_key.setdefault(e.key, []).append(i)
+        by_key.setdefault(getattr(e, "key", None), []).append(i)  # reads of several keys (GetItems): one group
     results: list[Any] = [None] * len(effects)
 
     def run_key(indexes: list[int]) -> None:
@@ -93,6 +115,10 @@ def perform_kv(effects: list[Any], get: Callable[[str], Any], put: Callable[[str
             if gone:
                 delete(e.key)
             results.append(gone)
+        elif kind is GetItems:
+            results.append(tuple(get(k) for k in e.keys))
+        elif kind is CompareAndPut:
+            results.append(compare_and_put(e, get, put))
         else:
             raise TypeError(f"a key-value store cannot perform {type(e).__name__}")
     return results

@@ -6,7 +6,8 @@ in one pipelined round trip. State items are hashes (field -> number);
 ``HINCRBYFLOAT`` adds, max and min compare inside the script, and the script
 answers with the item as it was. A record's dedupe mark is a key beside its item
 (``<item>|mark|<mark>``, ``SET NX EX``), set in the same script as the change. A join is a hash with its ``deadline`` and
-one ``m:<member>`` field per member. Tee bodies are JSON strings.
+one ``m:<member>`` field per member. Tee bodies and entwine's chain entries are JSON strings; a
+``CompareAndPut`` (entwine's head check) is one script.
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ import orjson
 
 from agglo_core.config import External
 from agglo_core.connstr import redact
-from agglo_core.effects import ApplyDeltas, DeltasApplied, JoinAdd, JoinDelete, JoinState, Put
+from agglo_core.effects import (
+    ApplyDeltas,
+    CompareAndPut,
+    DeltasApplied,
+    GetItems,
+    JoinAdd,
+    JoinDelete,
+    JoinState,
+    Put,
+)
 from handlers.connectors.kv import mark_ttl_s
 
 # KEYS[1] = item; ARGV = mark TTL, then per part: mark ('' = none), n, n x (op, field, amount).
@@ -73,6 +83,28 @@ return 0
 """
 
 
+# KEYS = head, the keys that must be absent, the keys to write; ARGV = expected head uuid ('' = no head),
+# how many keys must be absent, then the values (JSON) of the keys to write.  Returns 1 if it wrote.
+_COMPARE_AND_PUT = """
+local cur = redis.call('GET', KEYS[1])
+if ARGV[1] == '' then
+  if cur then return 0 end
+else
+  if not cur then return 0 end
+  local ok, doc = pcall(cjson.decode, cur)
+  if not ok or type(doc) ~= 'table' or doc['uuid'] ~= ARGV[1] then return 0 end
+end
+local n = tonumber(ARGV[2])
+for i = 2, 1 + n do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
+end
+for i = 2 + n, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[i - n + 1])
+end
+return 1
+"""
+
+
 def _number(text: bytes | str) -> int | float:
     s = text.decode() if isinstance(text, bytes) else text
     try:
@@ -103,12 +135,16 @@ class RedisKV:
             self._client = redis.Redis.from_url(self.url, socket_timeout=30, socket_connect_timeout=5,
                                                 health_check_interval=30)
             self._scripts = {name: self._client.register_script(src) for name, src in
-                             (("apply", _APPLY), ("join_add", _JOIN_ADD), ("join_delete", _JOIN_DELETE))}
+                             (("apply", _APPLY), ("join_add", _JOIN_ADD), ("join_delete", _JOIN_DELETE),
+                                                  ("compare_and_put", _COMPARE_AND_PUT))}
         return self._client
 
     def perform(self, effects: list[Any]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
         for e in effects:
+            if isinstance(e, GetItems):
+                pipe.mget([self.prefix + k for k in e.keys])
+                continue
             key = self.prefix + e.key
             if isinstance(e, ApplyDeltas):
                 args: list[Any] = [str(mark_ttl_s())]
@@ -123,6 +159,10 @@ class RedisKV:
                 self._scripts["join_delete"](keys=[key], args=[str(e.deadline_ms)], client=pipe)
             elif isinstance(e, Put):
                 pipe.set(key, orjson.dumps(e.body))
+            elif isinstance(e, CompareAndPut):
+                keys = [key, *(self.prefix + k for k in e.absent), *(self.prefix + k for k, _ in e.writes)]
+                args = [e.expected or "", str(len(e.absent)), *(orjson.dumps(v) for _, v in e.writes)]
+                self._scripts["compare_and_put"](keys=keys, args=args, client=pipe)
             else:
                 raise TypeError(f"Redis cannot perform {type(e).__name__}")
         answers = pipe.execute(raise_on_error=True)
@@ -137,8 +177,10 @@ class RedisKV:
         if isinstance(e, JoinAdd):
             fields = _pairs(answer)
             return JoinState(frozenset(k[2:] for k in fields if k.startswith("m:")), int(fields["deadline"]))
-        if isinstance(e, JoinDelete):
+        if isinstance(e, JoinDelete | CompareAndPut):
             return answer == 1
+        if isinstance(e, GetItems):
+            return tuple(None if v is None else orjson.loads(v) for v in answer)
         return None
 
     def get(self, key: str) -> Any:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pathlib
 
 import pytest
+from entwine_world import ed25519_pem
 
-from agglo_core import compile_plan
+from agglo_core import compile_plan, load_config
 from handlers.aws_lambda import aws_registry
 from handlers.gcp_functions import gcp_registry
 
@@ -21,7 +22,9 @@ def test_example_pipelines_compile_and_find_their_connectors(path, monkeypatch, 
                                   "AGGLO_OUTPUT_TOPIC": "projects/p/topics/t",
                                   "AGGLO_DEAD_LETTER_TOPIC": "projects/p/topics/d"}.get(name, "x"))
     monkeypatch.chdir(tmp_path)  # relative state and output paths land here
-    plan = compile_plan(path.read_text())
+    config = load_config(path.read_text())
+    keys = {d.entwine.pemPath: ed25519_pem() for d in config.processDefinitions if d.entwine is not None}
+    plan = compile_plan(config, keys)
     registry = gcp_registry() if path.name.startswith("gcp") else aws_registry()
     connectors = registry.build_all(plan.config)
     assert set(connectors) == {e.name for e in plan.config.externalSystems}

@@ -1,0 +1,134 @@
+"""Entwine's storage: the head check in every embedded KV connector, the ticker's state and its HTTP app."""
+
+from __future__ import annotations
+
+import io
+
+import orjson
+import pytest
+from builders import config, external
+from entwine_world import ed25519_pem, rsa_pem, ticker_server
+
+from agglo_core import Record, compile_plan
+from agglo_core.config import External
+from agglo_core.effects import CompareAndPut, GetItems
+from agglo_core.entwine.chain import Head, append
+from agglo_core.entwine.crypto import Signer
+from handlers.connectors import local_registry
+from handlers.entwine_cli import verify_substream
+from handlers.runtime import Runtime
+from handlers.ticker import TickerApp, ticker_signer
+from handlers.ticker_state import open_state
+
+SS = "e546e731-2b86-43cd-b847-764f437a7835"
+
+
+@pytest.fixture(params=["mem", "sqlite", "redis", "dynamo"])
+def kv(request, tmp_path):
+    if request.param == "dynamo":
+        request.getfixturevalue("aws")
+        from handlers.aws_lambda import aws_registry
+        from handlers.connectors.aws import client
+
+        client("dynamodb").create_table(TableName="state", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                                        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                                        BillingMode="PAY_PER_REQUEST")
+        registry, cs = aws_registry(), "dynamo:tableName=state"
+    else:
+        registry = local_registry()
+        cs = {"mem": "mem:t", "sqlite": f"sqlite:{tmp_path}/state.db"}.get(request.param) or \
+            request.getfixturevalue("redis_kv_url") + "?prefix=p:"
+    return registry.build(External.model_validate(
+        {"externalType": "ExternalKVStore", "name": "KV", "connectionString": cs}))
+
+
+def test_compare_and_put_moves_the_head_only_from_where_the_writer_saw_it(kv) -> None:
+    def cas(expected, writes, absent=()):
+        [ok] = kv.perform([CompareAndPut("KV", "head", expected, tuple(writes), tuple(absent))])
+        return ok
+
+    assert cas("nope", [("head", {"uuid": "a"})]) is False         # no head yet: only expected None wins
+    assert cas(None, [("head", {"uuid": "a"}), ("m/a", {"idx": 1})]) is True
+    assert cas(None, [("head", {"uuid": "x"})]) is False             # someone else's head is there now
+    assert cas("a", [("head", {"uuid": "b"}), ("m/b", {"idx": 2})], absent=["m/a"]) is False  # a duplicate
+    [values] = kv.perform([GetItems("KV", ("head", "m/a", "m/b", "missing"))])
+    assert values == ({"uuid": "a"}, {"idx": 1}, None, None)         # a refused write wrote nothing
+    assert cas("a", [("head", {"uuid": "b"}), ("m/b", {"idx": 2})], absent=["m/b"]) is True
+    [values] = kv.perform([GetItems("KV", ("head", "m/b"))])
+    assert values == ({"uuid": "b"}, {"idx": 2})
+
+
+def test_the_stage_appends_and_anchors_through_every_store(kv, tmp_path) -> None:
+    pem = rsa_pem("pkcs8")
+    with ticker_server(f"sqlite:{tmp_path}/ticker.db") as (endpoint, app):
+        cfg = config({"entwine": {"name": "E", "streamStateStore": "KV", "objectStore": "Objects",
+                                  "pemPath": "k.pem", "subStreamID": SS, "tickerEndpoint": endpoint,
+                                  "tickerInterval": 3}},
+                     externals=({"externalType": "ExternalKVStore", "name": "KV", "connectionString": "mem:unused"},
+                                external("ExternalObjectStore", "Objects", f"file:{tmp_path}/objects")))
+        runtime = Runtime.build(compile_plan(cfg, {"k.pem": pem}), local_registry())
+        runtime.connectors["KV"] = kv
+        for batch in ([f"r#{i}" for i in range(5)], ["r#5", "r#6", "r#2"]):  # r#2 again: a redelivery
+            outcomes = runtime.process([Record(rid, {"rid": rid}) for rid in batch])
+            assert all(o.ok for o in outcomes), [o.errors for o in outcomes]
+        assert outcomes[2].outputs[0][1]["internal:entwine:output"][0]["subStreamIndex"] == 3
+        assert verify_substream(kv, runtime.connectors["Objects"], SS, Signer(pem).public_pem,
+                                app.signer.public_pem) == (8, None)
+        [[head]] = kv.perform([GetItems("KV", (f"entwine/{SS}/head",))])
+        assert head["idx"] == 7 and head["anchoredIdx"] == 6
+
+
+def _request(app: TickerApp, method: str, path: str, body: bytes | None = None) -> tuple[int, dict]:
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": "",
+               "CONTENT_LENGTH": str(len(body or b"")), "wsgi.input": io.BytesIO(body or b"")}
+    status = []
+    chunks = app(environ, lambda s, h: status.append(s))
+    return int(status[0].split()[0]), orjson.loads(b"".join(chunks))
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def state_spec(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:{tmp_path}/ticker.db"
+    return request.getfixturevalue("redis_kv_url") + "?prefix=t1:"
+
+
+def test_the_ticker_app_keeps_its_chain_and_anchors_across_restarts(state_spec) -> None:
+    state = open_state(state_spec)
+    signer = ticker_signer(state, None)
+    app = TickerApp(state, signer, max_body=64 << 10)
+    sub = Signer(ed25519_pem())
+    assert _request(app, "POST", "/api/v1/tick")[1]["tickerMessage"]["idx"] == 0
+    status, _ = _request(app, "POST", "/api/v1/register",
+                         orjson.dumps({"subStreamID": SS, "publicKey": sub.public_pem}))
+    assert status == 200
+    status, genesis = _request(app, "GET", f"/api/v1/createGenesisProof/{SS}")
+    assert status == 200 and genesis["message"]["subStreamID"] == SS
+    messages, _ = append(Head.at_genesis(genesis["message"]),
+                         [("00000000-0000-5000-8000-000000000001", 1, "mem:o", "k", "d")], SS, sub)
+    proof = orjson.dumps({"subStreamID": SS, "proof": [genesis["message"], *messages]})
+    status, receipt = _request(app, "POST", "/api/v1/anchor", proof)
+    assert status == 200 and receipt["tickerMessage"]["subStreamID"] == SS
+    assert _request(app, "POST", "/api/v1/anchor", proof)[0] == 409  # a replay
+    # Restart: the same key (kept in the state), the same chain, the same anchors.
+    state2 = open_state(state_spec)
+    app2 = TickerApp(state2, ticker_signer(state2, None))
+    assert app2.signer.public_pem == signer.public_pem
+    status, start = _request(app2, "GET", f"/api/v1/getProofStartUuid/{SS}")
+    assert start == {"uuid": messages[0]["uuid"], "idx": 1, "tickerUuid": receipt["tickerMessage"]["uuid"]}
+    assert _request(app2, "POST", "/api/v1/tick")[1]["tickerMessage"]["idx"] == 2
+
+
+def test_the_ticker_app_refuses_bad_requests_with_a_reason(tmp_path) -> None:
+    state = open_state(f"sqlite:{tmp_path}/t.db")
+    app = TickerApp(state, ticker_signer(state, None), max_body=1024)
+    assert _request(app, "POST", "/api/v1/anchor", b"x" * 2000)[0] == 413
+    assert _request(app, "POST", "/api/v1/anchor", b"[1]") == (400, {"error": "body must be a JSON object"})
+    assert _request(app, "GET", "/api/v1/tick")[0] == 405
+    assert _request(app, "GET", "/api/v1/nope")[0] == 404
+    status, body = _request(app, "POST", "/api/v1/anchor", orjson.dumps({"subStreamID": SS, "proof": []}))
+    assert status == 403 and "not registered" in body["error"]
+    status, body = _request(app, "GET", f"/api/v1/happenedBefore/{SS}/u/1/{SS}/u/x")
+    assert status == 400 and "not an index" in body["error"]
+    with pytest.raises(ValueError, match="sqlite:PATH or redis://"):
+        open_state("dynamo:tableName=t")
