@@ -169,7 +169,35 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--env-vars", metavar="ENV_JSON", help='SAM\'s env.json: {"LogicalId": {"VAR": "value"}}')
     i.add_argument("--parameter-overrides", nargs="+", metavar="KEY=VALUE")
     i.set_defaults(func=_cmd_invoke)
+    _authoring_commands(sub)
     return p
+
+
+def _authoring_commands(sub: Any) -> None:
+    """The authoring tools; each command imports its module only when it runs."""
+
+    def lazy(module: str) -> Any:
+        def run(args: argparse.Namespace) -> int:
+            from importlib import import_module
+
+            return import_module(f"handlers.authoring.{module}").main(args)
+
+        return run
+
+    t = sub.add_parser("test", help="run config unit tests (*.agglo-test.yaml / .json) without any cloud")
+    t.add_argument("paths", nargs="*", default=["."], metavar="PATH", help="test files or directories (default .)")
+    t.set_defaults(func=lazy("testing"))
+
+    g = sub.add_parser("genevents", help="generate events from a binge generator schema, as JSON lines")
+    g.add_argument("-s", "--schema", required=True, help="generator schema (JSON)")
+    g.add_argument("-n", "--count", type=int, default=100, metavar="N", help="how many events (default 100)")
+    g.add_argument("--seed", type=int, help="the same seed gives the same events (default: random)")
+    g.set_defaults(func=lazy("genevents"))
+
+    d = sub.add_parser("graph", help="draw a config's pipelines (mermaid, dot or svg) on stdout")
+    d.add_argument("config", metavar="CONFIG")
+    d.add_argument("--format", choices=("mermaid", "dot", "svg"), default="mermaid")
+    d.set_defaults(func=lazy("graph"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
