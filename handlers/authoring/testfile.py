@@ -103,7 +103,11 @@ class _Reader:
 
 
 def _parse_yaml(text: str, path: str) -> tuple[Any, dict[Path, tuple[int, int]]]:
-    import yaml
+    try:
+        import yaml
+    except ImportError:
+        raise TestFileError([f"{path}: YAML test files need PyYAML (pip install 'agglo[authoring]'); "
+                             "or write the tests as .agglo-test.json"]) from None
 
     class Loader(yaml.SafeLoader):
         """Timestamps stay strings: a test's values are JSON."""
