@@ -82,6 +82,10 @@ def run(runtime: Runtime, raw: IO[bytes], name: str, out: IO[bytes], err: IO[str
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.explain:
+        from handlers.authoring import explain
+
+        return explain.main(args)
     runtime = build_runtime(args.config, args.allow_exec, args.exec_timeout, dedupe=args.dedupe)
     progress = None
     if args.input == "-":
@@ -145,6 +149,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", default="-", help="where outputs go as JSON lines (default stdout)")
     r.add_argument("--dedupe", action="store_true",
                    help="treat records seen before (same file and line) as redeliveries: state changes once")
+    r.add_argument("--explain", nargs="?", type=int, const=1, default=0, metavar="N",
+                   help="instead of the outputs, show how the first N events (default 1) went through each "
+                        "process: conditions, changes, effects")
     r.set_defaults(func=_cmd_run)
 
     v = sub.add_parser("validate", help="check a config and list every problem with its JSON path")

@@ -19,7 +19,7 @@ from xml.sax.saxutils import escape
 from agglo_core import ConfigError, PipelinesConfig, load_config
 from agglo_core.config import ProcessDefinition
 from agglo_core.connstr import redact
-from handlers.authoring.condition_text import condition_text
+from handlers.authoring.describe import condition_text
 
 
 @dataclass

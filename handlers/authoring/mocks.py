@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from agglo_core import Plan
-from agglo_core.effects import ApplyDeltas, Effect, EffectFailed, Exec, JoinAdd, JoinDelete, Put
+from agglo_core.effects import Effect, EffectFailed, Exec, Put
 from handlers.authoring.testfile import Answer
 from handlers.connectors import Connector
 from handlers.connectors.memory import MemoryObjectStore, MemoryStore
@@ -94,15 +94,3 @@ def mock_runtime(plan: Plan, kv: dict[str, dict[str, Any]], http: dict[str, list
                       clock=lambda: now_ms / 1000, sleep=lambda _s: None)
     return runtime, performed
 
-
-def describe_effect(e: Effect) -> dict:
-    """An effect as the JSON a test's ``effects:`` compares with."""
-    if isinstance(e, Put):
-        return {"key": e.key, "body": e.body}
-    if isinstance(e, ApplyDeltas):
-        return {"key": e.key, "deltas": {name: {op: amount} for name, (op, amount) in e.deltas.items()}}
-    if isinstance(e, JoinAdd):
-        return {"key": e.key, "join": e.member}
-    if isinstance(e, JoinDelete):
-        return {"key": e.key, "delete": True}
-    return {"args": list(e.args), "input": e.input, "wait": e.wait}

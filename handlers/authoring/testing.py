@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from agglo_core import Plan, Record, RecordError
-from handlers.authoring.mocks import describe_effect, mock_runtime
+from handlers.authoring.describe import describe_effect
+from handlers.authoring.mocks import mock_runtime
 from handlers.authoring.testfile import (
     Expectation,
     TestCase,

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import pathlib
 import re
+import subprocess
+import sys
+import xml.dom.minidom
 
 import yaml
 from _servers import json_lines, run_agglo, write_config
@@ -171,3 +174,60 @@ def test_genevents_names_the_json_path_of_a_bad_generator(tmp_path):
     result = run_agglo(["genevents", "-s", "broken.json"], tmp_path)
     assert result.returncode == 2
     assert "broken.json:2:12: not valid JSON" in result.stderr.decode()
+
+
+# --- agglo graph -------------------------------------------------------------------------------------------
+
+
+def test_graph_draws_the_pipeline_in_each_format(tmp_path):
+    mermaid = run_agglo(["graph", "pipelines/traffic-bifurcate.json"], REPO)
+    assert mermaid.returncode == 0, mermaid.stderr.decode()
+    text = mermaid.stdout.decode()
+    assert text.startswith("flowchart TD\n")
+    assert 'p0_0 -.->|"if doTest == #quot;true#quot;"| x0' in text
+    assert 'x0[("ServiceB<br/>LocalFile: out/service-test")]' in text
+    svg = run_agglo(["graph", "pipelines/basic.json", "--format", "svg"], REPO)
+    doc = xml.dom.minidom.parseString(svg.stdout)
+    texts = {t.firstChild.data for t in doc.getElementsByTagName("text")}
+    assert {"BasicPipeline", "AnnotateFooBar", 'foobar = "found" if someDict.someFixed == "foobar"'} <= texts
+    write_config(tmp_path / "bad.json", {"partitionUuid": "nope", "pipelines": []})
+    bad = run_agglo(["graph", "bad.json", "--format", "dot"], tmp_path)
+    assert bad.returncode == 2 and "partitionUuid: 'nope' is not a UUID" in bad.stderr.decode()
+
+
+def test_the_readme_shows_the_basic_pipelines_picture():
+    readme = (REPO / "README.md").read_text()
+    drawn = run_agglo(["graph", "pipelines/basic.json"], REPO).stdout.decode()
+    assert f"```mermaid\n{drawn}```" in readme
+
+
+# --- agglo run --explain -----------------------------------------------------------------------------------
+
+
+def test_explain_shows_why_an_event_went_where_it_went(tmp_path):
+    cfg = json.loads((REPO / "pipelines" / "traffic-bifurcate.json").read_text())
+    for ext in cfg["externalSystems"]:
+        ext["connectionString"] = f"mem:{ext['name']}"
+        ext["externalType"] = "ExternalObjectStore"
+    write_config(tmp_path / "mirror.json", cfg)
+    events = b'{"someNum": 5, "doTest": "true"}\n{"someNum": 6, "doTest": "false"}\n{"someNum": 7}\n'
+    result = run_agglo(["run", "-c", "mirror.json", "--explain", "2"], tmp_path, stdin=events)
+    text = result.stdout.decode()
+    assert result.returncode == 0, result.stderr.decode()
+    assert text.count("\nevent ") == 1 and text.startswith("event 1 (stdin#1)") and "event 3" not in text
+    first, second = text.split("\nevent 2 (stdin#2)")
+    assert '  1. Forward to Test (tee)\n       condition: doTest == "true" -> true\n' in first
+    assert "       effect: Put -> ServiceB " in first
+    assert 'condition: doTest == "true" -> false' in second and "Put -> ServiceB" not in second
+    assert "=> output: " in second
+
+
+def test_run_without_explain_and_the_lambda_handler_load_no_authoring_module(tmp_path):
+    write_config(tmp_path / "c.json", config({"annotator": {"name": "A", "annotations": [
+        {"fieldKey": "k", "value": "v"}]}}))
+    probe = ("import sys, handlers.local as local, handlers.aws_lambda\n"
+             "status = local.main(['run', '-c', 'c.json', '-i', 'e.jsonl', '-o', 'out.jsonl'])\n"
+             "print(status, sorted(m for m in sys.modules if m.startswith('handlers.authoring')))\n")
+    (tmp_path / "e.jsonl").write_text('{"a": 1}\n')
+    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, check=False)
+    assert result.stdout.decode().strip() == "0 []", result.stderr.decode()

@@ -9,7 +9,7 @@ from builders import cmp, config, exists, external, kv, lit, num, var
 
 from agglo_core import load_config
 from agglo_core.config import Condition
-from handlers.authoring.condition_text import condition_text
+from handlers.authoring.describe import condition_text
 from handlers.authoring.graph import build, dot, mermaid, svg
 
 REPO = pathlib.Path(__file__).resolve().parents[2]

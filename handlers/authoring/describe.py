@@ -1,10 +1,11 @@
-"""binge's condition AST as one readable line: ``someNum >= 3 && name =~ "^a"``, for pictures and explanations."""
+"""How the authoring tools show a config's parts: conditions as one readable line, effects as JSON."""
 
 from __future__ import annotations
 
 import json
 
 from agglo_core.config import Condition, Expression, Operand
+from agglo_core.effects import ApplyDeltas, Effect, JoinAdd, JoinDelete, Put
 
 _SYMBOLS = {
     "GreaterThan": ">", "LessThan": "<", "GreaterThanOrEqual": ">=", "LessThanOrEqual": "<=", "Equal": "==",
@@ -16,7 +17,7 @@ _SYMBOLS = {
 
 
 def condition_text(condition: Condition | None) -> str | None:
-    """The condition as text, or None when it is always true."""
+    """The condition as one line (``someNum >= 3 && name =~ "^a"``), or None when it is always true."""
     if condition is None:
         return None
     if condition.exists is not None:
@@ -46,3 +47,16 @@ def _expression(e: Expression) -> str:
         return _SYMBOLS.get(e.unary.op.value, "?") + _operand(e.unary.rhs)
     node = e.comparator or e.logical or e.binary
     return f"{_operand(node.lhs)} {_SYMBOLS.get(node.op.value, '?')} {_operand(node.rhs)}"  # type: ignore[union-attr]
+
+
+def describe_effect(e: Effect) -> dict:
+    """An effect as JSON (what a test's ``effects:`` compares with), without the system it goes to."""
+    if isinstance(e, Put):
+        return {"key": e.key, "body": e.body}
+    if isinstance(e, ApplyDeltas):
+        return {"key": e.key, "deltas": {name: {op: amount} for name, (op, amount) in e.deltas.items()}}
+    if isinstance(e, JoinAdd):
+        return {"key": e.key, "join": e.member}
+    if isinstance(e, JoinDelete):
+        return {"key": e.key, "delete": True}
+    return {"args": list(e.args), "input": e.input, "wait": e.wait}
