@@ -167,19 +167,18 @@ def _answers(r: _Reader, value: Any, path: Path, fields: tuple[str, str]) -> lis
             r.problem(at, f"must be an object with {fields[0]} or {fields[1]}"
                           + (" (and status)" if fields[0] == "body" else ""))
             continue
-        if fields[0] == "body":  # HTTP: a status other than 2xx fails the POST
-            status = item.get("status", 200)
-            if type(status) is not int or not 100 <= status <= 599:
-                r.problem((*at, "status"), "must be an HTTP status code")
-                continue
-            failed = None if 200 <= status < 300 else f"answered {status}: {json.dumps(item.get('body'))}"
-            out.append(Answer(item.get("body"), failed))
-        elif "status" in item:
-            r.problem((*at, "status"), "an exec result has output or error, not status")
-        elif fields[1] in item and not isinstance(item[fields[1]], str):
+        status = item.get("status", 200)
+        if fields[1] in item and not isinstance(item[fields[1]], str):
             r.problem((*at, fields[1]), "must be a string")
-        else:
-            out.append(Answer(item.get(fields[0]), item.get(fields[1])))
+        elif fields[0] == "output" and "status" in item:
+            r.problem((*at, "status"), "an exec result has output or error, not status")
+        elif type(status) is not int or not 100 <= status <= 599:
+            r.problem((*at, "status"), "must be an HTTP status code")
+        elif fields[1] in item:  # an exec that failed, or an HTTP system that could not be reached
+            out.append(Answer(None, item[fields[1]]))
+        else:  # an HTTP status other than 2xx fails the POST
+            failed = None if 200 <= status < 300 else f"answered {status}: {json.dumps(item.get(fields[0]))}"
+            out.append(Answer(item.get(fields[0]), failed))
     if not items:
         r.problem(path, "needs at least one answer")
     return out

@@ -87,7 +87,9 @@ def _check(exp: Expectation, output: dict | None, error: RecordError | None) -> 
 def run_test(tf: TestFile, plan: Plan, case: TestCase) -> list[str]:
     """The failures of one test (empty: it passed)."""
     runtime, performed = mock_runtime(plan, case.kv, case.http, case.execs, case.now_ms)
-    outcomes = [runtime.process([Record(f"{tf.path}::{case.name}#{i + 1}", event, source=tf.path)])[0]
+    # Record ids (and so tee keys) depend on the file's name, not on where the tests are run from.
+    name = os.path.basename(tf.path)
+    outcomes = [runtime.process([Record(f"{name}::{case.name}#{i + 1}", event, source=name)])[0]
                 for i, event in enumerate(case.events)]
     failures = []
     for pipe, expectations in case.expect.items():
