@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape
@@ -137,6 +138,19 @@ def build(config: PipelinesConfig) -> Graph:
     return g
 
 
+def _nodes(g: Graph, node: Callable[[Node, str], str], opening: Callable[[int, str], list[str]],
+           closing: str) -> list[str]:
+    """Every node's line: a pipeline's inside its group (``opening`` … ``closing``), then the others."""
+    out, grouped = [], set()
+    for i, (name, ids) in enumerate(g.clusters):
+        out.extend(opening(i, name))
+        out.extend(node(g.nodes[n], "    ") for n in ids)
+        out.append(closing)
+        grouped.update(ids)
+    out.extend(node(n, "  ") for n in g.nodes.values() if n.id not in grouped)
+    return out
+
+
 # --- Mermaid -------------------------------------------------------------------------------------------------
 
 _MERMAID_SHAPES = {"io": ('(["', '"])'), "process": ('["', '"]'), "store": ('[("', '")]'), "exec": ('[["', '"]]')}
@@ -153,13 +167,7 @@ def mermaid(g: Graph) -> str:
         left, right = _MERMAID_SHAPES[n.shape]
         return f"{indent}{n.id}{left}{'<br/>'.join(_mermaid_text(line) for line in n.lines)}{right}"
 
-    in_clusters = set()
-    for i, (name, ids) in enumerate(g.clusters):
-        out.append(f'  subgraph pipeline{i} ["{_mermaid_text(name)}"]')
-        out.extend(node(g.nodes[n], "    ") for n in ids)
-        out.append("  end")
-        in_clusters.update(ids)
-    out.extend(node(n, "  ") for n in g.nodes.values() if n.id not in in_clusters)
+    out.extend(_nodes(g, node, lambda i, name: [f'  subgraph pipeline{i} ["{_mermaid_text(name)}"]'], "  end"))
     for e in g.edges:
         arrow = "-.->" if e.dashed else "-->"
         label = f'|"{_mermaid_text(e.label)}"|' if e.label else ""
@@ -185,14 +193,7 @@ def dot(g: Graph) -> str:
         style = ', style="rounded"' if n.shape == "process" else ""
         return f'{indent}{n.id} [label="{label}", shape={_DOT_SHAPES[n.shape]}{style}];'
 
-    in_clusters = set()
-    for i, (name, ids) in enumerate(g.clusters):
-        out.append(f"  subgraph cluster_{i} {{")
-        out.append(f"    label={_dot_text(name)};")
-        out.extend(node(g.nodes[n], "    ") for n in ids)
-        out.append("  }")
-        in_clusters.update(ids)
-    out.extend(node(n, "  ") for n in g.nodes.values() if n.id not in in_clusters)
+    out.extend(_nodes(g, node, lambda i, name: [f"  subgraph cluster_{i} {{", f"    label={_dot_text(name)};"], "  }"))
     for e in g.edges:
         attrs = [f"label={_dot_text(e.label)}"] if e.label else []
         if e.dashed:
