@@ -25,20 +25,20 @@ Performed = list[tuple[str, Effect]]
 class _Answering:
     """Answers effects from a list of mocked answers in turn; the last one repeats."""
 
-    def __init__(self, name: str, answers: list[Answer], missing: str | None) -> None:
-        self.name, self.answers, self.missing, self.used = name, answers, missing, 0
+    def __init__(self, answers: list[Answer]) -> None:
+        self.answers, self.used = answers, 0
 
     def next(self) -> Any:
         if not self.answers:
-            return EffectFailed(self.missing) if self.missing else None
+            return None
         answer = self.answers[min(self.used, len(self.answers) - 1)]
         self.used += 1
         return answer.value if answer.failure is None else EffectFailed(answer.failure)
 
 
 class MockHttp:
-    def __init__(self, name: str, answers: list[Answer]) -> None:
-        self._answers = _Answering(name, answers, None)
+    def __init__(self, answers: list[Answer]) -> None:
+        self._answers = _Answering(answers)
 
     def perform(self, effects: list[Any]) -> list[Any]:
         if not all(isinstance(e, Put) for e in effects):
@@ -50,7 +50,7 @@ class MockExecs:
     """Takes the runtime's ``ExecRunner`` place: executables are looked up in the mocks, never run."""
 
     def __init__(self, mocks: dict[str, list[Answer]]) -> None:
-        self._mocks = {path: _Answering(path, answers, None) for path, answers in mocks.items()}
+        self._mocks = {path: _Answering(answers) for path, answers in mocks.items()}
 
     def perform(self, effects: list[Exec]) -> list[Any]:
         results = []
@@ -86,7 +86,7 @@ def mock_runtime(plan: Plan, kv: dict[str, dict[str, Any]], http: dict[str, list
             inner = MemoryStore(ext.name)
             inner.data.update(kv.get(ext.name, {}))
         elif kind == "ExternalHttp":
-            inner = MockHttp(ext.name, http.get(ext.name, []))
+            inner = MockHttp(http.get(ext.name, []))
         else:
             inner = MemoryObjectStore(ext.name)
         connectors[ext.name] = _Recording(ext.name, inner, performed)

@@ -75,3 +75,17 @@ def test_mermaid_dot_and_svg_renderings():
     assert len(doc.getElementsByTagName("line")) == len(g.edges)
     texts = {t.firstChild.data for t in doc.getElementsByTagName("text")}
     assert {"if n > 10", 'if kind == "<a>"', "OnlyBig", "P"} <= texts
+
+
+def test_svg_boxes_never_overlap_with_several_pipelines_sharing_a_store():
+    cfg = sample_config()
+    cfg["pipelines"].append({"name": "Second", "processes": [{"name": "Count"}, {"name": "Out"}]})
+    doc = xml.dom.minidom.parseString(svg(build(load_config(cfg))))
+    boxes = [tuple(int(g.getElementsByTagName("rect")[0].getAttribute(a)) for a in ("x", "y", "width", "height"))
+             for g in doc.getElementsByTagName("g")]
+    assert len(boxes) == 6 + 4 + 2 + 1  # two pipelines' nodes, the state store and the hook, the executable
+    for i, (x1, y1, w1, h1) in enumerate(boxes):
+        for x2, y2, w2, h2 in boxes[i + 1:]:
+            assert x1 + w1 <= x2 or x2 + w2 <= x1 or y1 + h1 <= y2 or y2 + h2 <= y1, "two boxes overlap"
+    width = int(doc.documentElement.getAttribute("width"))
+    assert all(x + w <= width for x, _, w, _ in boxes)
