@@ -78,6 +78,10 @@ def run(runtime: Runtime, raw: IO[bytes], name: str, out: IO[bytes], err: IO[str
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.explain:
+        from handlers.authoring import explain
+
+        return explain.main(args)
     runtime = build_runtime(args.config, args.allow_exec, args.exec_timeout, dedupe=args.dedupe)
     progress = None
     if args.input == "-":
@@ -141,6 +145,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", default="-", help="where outputs go as JSON lines (default stdout)")
     r.add_argument("--dedupe", action="store_true",
                    help="treat records seen before (same file and line) as redeliveries: state changes once")
+    r.add_argument("--explain", nargs="?", type=int, const=1, default=0, metavar="N",
+                   help="instead of the outputs, show how the first N events (default 1) went through each "
+                        "process: conditions, changes, effects")
     r.set_defaults(func=_cmd_run)
 
     v = sub.add_parser("validate", help="check a config and list every problem with its JSON path")
@@ -165,8 +172,20 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--env-vars", metavar="ENV_JSON", help='SAM\'s env.json: {"LogicalId": {"VAR": "value"}}')
     i.add_argument("--parameter-overrides", nargs="+", metavar="KEY=VALUE")
     i.set_defaults(func=_cmd_invoke)
+    _entwine_commands(sub)
+    _authoring_commands(sub)
+    return p
 
-    # entwine: the ticker daemon and the substream tools (handlers/ticker.py, handlers/entwine_cli.py)
+
+def _lazy(module: str, name: str = "main") -> Any:
+    """``module.name``, imported when a command runs: ``agglo run`` never loads the others."""
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def _entwine_commands(sub: Any) -> None:
+    """entwine: the ticker daemon and the substream tools (handlers/ticker.py, handlers/entwine_cli.py)."""
     t = sub.add_parser("ticker", help="entwine's ticker: a signed hash chain substreams anchor to")
     tsub = t.add_subparsers(dest="ticker_command", required=True)
     ts = tsub.add_parser("serve", help="serve the ticker's REST API (binge's paths)")
@@ -188,13 +207,24 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("-c", "--config", required=True)
     ev.add_argument("--ticker", metavar="URL", help="also check each genesis against the ticker's key")
     ev.set_defaults(func=lambda a: _lazy("handlers.entwine_cli", "verify")(a))
-    return p
 
 
-def _lazy(module: str, name: str) -> Any:
-    import importlib
+def _authoring_commands(sub: Any) -> None:
+    """The authoring tools (handlers/authoring/)."""
+    t = sub.add_parser("test", help="run config unit tests (*.agglo-test.yaml / .json) without any cloud")
+    t.add_argument("paths", nargs="*", default=["."], metavar="PATH", help="test files or directories (default .)")
+    t.set_defaults(func=lambda a: _lazy("handlers.authoring.testing")(a))
 
-    return getattr(importlib.import_module(module), name)
+    g = sub.add_parser("genevents", help="generate events from a binge generator schema, as JSON lines")
+    g.add_argument("-s", "--schema", required=True, help="generator schema (JSON)")
+    g.add_argument("-n", "--count", type=int, default=100, metavar="N", help="how many events (default 100)")
+    g.add_argument("--seed", type=int, help="the same seed gives the same events (default: random)")
+    g.set_defaults(func=lambda a: _lazy("handlers.authoring.genevents")(a))
+
+    d = sub.add_parser("graph", help="draw a config's pipelines (mermaid, dot or svg) on stdout")
+    d.add_argument("config", metavar="CONFIG")
+    d.add_argument("--format", choices=("mermaid", "dot", "svg"), default="mermaid")
+    d.set_defaults(func=lambda a: _lazy("handlers.authoring.graph")(a))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,108 @@
+"""Config unit tests: matchers, mocks answered in turn, effects compared, problems found before running."""
+
+from __future__ import annotations
+
+import io
+import json
+import pathlib
+
+import pytest
+from builders import config, external
+
+from agglo_core import Plan
+from handlers.authoring import testfile
+from handlers.authoring.testing import run_files, run_test
+
+
+def hook_config() -> dict:
+    return config(
+        {"tee": {"name": "Notify", "outputConnectorRef": "Webhook"}},
+        {"annotator": {"name": "Mark", "annotations": [{"fieldKey": "flag", "value": "true"}]}},
+        {"spawner": {"name": "Score", "doSync": True, "job": {"runnable": {"pathToExec": "/opt/score"}}}},
+        externals=(external("ExternalHttp", "Webhook", "http://127.0.0.1:9/"),), retries=2)
+
+
+def failures(tmp_path: pathlib.Path, tests: list[dict], cfg: dict | None = None) -> list[list[str]]:
+    (tmp_path / "c.json").write_text(json.dumps(cfg or hook_config()))
+    path = tmp_path / "c.agglo-test.json"
+    path.write_text(json.dumps({"tests": tests}))
+    tf = testfile.load_test_file(str(path))
+    plan = Plan(tf.config)  # type: ignore[arg-type]
+    return [run_test(tf, plan, case) for case in tf.tests]
+
+
+def test_matchers(tmp_path):
+    exec_ok = {"/opt/score": {"output": 1}}
+    results = failures(tmp_path, [
+        {"name": "equals ignores unnamed internals", "input": {"n": 1}, "exec": exec_ok,
+         "expect": {"P": {"json_equals": {"n": 1, "flag": "true"}}}},
+        {"name": "equals names an internal", "input": {"n": 1}, "exec": exec_ok,
+         "expect": {"P": {"json_equals": {"n": 1, "flag": "true", "internal:name": "P"}}}},
+        {"name": "true is not 1", "input": {"n": True}, "exec": exec_ok,
+         "expect": {"P": {"json_contains": {"n": 1}}}},
+        {"name": "1.0 is 1", "input": {"n": 1.0}, "exec": exec_ok, "expect": {"P": {"json_contains": {"n": 1}}}},
+        {"name": "lists element by element", "input": {"l": [{"a": 1, "b": 2}]}, "exec": exec_ok,
+         "expect": {"P": {"json_contains": {"l": [{"a": 1}]}}}},
+        {"name": "an error is not absent", "input": {"n": 1},
+         "expect": {"P": {"absent": True}}},
+        {"name": "error_contains", "input": {"n": 1}, "expect": {"P": {"error_contains": "has no mock"}}},
+        {"name": "field exists", "input": {"flag": "x"}, "exec": exec_ok,
+         "expect": {"P": {"error_contains": "already"}}},
+    ])
+    assert results[0] == [] and results[1] == [] and results[3] == [] and results[4] == []
+    assert results[6] == [] and results[7] == []
+    assert "output differs (json_contains)" in results[2][0] and '-  "n": 1\n+  "n": true' in results[2][0]
+    assert results[5][0].startswith("pipeline P: expected no output, it failed in process 'Score': '/opt/score' "
+                                    "failed: executable '/opt/score' has no mock in this test")
+
+
+def test_http_and_exec_answers_are_used_in_turn_and_retries_are_recorded(tmp_path):
+    (ok, failing, unreachable) = failures(tmp_path, [
+        {"name": "in turn", "input": [{"n": 1}, {"n": 2}],
+         "http": {"Webhook": [{"body": {"id": 1}}, {"body": {"id": 2}}]},
+         "exec": {"/opt/score": [{"output": 10}, {"output": 20}]},
+         "expect": {"P": [{"json_contains": {"internal:tee:output": [{"response": {"id": 1}}],
+                                             "internal:spawn:output": [{"Score": 10}]}},
+                          {"json_contains": {"internal:tee:output": [{"response": {"id": 2}}],
+                                             "internal:spawn:output": [{"Score": 20}]}}]},
+         "effects": {"Webhook": [{"body": {"n": 1}}, {"body": {"n": 2}}],
+                     "/opt/score": [{"input": {"n": 1, "flag": "true"}}, {"input": {"n": 2}}]}},
+        {"name": "retried", "input": {"n": 1}, "http": {"Webhook": [{"status": 500}, {"status": 502}]},
+         "expect": {"P": {"error_contains": "answered 502"}},
+         "effects": {"Webhook": [{"body": {"n": 1}}, {"body": {"n": 1}}]}},
+        {"name": "unreachable", "input": {"n": 1}, "http": {"Webhook": {"error": "connection refused"}},
+         "expect": {"P": {"error_contains": "connection refused"}}, "effects": {"Webhook": []}},
+    ])
+    assert ok == []
+    assert len(failing) == 1 and "effects on Webhook differ (2 expected, 3 performed)" in failing[0]
+    assert len(unreachable) == 1 and "effects on Webhook differ (0 expected, 3 performed)" in unreachable[0]
+
+
+@pytest.mark.parametrize(("test", "problem"), [
+    ({"name": "x", "input": {}, "kv": {"Nope": {}}}, "tests[0].kv.Nope: no external system named 'Nope'"),
+    ({"name": "x", "input": {}, "http": {"Webhook": {"status": 99}}}, "tests[0].http.Webhook.status: must be an "
+                                                                       "HTTP status code"),
+    ({"name": "x", "input": [{}, {}], "expect": {"P": [{"absent": True}]}},
+     "tests[0].expect.P: has 1 expectation(s) for 2 event(s)"),
+    ({"name": "x", "input": {}, "expect": {"P": {"absent": False}}}, "tests[0].expect.P.absent: must be true"),
+    ({"name": "x", "input": {}, "effects": {"Webhook": {"body": {}}}}, "tests[0].effects.Webhook: must be a list"),
+    ({"name": "x", "input": "event"}, "tests[0].input: must be an event (an object) or a list of events"),
+])
+def test_problems_in_a_test_file_are_found_before_anything_runs(tmp_path, test, problem):
+    with pytest.raises(testfile.TestFileError) as caught:
+        failures(tmp_path, [test])
+    assert any(problem in p for p in caught.value.problems), caught.value.problems
+
+
+def test_a_missing_config_and_a_run_summary(tmp_path):
+    (tmp_path / "lost.agglo-test.yaml").write_text("tests:\n  - name: x\n    input: {}\n")
+    (tmp_path / "c.json").write_text(json.dumps(hook_config()))
+    (tmp_path / "c.agglo-test.yaml").write_text(
+        "tests:\n  - name: ok\n    input: {}\n    exec: {/opt/score: {output: 1}}\n"
+        "    expect: {P: {json_contains: {flag: 'true'}}}\n")
+    out = io.StringIO()
+    assert run_files([str(tmp_path)], out) == 2
+    text = out.getvalue()
+    assert "c.agglo-test.yaml .\n" in text and "lost.agglo-test.yaml E\n" in text
+    assert f"lost.agglo-test.yaml:1:1: config: cannot read the config {tmp_path}/lost.json" in text
+    assert text.rstrip().endswith("1 passed, 0 failed, 1 error(s) " + "=" * 24)
