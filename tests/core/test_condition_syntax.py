@@ -53,14 +53,18 @@ from agglo_core.config import (
 def parsed(text: str) -> dict:
     return parse_condition(text).model_dump(mode="json", exclude_none=True)
 
+
 def ast(condition: dict) -> dict:
     return Condition.model_validate(condition).model_dump(mode="json", exclude_none=True)
+
 
 def ex(key: str, op: str = "Exists") -> dict:
     """One exists check inside an expression (the extension)."""
     return {"exists": {"key": key, "op": op}}
 
+
 # --- parsing -------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("someDict.someFixed == 'foobar'", where(cmp("Equal", var("someDict.someFixed"), lit("foobar")))),
@@ -121,6 +125,7 @@ def ex(key: str, op: str = "Exists") -> dict:
 def test_parse(text: str, expected: dict) -> None:
     assert parsed(text) == ast(expected)
 
+
 @pytest.mark.parametrize(("text", "line", "column", "reason"), [
     ("x == 1 && || y", 1, 11, "expected a value, found '||'"),
     ("x == 'abc", 1, 6, "unterminated string"),
@@ -148,11 +153,13 @@ def test_syntax_errors_name_the_line_and_column_and_point_at_it(text: str, line:
     assert source.strip() == text.split("\n")[line - 1].strip()
     assert pointer.index("^") == source.index(text.split("\n")[line - 1]) + column - 1
 
+
 def test_a_text_condition_is_accepted_wherever_a_condition_is() -> None:
     text = "a.b == 'x' && n >= 3 || exists(tags.0)"
     want = parse_condition(text)
     for model in (Annotation, Aggregator, Completer, Spawner, Tee, Continuation, Transformation, Entwine):
         assert model.model_validate({"condition": text}).condition == want, model.__name__
+
 
 def test_a_syntax_error_in_a_config_names_the_json_path_line_and_column() -> None:
     config = {"partitionUuid": "c5024ca8-d601-499f-bb24-daae74357b5e",
@@ -166,6 +173,7 @@ def test_a_syntax_error_in_a_config_names_the_json_path_line_and_column() -> Non
     assert problem.startswith("processDefinitions[0].annotator.annotations[1].condition: line 2, column 3: "
                               "expected a value, found '||'")
 
+
 def test_text_exists_inside_an_expression_evaluates() -> None:
     holds = compile_condition(parse_condition("x == 1 || exists(tags.0) && !(exists(gone))"))
     assert holds is not None
@@ -173,6 +181,7 @@ def test_text_exists_inside_an_expression_evaluates() -> None:
     assert holds({"tags": ["a"]})
     assert not holds({"tags": ["a"], "gone": None})
     assert not holds({"tags": []})
+
 
 def test_text_exists_inside_an_expression_is_validated() -> None:
     config = {"partitionUuid": "c5024ca8-d601-499f-bb24-daae74357b5e",
@@ -188,7 +197,9 @@ def test_text_exists_inside_an_expression_is_validated() -> None:
         "must be Exists or NotExists",
     ]
 
+
 # --- printing -------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(("condition", "text"), [
     (where(cmp("Equal", var("someDict.someFixed"), lit("foobar"))), "someDict.someFixed == 'foobar'"),
@@ -212,23 +223,29 @@ def test_format(condition: dict, text: str) -> None:
     assert format_condition(model) == text
     assert parse_condition(text) == model
 
+
 def test_format_refuses_what_has_no_text() -> None:
     with pytest.raises(ValueError, match="finite"):
         format_condition(Condition.model_validate(where(cmp("Equal", var("x"), num(float("inf"))))))
     with pytest.raises(ValueError, match="not set"):
         format_condition(Condition.model_validate(where({"comparator": {"lhs": var("x"), "rhs": num(1)}})))
 
+
 # --- the round trip, on generated ASTs ------------------------------------------------------------------------
+
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
+
 def _names(enum: Any) -> list[str]:
     return [m.value for m in enum if not m.value.startswith("Unknown")]
+
 
 # Characters that stress quoting: quotes, backslashes before escape letters, controls, surrogates, keywords.
 _TRICKY = st.sampled_from(list("\\'\"`nutrbfU.:- 0\n\t\x00\x7f\ud800") + ["true", "exists", "\\u", "é", "😀"])
 TEXTS = st.lists(_TRICKY | st.characters(), max_size=8).map("".join)
 NUMBERS = st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+
 
 def expressions(operands: st.SearchStrategy[Operand]) -> st.SearchStrategy[Expression]:
     """Every kind of expression binge's AST has, over ``operands``."""
@@ -244,6 +261,7 @@ def expressions(operands: st.SearchStrategy[Operand]) -> st.SearchStrategy[Expre
         st.builds(lambda op, rhs: Expression(unary=UnaryExpression(op=UnaryOperator(op), rhs=rhs)),
                   st.sampled_from(_names(UnaryOperator)), operands),
     )
+
 
 def conditions(names: st.SearchStrategy[str], literals: st.SearchStrategy[str],
                numbers: st.SearchStrategy[int | float]) -> st.SearchStrategy[Condition]:
@@ -263,9 +281,11 @@ def conditions(names: st.SearchStrategy[str], literals: st.SearchStrategy[str],
         expressions(operands).map(lambda e: Condition(expression=e)),
     )
 
+
 def exact(condition: Condition) -> str:
     """The AST with types and float signs visible (1 is not 1.0, 0.0 is not -0.0)."""
     return repr(condition.model_dump(mode="python", exclude_none=True))
+
 
 @SETTINGS
 @given(conditions(TEXTS, TEXTS, NUMBERS))
@@ -273,11 +293,13 @@ def test_print_then_parse_gives_the_same_ast(condition: Condition) -> None:
     text = format_condition(condition)
     assert exact(parse_condition(text)) == exact(condition), text
 
+
 _SYMBOLS = {"LogicalOr": "||", "LogicalAnd": "&&", "Or": "|", "Xor": "^", "And": "&", "LeftShift": "<<",
             "RightShift": ">>", "Addition": "+", "Subtract": "-", "Multiply": "*", "Divide": "/", "Modulus": "%",
             "Power": "**", "LessThan": "<", "LessThanOrEqual": "<=", "GreaterThan": ">", "GreaterThanOrEqual": ">=",
             "Equal": "==", "NotEqual": "!=", "RegexMatch": "=~", "RegexNotMatch": "!~", "LogicalNot": "!",
             "Inversion": "~", "Negation": "-"}
+
 
 def parenthesised(o: Operand) -> str:
     """Every operator application in parentheses: the parser must not need the printer's precedence."""
@@ -298,11 +320,13 @@ def parenthesised(o: Operand) -> str:
     assert node is not None
     return f"({parenthesised(node.lhs)} {_SYMBOLS[node.op.value]} {parenthesised(node.rhs)})"  # type: ignore[arg-type]
 
+
 @SETTINGS
 @given(conditions(TEXTS, TEXTS, NUMBERS).filter(lambda c: c.expression is not None))
 def test_fully_parenthesised_text_parses_to_the_same_ast(condition: Condition) -> None:
     text = parenthesised(Operand(expression=condition.expression))
     assert exact(parse_condition(text)) == exact(condition), text
+
 
 EVENT_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from([0.5, -2.0, 1e300]) | st.sampled_from(
@@ -310,6 +334,7 @@ EVENT_VALUES = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["d", "0"]), inner, max_size=2),
     max_leaves=6)
 EVENTS = st.dictionaries(st.sampled_from(["a", "b", "c", "tags"]), EVENT_VALUES, max_size=4)
+
 
 @SETTINGS
 @given(conditions(st.sampled_from(["a", "b", "c.d", "tags.0", "missing"]), st.sampled_from(["x", "", "1", "a.*"]),
