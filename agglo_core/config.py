@@ -101,7 +101,8 @@ def _int64(value: Any) -> Any:
     return value
 
 
-Int64 = Annotated[StrictInt, BeforeValidator(_int64)]
+Int64 = Annotated[StrictInt, BeforeValidator(
+    _int64, json_schema_input_type=int | Annotated[str, Field(pattern=r"^-?[0-9]+$")])]
 
 
 def _exactly_one(model: BaseModel, fields: tuple[str, ...], what: str, allow_none: bool = False) -> None:

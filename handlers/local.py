@@ -7,10 +7,11 @@ Exit status: 0 when every record went through, 1 when a record (or, for
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 
 import orjson
@@ -129,6 +130,11 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
     return invoke.main(args)
 
 
+def _authoring(module: str) -> Callable[[argparse.Namespace], int]:
+    """An authoring command, imported only when it runs: run, serve and invoke never load it."""
+    return lambda args: importlib.import_module(f"handlers.authoring.{module}").main(args)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agglo", description="Run binge-format event pipelines locally.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -169,6 +175,24 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--env-vars", metavar="ENV_JSON", help='SAM\'s env.json: {"LogicalId": {"VAR": "value"}}')
     i.add_argument("--parameter-overrides", nargs="+", metavar="KEY=VALUE")
     i.set_defaults(func=_cmd_invoke)
+
+    lt = sub.add_parser("lint", help="validate configs, then warn about what a reviewer would flag")
+    lt.add_argument("configs", nargs="+", metavar="CONFIG")
+    lt.add_argument("--format", choices=("text", "json"), default="text")
+    lt.add_argument("--strict", action="store_true", help="warnings fail too (exit status 1)")
+    lt.add_argument("--allow-exec", action="append", metavar="PATH",
+                    help="an executable the deployment allows (repeatable; also AGGLO_ALLOW_EXEC)")
+    lt.set_defaults(func=_authoring("lint"))
+
+    sc = sub.add_parser("schema", help="print the JSON Schema of a config, for editors")
+    sc.set_defaults(func=_authoring("schema"))
+
+    f = sub.add_parser("fmt", help="print a config re-indented; --conditions rewrites its conditions as text")
+    f.add_argument("configs", nargs="+", metavar="CONFIG")
+    f.add_argument("--conditions", action="store_true", help="rewrite every condition (as text unless --to ast)")
+    f.add_argument("--to", choices=("string", "ast"), help="the form --conditions writes (default string)")
+    f.add_argument("-w", "--write", action="store_true", help="rewrite each CONFIG in place instead of printing")
+    f.set_defaults(func=_authoring("fmt"))
     return p
 
 
