@@ -393,6 +393,11 @@ def _expression_text(e: Expression) -> tuple[str, int]:
     return f"{lhs if left_ok else f'({lhs})'} {symbol} {rhs if right_ok else f'({rhs})'}", level
 
 
+def format_operand(operand: Operand) -> str:
+    """The text of one operand: a path, a string, a number or a sub-expression."""
+    return _operand_text(operand)[0]
+
+
 def _operand_text(o: Operand) -> tuple[str, int]:
     if o.expression is not None:
         return _expression_text(o.expression)
