@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import pathlib
 import shutil
+import subprocess
+import sys
 
 import jsonschema
 import pytest
@@ -151,3 +153,86 @@ def test_schema_rejects_what_validation_rejects(schema: jsonschema.Draft202012Va
     change(bad)
     errors = list(schema.iter_errors(bad))
     assert errors and any(where in (e.message + json.dumps(list(e.absolute_path))) for e in errors), errors
+
+
+# --- lint -----------------------------------------------------------------------------------------------------
+
+
+def reviewed() -> dict:
+    """Valid, with two warnings: an unreachable annotator and a condition comparing a number with a string."""
+    return config({"continuation": {"name": "C", "condition": "n + 1 == 'x'"}},
+                  {"annotator": {"name": "Spare", "annotations": [{"fieldKey": "k", "value": "v"}]}},
+                  {"spawner": {"name": "S", "job": {"runnable": {"pathToExec": "/bin/echo"}}}},
+                  order=["C", "S"])
+
+
+def test_lint_prints_warnings_and_exits_0_or_1_with_strict(tmp_path: pathlib.Path) -> None:
+    write_config(tmp_path / "c.json", reviewed())
+    done = run_agglo(["lint", "c.json", "--allow-exec", "/bin/echo"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().splitlines() == [
+        "c.json: processDefinitions[1].annotator.name: warning: no pipeline runs annotator 'Spare' and no tee uses "
+        "it [unreachable-process]",
+        "c.json: processDefinitions[0].continuation.condition: warning: this condition is never true: n + 1 is a "
+        "number and 'x' is a string; values of different JSON types are never equal or ordered "
+        "[condition-never-true]",
+    ]
+    strict = run_agglo(["lint", "--strict", "c.json"], cwd=tmp_path, env={"AGGLO_ALLOW_EXEC": "/bin/echo"})
+    assert strict.returncode == 1 and strict.stdout == done.stdout
+
+    exec_warned = run_agglo(["lint", "c.json"], cwd=tmp_path)
+    assert b"[exec-not-allowed]" in exec_warned.stdout and exec_warned.returncode == 0
+
+
+def test_lint_json_lists_errors_and_warnings_of_several_configs(tmp_path: pathlib.Path) -> None:
+    write_config(tmp_path / "warned.json", reviewed())
+    bad = reviewed()
+    bad["processDefinitions"][0]["continuation"]["condition"] = "n + 1 == 'x"
+    bad["pipelines"][0]["processes"].append({"name": "Nowhere"})
+    write_config(tmp_path / "bad.json", bad)
+    write_config(tmp_path / "clean.json", config({"continuation": {"name": "C", "condition": "n >= 3"}}))
+
+    done = run_agglo(["lint", "--format", "json", "clean.json", "warned.json", "bad.json"], cwd=tmp_path,
+                     env={"AGGLO_ALLOW_EXEC": "/bin/echo"})
+    assert done.returncode == 1
+    found = json.loads(done.stdout)
+    assert [(f["config"], f["level"], f["rule"], f["path"]) for f in found] == [
+        ("warned.json", "warning", "unreachable-process", "processDefinitions[1].annotator.name"),
+        ("warned.json", "warning", "condition-never-true", "processDefinitions[0].continuation.condition"),
+        ("bad.json", "error", "invalid-config", "processDefinitions[0].continuation.condition"),
+        ("bad.json", "error", "invalid-config", "pipelines[0].processes[2].name"),
+    ]
+    assert found[2]["message"].startswith("line 1, column 10: unterminated string: no closing '\n")
+    assert found[3]["message"] == "no process definition named 'Nowhere'"
+
+    clean = run_agglo(["lint", "clean.json"], cwd=tmp_path)
+    assert (clean.returncode, clean.stdout) == (0, b"")
+    assert run_agglo(["lint", "missing.json"], cwd=tmp_path).returncode == 2
+
+
+def test_lint_on_the_example_configs(tmp_path: pathlib.Path) -> None:
+    done = run_agglo(["lint", "--format", "json", *map(str, EXAMPLES)], cwd=tmp_path)
+    found = json.loads(done.stdout)
+    by_config = {pathlib.Path(f["config"]).name: [] for f in found}
+    for f in found:
+        by_config[pathlib.Path(f["config"]).name].append((f["level"], f["rule"]))
+    # Entwine is validated but does not run here; the spawners' executables are not allowed by default.
+    assert by_config == {
+        "entwine__binge-a.json": [("error", "invalid-config")],
+        "entwine__binge-b.json": [("error", "invalid-config")],
+        "single-entwine-news__binge.json": [("error", "invalid-config")],
+        "nlp-preprocess__nlp-pipeline.json": [("warning", "exec-not-allowed")],
+        "test-basic_pipeline.json": [("warning", "exec-not-allowed")],
+        "test-slow_spawner_pipeline.json": [("warning", "exec-not-allowed")],
+    }
+    assert done.returncode == 1
+
+
+def test_running_a_pipeline_loads_none_of_the_authoring_modules(tmp_path: pathlib.Path) -> None:
+    probe = ("import sys, handlers.local, handlers.aws_lambda, agglo_core; "
+             "agglo_core.load_config(open(sys.argv[1]).read()); "
+             "print(sorted(m for m in sys.modules if m.startswith('handlers.authoring') "
+             "or m in ('agglo_core.lint', 'agglo_core.condition_syntax')))")
+    done = subprocess.run([sys.executable, "-c", probe, str(REPO / "pipelines" / "basic.json")], cwd=tmp_path,
+                          capture_output=True, check=True)
+    assert done.stdout == b"[]\n"
