@@ -112,7 +112,8 @@ def _tokens(text: str) -> list[_Token]:
             end = m.end()
             out.append(_Token("op", m.group(), pos, end))
         else:
-            raise ConditionSyntaxError(f"unexpected character {ch!r}", text, pos)
+            hint = ": compare with ==" if ch == "=" else ""
+            raise ConditionSyntaxError(f"unexpected character {ch!r}{hint}", text, pos)
         pos = _SPACE.match(text, end).end()  # type: ignore[union-attr]
     out.append(_Token("end", "", len(text), len(text)))
     return out
@@ -223,7 +224,7 @@ class _Parser:
                 return Operand(numeric=-nxt.value)  # type: ignore[operator]
             if tok.text == "!" and nxt.kind == "keyword" and nxt.text == "exists":
                 self.take()
-                return self.exists_call(nxt, "NotExists")
+                return self.exists_call("NotExists")
             rhs, rhs_first = self.expression(_UNARY)
             return _wrap(Expression(unary=UnaryExpression(
                 op=UnaryOperator(_PREFIX[tok.text]), rhs=self.operand(rhs, rhs_first))))
@@ -241,13 +242,13 @@ class _Parser:
             if tok.text in ("true", "false"):
                 return _wrap(Expression(boolean=BooleanExpression(value=tok.text == "true")))
             if tok.text == "exists":
-                return self.exists_call(tok, "Exists")
+                return self.exists_call("Exists")
             raise self.error("there is no null literal: test presence with exists(path) or !exists(path)", tok)
         if tok.text == "!~":
-            raise self.error("'!~' is the regex operator; for not-of-inverted write ! ~x", tok)
+            raise self.error("'!~' is the regex operator; to negate ~x write ! ~x", tok)
         raise self.error(f"expected a value, found {_describe(tok)}", tok)
 
-    def exists_call(self, name: _Token, op: str) -> Operand | _EmptyExists:
+    def exists_call(self, op: str) -> Operand | _EmptyExists:
         self.expect("(", "'(' after exists")
         arg = self.take()
         if arg.kind == "op" and arg.text == ")" and op == "Exists":
@@ -311,8 +312,7 @@ def parse_condition(text: str) -> Condition:
     if not text.strip():
         return Condition()
     parser = _Parser(text)
-    first = parser.peek()
-    node, _ = parser.expression(_OR)
+    node, first = parser.expression(_OR)
     tail = parser.peek()
     if tail.kind != "end":
         raise parser.error(f"expected an operator or the end of the condition, found {_describe(tail)}", tail)

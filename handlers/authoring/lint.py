@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from agglo_core import ConfigError, Plan, load_config
 from agglo_core.lint import Finding, lint
@@ -42,7 +41,4 @@ def main(args: argparse.Namespace) -> int:
         for name, f in found:
             print(f"{name}: {f.path}: {f.level}: {f.message} [{f.rule}]")
     failing = {"error", "warning"} if args.strict else {"error"}
-    if any(f.level in failing for _, f in found):
-        return 1
-    sys.stdout.flush()
-    return 0
+    return 1 if any(f.level in failing for _, f in found) else 0

@@ -140,6 +140,7 @@ def test_parse(text: str, expected: dict) -> None:
     ("a == '\\u12'", 1, 7, "\\u needs 4 hex digits"),
     ("a == 1e999", 1, 6, "too large"),
     ("!~x", 1, 1, "'!~' is the regex operator"),
+    ("a = 1", 1, 3, "unexpected character '=': compare with =="),
 ])
 def test_syntax_errors_name_the_line_and_column_and_point_at_it(text: str, line: int, column: int,
                                                                  reason: str) -> None:
