@@ -370,9 +370,8 @@ def _expression_text(e: Expression) -> tuple[str, int]:
         rhs = _need(e.unary.rhs, "the operand of a unary expression")
         text, level = _operand_text(rhs)
         if level < _UNARY or (symbol == "-" and rhs.numeric is not None and text[0] != "-") \
-                or (symbol == "!" and rhs.expression is not None and rhs.expression.exists is not None
-                    and rhs.expression.exists.op.value == "Exists"):
-            text = f"({text})"  # -(3) is a negation, -3 a number; !exists(p) is binge's NotExists
+                or (symbol == "!" and text.startswith("exists(")):
+            text = f"({text})"  # -(3) is a negation, -3 a number; !exists(p) reads as one NotExists check
         elif symbol == "!" and text[0] == "~":
             text = " " + text  # "!~" is the regex operator
         return symbol + text, _UNARY

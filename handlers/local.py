@@ -1,7 +1,7 @@
 """The ``agglo`` command: binge's run modes on this machine.
 
-Exit status: 0 when every record went through, 1 when a record (or, for
-``validate``, the config) had a problem, 2 for a bad config or bad usage.
+Exit status: 0 when every record went through, 1 when a record (or, for ``validate``,
+``lint`` and ``fmt``, the config) had a problem, 2 for a bad config or bad usage.
 """
 
 from __future__ import annotations

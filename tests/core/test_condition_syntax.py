@@ -213,6 +213,7 @@ def test_text_exists_inside_an_expression_is_validated() -> None:
     (where(unary("Negation", num(3))), "-(3)"),
     (where(unary("LogicalNot", sub(unary("Inversion", var("x"))))), "! ~x"),
     (where(unary("LogicalNot", sub(ex("a")))), "!(exists(a))"),
+    (where(unary("LogicalNot", sub(binary("Power", sub(ex("a")), var("b"))))), "!(exists(a) ** b)"),
     (where(cmp("Equal", sub(cmp("Equal", var("a"), var("b"))), sub(boolean(True)))), "(a == b) == true"),
     (where(logical("LogicalAnd", cmp("Equal", var("version-control"), lit("it's")), boolean(False))),
      "`version-control` == \"it's\" && false"),
@@ -265,13 +266,17 @@ def expressions(operands: st.SearchStrategy[Operand]) -> st.SearchStrategy[Expre
 
 
 def conditions(names: st.SearchStrategy[str], literals: st.SearchStrategy[str],
-               numbers: st.SearchStrategy[int | float]) -> st.SearchStrategy[Condition]:
+               numbers: st.SearchStrategy[int | float], extended: bool = False) -> st.SearchStrategy[Condition]:
+    """Conditions binge's AST can express; ``extended`` adds exists checks inside expressions."""
     leaves = st.one_of(
         names.map(lambda n: Operand(variable=Variable(name=n))),
         literals.map(lambda s: Operand(literal=s)),
         numbers.map(lambda n: Operand(numeric=n)),
         st.booleans().map(lambda v: Operand(expression=Expression(boolean=BooleanExpression(value=v)))),
     )
+    if extended:
+        leaves |= st.builds(lambda k, op: Operand(expression=Expression(exists=ExistsOperation(
+            key=k, op=ExistsOperator(op)))), names, st.sampled_from(["Exists", "NotExists"]))
     operands = st.recursive(leaves, lambda inner: expressions(inner).map(lambda e: Operand(expression=e)),
                             max_leaves=10)
     exists_ops = st.lists(st.builds(lambda k, op: ExistsOperation(key=k, op=ExistsOperator(op)), names,
@@ -281,6 +286,17 @@ def conditions(names: st.SearchStrategy[str], literals: st.SearchStrategy[str],
         exists_ops.map(lambda ops: Condition(exists=ExistsExpression(ops=tuple(ops)))),
         expressions(operands).map(lambda e: Condition(expression=e)),
     )
+
+
+def exists_only(e: Expression) -> list[ExistsOperation] | None:
+    """The exists checks of an expression made only of them joined by &&, in order; else None."""
+    if e.exists is not None:
+        return [e.exists]
+    if e.logical is None or e.logical.op.value != "LogicalAnd":
+        return None
+    sides = [s.expression for s in (e.logical.lhs, e.logical.rhs)]  # type: ignore[union-attr]
+    ops = [exists_only(s) if s is not None else None for s in sides]
+    return None if None in ops else ops[0] + ops[1]  # type: ignore[operator]
 
 
 def exact(condition: Condition) -> str:
@@ -323,6 +339,15 @@ def parenthesised(o: Operand) -> str:
 
 
 @SETTINGS
+@given(conditions(TEXTS, TEXTS, NUMBERS, extended=True))
+def test_exists_inside_expressions_round_trips_except_as_a_whole_exists_chain(condition: Condition) -> None:
+    """Only a whole condition of exists checks joined by && changes: into binge's exists form, same checks."""
+    chain = exists_only(condition.expression) if condition.expression is not None else None
+    expected = condition if chain is None else Condition(exists=ExistsExpression(ops=tuple(chain)))
+    assert exact(parse_condition(format_condition(condition))) == exact(expected)
+
+
+@SETTINGS
 @given(conditions(TEXTS, TEXTS, NUMBERS).filter(lambda c: c.expression is not None))
 def test_fully_parenthesised_text_parses_to_the_same_ast(condition: Condition) -> None:
     text = parenthesised(Operand(expression=condition.expression))
@@ -339,7 +364,7 @@ EVENTS = st.dictionaries(st.sampled_from(["a", "b", "c", "tags"]), EVENT_VALUES,
 
 @SETTINGS
 @given(conditions(st.sampled_from(["a", "b", "c.d", "tags.0", "missing"]), st.sampled_from(["x", "", "1", "a.*"]),
-                  st.sampled_from([0, 1, -2, 2.5, 3, 64])),
+                  st.sampled_from([0, 1, -2, 2.5, 3, 64]), extended=True),
        st.lists(EVENTS, min_size=1, max_size=5))
 def test_the_text_form_evaluates_like_the_ast(condition: Condition, events: list[dict]) -> None:
     from_ast = compile_condition(condition)
