@@ -72,6 +72,8 @@ _PREFIX = {"!": "LogicalNot", "~": "Inversion", "-": "Negation"}
 _SYMBOL_OF = {name: sym for table in (_LOGICAL, _BINARY) for sym, (name, _) in table.items()}
 _SYMBOL_OF.update({name: sym for sym, name in (*_COMPARATORS.items(), *_PREFIX.items())})
 _KEYWORDS = frozenset({"true", "false", "exists", "null"})
+MAX_DEPTH = 100
+"""How deep a condition's text may nest (parentheses, prefix operators, operators on operators)."""
 
 # --- lexing ------------------------------------------------------------------------------------------------
 
@@ -173,6 +175,7 @@ class _Parser:
         self.text = text
         self.tokens = _tokens(text)
         self.pos = 0
+        self.nesting = 0
 
     def error(self, message: str, token: _Token) -> ConditionSyntaxError:
         return ConditionSyntaxError(message, self.text, token.start)
@@ -196,42 +199,53 @@ class _Parser:
             raise self.error("exists() needs a path here; only a whole condition may be exists()", tok)
         return node
 
-    def expression(self, min_level: int) -> tuple[Operand | _EmptyExists, _Token]:
-        """An expression binding at ``min_level`` or tighter, and its first token."""
+    def expression(self, min_level: int) -> tuple[Operand | _EmptyExists, _Token, int]:
+        """An expression binding at ``min_level`` or tighter, its first token and its depth in operators."""
         first = self.peek()
-        lhs = self.prefix()
+        self.nesting += 1
+        if self.nesting > MAX_DEPTH:
+            raise self.error(f"nested more than {MAX_DEPTH} levels deep", first)
+        lhs, depth = self.prefix()
         compared = False
         while True:
             tok = self.peek()
             level = _infix_level(tok)
             if level is None or level < min_level:
-                return lhs, first
+                self.nesting -= 1
+                return lhs, first, depth
             if compared and level == _COMPARE:
                 raise self.error("comparisons do not chain: write a < b && b < c, or use parentheses", tok)
             self.take()
             # Left-associative, except ** which groups to the right.
-            rhs, rhs_first = self.expression(level if tok.text == "**" else level + 1)
+            rhs, rhs_first, rhs_depth = self.expression(level if tok.text == "**" else level + 1)
             lhs = _build(tok.text, self.operand(lhs, first), self.operand(rhs, rhs_first))
+            depth = 1 + max(depth, rhs_depth)
+            if depth > MAX_DEPTH:
+                raise self.error(f"more than {MAX_DEPTH} operators deep: split the condition", tok)
             compared = level == _COMPARE
 
-    def prefix(self) -> Operand | _EmptyExists:
+    def prefix(self) -> tuple[Operand | _EmptyExists, int]:
+        """A value, a parenthesised expression or a prefix operator applied to one, and its depth."""
         tok = self.take()
         if tok.kind == "op" and tok.text in _PREFIX:
             nxt = self.peek()
             after = self.tokens[self.pos + 1] if nxt.kind == "number" else None
             if tok.text == "-" and after is not None and nxt.start == tok.end and after.text != "**":
                 self.take()
-                return Operand(numeric=-nxt.value)  # type: ignore[operator]
+                return Operand(numeric=-nxt.value), 0  # type: ignore[operator]
             if tok.text == "!" and nxt.kind == "keyword" and nxt.text == "exists":
                 self.take()
-                return self.exists_call("NotExists")
-            rhs, rhs_first = self.expression(_UNARY)
+                return self.exists_call("NotExists"), 0
+            rhs, rhs_first, depth = self.expression(_UNARY)
             return _wrap(Expression(unary=UnaryExpression(
-                op=UnaryOperator(_PREFIX[tok.text]), rhs=self.operand(rhs, rhs_first))))
+                op=UnaryOperator(_PREFIX[tok.text]), rhs=self.operand(rhs, rhs_first)))), depth + 1
         if tok.kind == "op" and tok.text == "(":
-            inner, _ = self.expression(_OR)
+            inner, _, depth = self.expression(_OR)
             self.expect(")", "')'")
-            return inner
+            return inner, depth
+        return self.value(tok), 0
+
+    def value(self, tok: _Token) -> Operand | _EmptyExists:
         if tok.kind == "number":
             return Operand(numeric=tok.value)
         if tok.kind == "string":
@@ -312,7 +326,7 @@ def parse_condition(text: str) -> Condition:
     if not text.strip():
         return Condition()
     parser = _Parser(text)
-    node, first = parser.expression(_OR)
+    node, first, _ = parser.expression(_OR)
     tail = parser.peek()
     if tail.kind != "end":
         raise parser.error(f"expected an operator or the end of the condition, found {_describe(tail)}", tail)

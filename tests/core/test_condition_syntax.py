@@ -155,6 +155,37 @@ def test_syntax_errors_name_the_line_and_column_and_point_at_it(text: str, line:
     assert pointer.index("^") == source.index(text.split("\n")[line - 1]) + column - 1
 
 
+@pytest.mark.parametrize(("text", "reason"), [
+    ("(" * 150 + "a == 1" + ")" * 150, "nested more than 100 levels deep"),
+    ("!" * 2000 + "a", "nested more than 100 levels deep"),
+    ("a" + " + a" * 150 + " == 1", "more than 100 operators deep"),
+])
+def test_deep_nesting_is_a_syntax_error_not_a_crash(text: str, reason: str) -> None:
+    with pytest.raises(ConditionSyntaxError, match=reason):
+        parse_condition(text)
+
+
+def test_nesting_up_to_the_limit_parses_prints_and_loads() -> None:
+    for text in ("(" * 98 + "a == 1" + ")" * 98, "a" + " + a" * 98 + " == 1", " || ".join(["a == 1"] * 100)):
+        condition = parse_condition(text)
+        assert parse_condition(format_condition(condition)) == condition
+        assert Condition.model_validate(condition.model_dump(mode="json", exclude_none=True)) == condition
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b.0", "`k`", "'s'", '"t', "1", "-", "2.5", "(", ")", "!", "~", "**", "*",
+                                 "/", "%", "+", "<<", ">>", "<", "<=", "==", "!=", "=~", "!~", "&", "^", "|", "&&",
+                                 "||", "true", "exists", "exists(", "null", "=", "#", " ", "\n", "\\"]),
+                max_size=12).map("".join))
+def test_any_text_parses_or_gives_a_syntax_error(text: str) -> None:
+    try:
+        condition = parse_condition(text)
+    except ConditionSyntaxError as e:
+        assert 1 <= e.column <= len(text.split("\n")[e.line - 1]) + 1
+    else:
+        assert parse_condition(format_condition(condition)) == condition
+
+
 def test_a_text_condition_is_accepted_wherever_a_condition_is() -> None:
     text = "a.b == 'x' && n >= 3 || exists(tags.0)"
     want = parse_condition(text)
