@@ -50,6 +50,13 @@ class _ProtoEnum(enum.Enum):
         obj.number = number  # type: ignore[attr-defined]
         return obj
 
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
+        return {"title": cls.__name__, "anyOf": [
+            {"type": "string", "enum": [m.value for m in cls]},
+            {"type": "integer", "enum": [m.number for m in cls]},  # type: ignore[attr-defined]
+        ]}
+
 
 def _proto_enum(name: str, members: list[tuple[str, int]]) -> type[_ProtoEnum]:
     return _ProtoEnum(name, [(m, (m, n)) for m, n in members])  # type: ignore[return-value]

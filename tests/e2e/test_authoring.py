@@ -13,6 +13,8 @@ import pytest
 from _servers import run_agglo, write_config
 from builders import BINGE, config, kv
 
+from agglo_core import load_config
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLES = sorted([*BINGE.glob("*.json"), *(REPO / "pipelines").glob("*.json")])
 
@@ -136,8 +138,20 @@ def test_schema_accepts_every_example_config(schema: jsonschema.Draft202012Valid
 
 def test_schema_accepts_conditions_as_text_or_ast(schema: jsonschema.Draft202012Validator) -> None:
     ast = {"exists": {"ops": [{"key": "a", "op": "Exists"}]}}
-    for condition in ("a.b == 'x' && n >= 3", ast, {}):
+    protojson = {"expression": {"comparator": {"op": 23, "lhs": {"variable": {"name": "a"}}, "rhs": {"numeric": 1}}}}
+    for condition in ("a.b == 'x' && n >= 3", ast, {}, protojson):
         assert list(schema.iter_errors(with_text_condition(condition))) == []
+        load_config(with_text_condition(condition))
+
+
+def test_schema_accepts_protojson_int64_strings_as_validation_does(schema: jsonschema.Draft202012Validator) -> None:
+    completer = {"completer": {"name": "J", "stateStore": "State", "completion": {"joinKeys": ["k"],
+                                                                                 "timeoutMs": "5000"}}}
+    cfg = config(completer, externals=(kv("State", "mem:s"),))
+    load_config(cfg)
+    assert list(schema.iter_errors(cfg)) == []
+    completer["completer"]["completion"]["timeoutMs"] = "5s"
+    assert list(schema.iter_errors(cfg)) != []
 
 
 @pytest.mark.parametrize(("change", "where"), [
