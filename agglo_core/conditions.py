@@ -10,7 +10,8 @@ Semantics (where binge differed, ours is what its docs meant):
 * Arithmetic on anything but numbers (bitwise: integers) gives "no value",
   which makes the enclosing comparison false.
 * ``exists`` is true for any present value, null, lists and maps included;
-  several exists ops combine with AND.
+  several exists ops combine with AND. Inside an expression (our extension),
+  one exists op is a boolean value.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from agglo_core.config import Condition, Expression, Operand
+from agglo_core.config import Condition, ExistsOperation, Expression, Operand
 from agglo_core.paths import MISSING, compile_getter
 
 Predicate = Callable[[dict], bool]
@@ -47,12 +48,16 @@ def _compile_exists(ops: tuple) -> Predicate | None:
     if not checks:
         return None
     if len(checks) == 1:
-        key, want = ops[0].key, checks[0][1]
-        if "." not in key:
-            return (lambda e: key in e) if want else (lambda e: key not in e)
-        get = checks[0][0]
-        return (lambda e: get(e) is not MISSING) if want else (lambda e: get(e) is MISSING)
+        return _compile_exists_op(ops[0])
     return lambda e: all((get(e) is not MISSING) is want for get, want in checks)
+
+
+def _compile_exists_op(op: ExistsOperation) -> Predicate:
+    key, want = op.key, op.op.value == "Exists"
+    if "." not in key:  # a top-level field: no getter call
+        return (lambda e: key in e) if want else (lambda e: key not in e)
+    get = compile_getter(key)
+    return (lambda e: get(e) is not MISSING) if want else (lambda e: get(e) is MISSING)
 
 
 def _is_number(v: Any) -> bool:
@@ -231,6 +236,8 @@ def _compile_expression(expr: Expression) -> _Value:
         return lambda e: value
     if expr.comparator is not None:
         return _compile_comparator(expr.comparator)
+    if expr.exists is not None:
+        return _compile_exists_op(expr.exists)
     if expr.logical is not None:
         lhs, rhs = _compile_operand(expr.logical.lhs), _compile_operand(expr.logical.rhs)
         if expr.logical.op.value == "LogicalAnd":

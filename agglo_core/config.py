@@ -50,6 +50,13 @@ class _ProtoEnum(enum.Enum):
         obj.number = number  # type: ignore[attr-defined]
         return obj
 
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
+        return {"title": cls.__name__, "anyOf": [
+            {"type": "string", "enum": [m.value for m in cls]},
+            {"type": "integer", "enum": [m.number for m in cls]},  # type: ignore[attr-defined]
+        ]}
+
 
 def _proto_enum(name: str, members: list[tuple[str, int]]) -> type[_ProtoEnum]:
     return _ProtoEnum(name, [(m, (m, n)) for m, n in members])  # type: ignore[return-value]
@@ -101,7 +108,8 @@ def _int64(value: Any) -> Any:
     return value
 
 
-Int64 = Annotated[StrictInt, BeforeValidator(_int64)]
+Int64 = Annotated[StrictInt, BeforeValidator(
+    _int64, json_schema_input_type=int | Annotated[str, Field(pattern=r"^-?[0-9]+$")])]
 
 
 def _exactly_one(model: BaseModel, fields: tuple[str, ...], what: str, allow_none: bool = False) -> None:
@@ -157,22 +165,24 @@ class UnaryExpression(_Model):
     op: UnaryOperator = UnaryOperator("UnknownUnary")  # type: ignore[valid-type]
 
 
+class ExistsOperation(_Model):
+    key: StrictStr = ""
+    op: ExistsOperator = ExistsOperator("UnknownExists")  # type: ignore[valid-type]
+
+
 class Expression(_Model):
     boolean: BooleanExpression | None = None
     comparator: ComparatorExpression | None = None
     logical: LogicalExpression | None = None
     binary: BinaryExpression | None = None
     unary: UnaryExpression | None = None
+    # Not in binge: one exists check inside an expression (what exists(path) in a condition's text needs).
+    exists: ExistsOperation | None = None
 
     @model_validator(mode="after")
     def _oneof(self) -> Expression:
-        _exactly_one(self, ("boolean", "comparator", "logical", "binary", "unary"), "an expression")
+        _exactly_one(self, ("boolean", "comparator", "logical", "binary", "unary", "exists"), "an expression")
         return self
-
-
-class ExistsOperation(_Model):
-    key: StrictStr = ""
-    op: ExistsOperator = ExistsOperator("UnknownExists")  # type: ignore[valid-type]
 
 
 class ExistsExpression(_Model):
@@ -194,13 +204,25 @@ class Condition(_Model):
 Operand.model_rebuild()
 
 
+def _condition_text(value: Any) -> Any:
+    """A condition given as text is parsed into the AST; a syntax error names its line and column."""
+    if not isinstance(value, str):
+        return value
+    from agglo_core.condition_syntax import parse_condition  # late: only configs that use text need it
+
+    return parse_condition(value)
+
+
+ConditionField = Annotated[Condition, BeforeValidator(_condition_text, json_schema_input_type=Condition | str)]
+
+
 # --- processes ---------------------------------------------------------------
 
 
 class Annotation(_Model):
     fieldKey: StrictStr = ""
     value: StrictStr = ""
-    condition: Condition | None = None
+    condition: ConditionField | None = None
 
 
 class Annotator(_Model):
@@ -216,7 +238,7 @@ class Aggregation(_Model):
 
 class Aggregator(_Model):
     name: StrictStr = ""
-    condition: Condition | None = None
+    condition: ConditionField | None = None
     stateStore: StrictStr = ""
     aggregation: Aggregation | None = None
     asyncCheckpoint: StrictBool = False
@@ -230,7 +252,7 @@ class Completion(_Model):
 
 class Completer(_Model):
     name: StrictStr = ""
-    condition: Condition | None = None
+    condition: ConditionField | None = None
     stateStore: StrictStr = ""
     completion: Completion | None = None
 
@@ -252,7 +274,7 @@ class Job(_Model):
 
 class Spawner(_Model):
     name: StrictStr = ""
-    condition: Condition | None = None
+    condition: ConditionField | None = None
     delayInMs: Int64 = 0
     doSync: StrictBool = False
     job: Job | None = None
@@ -260,7 +282,7 @@ class Spawner(_Model):
 
 class Tee(_Model):
     name: StrictStr = ""
-    condition: Condition | None = None
+    condition: ConditionField | None = None
     additionalBody: dict[str, Any] = Field(default_factory=dict)
     transformerRef: StrictStr = ""
     outputConnectorRef: StrictStr = ""
@@ -268,7 +290,7 @@ class Tee(_Model):
 
 class Continuation(_Model):
     name: StrictStr = ""
-    condition: Condition | None = None
+    condition: ConditionField | None = None
 
 
 class PathArgs(_Model):
@@ -285,7 +307,7 @@ class MapRegexArgs(_Model):
 
 
 class Transformation(_Model):
-    condition: Condition | None = None
+    condition: ConditionField | None = None
     transformationType: TransformationType = TransformationType("TransformUnknown")  # type: ignore[valid-type]
     mapArgs: PathArgs | None = None
     mapAddArgs: ValueArgs | None = None
@@ -321,7 +343,7 @@ class Entwine(_Model):
     subStreamID: StrictStr = ""
     tickerEndpoint: StrictStr = ""
     tickerInterval: StrictInt = 0
-    condition: Condition | None = None
+    condition: ConditionField | None = None
 
 
 PROCESS_KINDS = ("annotator", "aggregator", "completer", "filter", "spawner", "tee", "transformer",

@@ -6,7 +6,14 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from agglo_core.config import Condition, Expression, Operand, PipelinesConfig, ProcessDefinition
+from agglo_core.config import (
+    Condition,
+    ExistsOperation,
+    Expression,
+    Operand,
+    PipelinesConfig,
+    ProcessDefinition,
+)
 from agglo_core.transforms import BUILTIN_REDUCERS, go_template_problem
 
 KV = "ExternalKVStore"
@@ -195,15 +202,21 @@ def _check_regex(path: str, pattern: str) -> Iterator[str]:
 def _check_condition(path: str, c: Condition) -> Iterator[str]:
     if c.exists is not None:
         for i, op in enumerate(c.exists.ops):
-            if not op.key:
-                yield f"{path}.exists.ops[{i}].key: must not be empty"
-            if op.op.value == "UnknownExists":
-                yield f"{path}.exists.ops[{i}].op: must be Exists or NotExists"
+            yield from _check_exists(f"{path}.exists.ops[{i}]", op)
     elif c.expression is not None:
         yield from _check_expression(f"{path}.expression", c.expression)
 
 
+def _check_exists(path: str, op: ExistsOperation) -> Iterator[str]:
+    if not op.key:
+        yield f"{path}.key: must not be empty"
+    if op.op.value == "UnknownExists":
+        yield f"{path}.op: must be Exists or NotExists"
+
+
 def _check_expression(path: str, e: Expression) -> Iterator[str]:
+    if e.exists is not None:
+        yield from _check_exists(f"{path}.exists", e.exists)
     for kind in ("comparator", "logical", "binary", "unary"):
         node = getattr(e, kind)
         if node is None:

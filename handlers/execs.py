@@ -39,6 +39,10 @@ def allow_list_from(paths: Iterable[str] | None, env: dict[str, str] | None = No
     return frozenset(_resolve(p) for p in raw)
 
 
+def is_allowed(path: str, allowed: frozenset[str]) -> bool:
+    return _resolve(path) in allowed
+
+
 class ExecRunner:
     def __init__(self, allowed: frozenset[str] = frozenset(), timeout_s: float = 30.0,
                  max_parallel: int = 8) -> None:
@@ -47,7 +51,7 @@ class ExecRunner:
         self.max_parallel = max_parallel
 
     def _check(self, e: Exec) -> str | None:
-        if _resolve(e.path) not in self.allowed:
+        if not is_allowed(e.path, self.allowed):
             return (f"executable '{e.path}' is not allowed; allow it with --allow-exec {e.path} "
                     f"or {ENV_ALLOW}={e.path}")
         return None

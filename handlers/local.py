@@ -1,7 +1,7 @@
 """The ``agglo`` command: binge's run modes on this machine.
 
-Exit status: 0 when every record went through, 1 when a record (or, for
-``validate``, the config) had a problem, 2 for a bad config or bad usage.
+Exit status: 0 when every record went through, 1 when a record (or, for ``validate``,
+``lint`` and ``fmt``, the config) had a problem, 2 for a bad config or bad usage.
 """
 
 from __future__ import annotations
@@ -225,6 +225,24 @@ def _authoring_commands(sub: Any) -> None:
     d.add_argument("config", metavar="CONFIG")
     d.add_argument("--format", choices=("mermaid", "dot", "svg"), default="mermaid")
     d.set_defaults(func=lambda a: _lazy("handlers.authoring.graph")(a))
+
+    lt = sub.add_parser("lint", help="validate configs, then warn about what a reviewer would flag")
+    lt.add_argument("configs", nargs="+", metavar="CONFIG")
+    lt.add_argument("--format", choices=("text", "json"), default="text")
+    lt.add_argument("--strict", action="store_true", help="warnings fail too (exit status 1)")
+    lt.add_argument("--allow-exec", action="append", metavar="PATH",
+                    help="an executable the deployment allows (repeatable; also AGGLO_ALLOW_EXEC)")
+    lt.set_defaults(func=lambda a: _lazy("handlers.authoring.lint")(a))
+
+    sc = sub.add_parser("schema", help="print the JSON Schema of a config, for editors")
+    sc.set_defaults(func=lambda a: _lazy("handlers.authoring.schema")(a))
+
+    f = sub.add_parser("fmt", help="print a config re-indented; --conditions rewrites its conditions as text")
+    f.add_argument("configs", nargs="+", metavar="CONFIG")
+    f.add_argument("--conditions", action="store_true", help="rewrite every condition (as text unless --to ast)")
+    f.add_argument("--to", choices=("string", "ast"), help="the form --conditions writes (default string)")
+    f.add_argument("-w", "--write", action="store_true", help="rewrite each CONFIG in place instead of printing")
+    f.set_defaults(func=lambda a: _lazy("handlers.authoring.fmt")(a))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
