@@ -78,7 +78,7 @@ def twin_runner() -> Runner:
 
     def run(data: list[bytes]) -> list[bytes]:
         out = []
-        total = state["total"]
+        stored, batch_sum = state["total"], None  # a batch adds its combined sum to the stored total, as agglo's
         for n, line in enumerate(data):
             rid = f"in#{n}"
             e = loads(line)
@@ -92,7 +92,8 @@ def twin_runner() -> Runner:
                 e["foobar"] = "found"
             num = e.get("someNum")
             if type(num) is int or type(num) is float:
-                total = num if total is None else total + num
+                batch_sum = num if batch_sum is None else batch_sum + num
+                total = batch_sum if stored is None else stored + batch_sum
                 e["internal:aggregation:BasicPipeline"] = {"someNum:AggSum": {"value": total}}
             vocab = e.get("someVocab")
             if type(vocab) is str:
@@ -101,7 +102,11 @@ def twin_runner() -> Runner:
             after_store[u2] = dict(e)
             e["internal:tee:output"] = [*e["internal:tee:output"], {"uuid": u2, **after_entry}]
             out.append(dumps(e))
-        state["total"] = total
+            if n % BATCH == BATCH - 1 and batch_sum is not None:  # where agglo's batches end
+                stored, batch_sum = (batch_sum if stored is None else stored + batch_sum), None
+        if batch_sum is not None:
+            stored = batch_sum if stored is None else stored + batch_sum
+        state["total"] = stored
         return out
 
     return run, stores
@@ -111,8 +116,8 @@ def runners() -> dict[str, Callable[[], Runner]]:
     return {"hand-written": twin_runner, "agglo": agglo_runner}
 
 
-def check(make: dict[str, Callable[[], Runner]], n: int = 300) -> None:
-    """Both sides agree on every output and every tee body."""
+def check(make: dict[str, Callable[[], Runner]], n: int = 2000) -> None:
+    """Both sides agree on every output and every tee body, over several batches."""
     data = lines(n)
     (twin, twin_stores), (agglo, agglo_stores) = make["hand-written"](), make["agglo"]()
     assert agglo(data) == twin(data), "outputs differ"

@@ -134,7 +134,10 @@ class AggregatorStage:
         results = yield [ApplyDeltas(self._store, k, combined[k], self._retry, tuple(marks.get(k, ())))
                          for k in keys]
         answers: dict[str, Any] = dict(zip(keys, results, strict=True))
-        state = {k: a.before for k, a in answers.items() if isinstance(a, DeltasApplied)}
+        before = {k: a.before for k, a in answers.items() if isinstance(a, DeltasApplied)}
+        # Each record sees the state before the batch plus the batch's deltas so far, combined in the order the
+        # store combines them: the last record of a key shows exactly what the store holds, floats included.
+        so_far: dict[str, Deltas] = {}
         for it, key, groups, delta, mark in updates:
             answer = answers[key]
             if (err := effect_error(answer)) is not None:
@@ -143,7 +146,11 @@ class AggregatorStage:
             if mark in answer.duplicates:
                 delta = {}  # applied by an earlier delivery of this record: show the state, change nothing
             try:
-                after = state[key] = apply_deltas(state[key], delta)
+                if delta:
+                    running = dict(so_far.get(key, {}))
+                    combine_deltas(running, delta)
+                    so_far[key] = running
+                after = apply_deltas(before[key], so_far.get(key, {}))
                 forwarded = self._forwarded(it.event, groups, after) if self._forward else None  # type: ignore[arg-type]
             except ArithmeticError as e:
                 it.fail(self.name, describe(e))

@@ -9,7 +9,7 @@ from benchmarks import agglo_run, cold_start, condition_heavy, core_throughput, 
 
 @pytest.mark.parametrize("workload", [core_throughput, condition_heavy])
 def test_the_hand_written_twin_and_agglo_agree(workload):
-    core_throughput.check(workload.runners(), 400)
+    core_throughput.check(workload.runners(), 1100)
 
 
 def test_throughput_measurement_runs():

@@ -650,6 +650,19 @@ def test_pure_stages_run_back_to_back_exactly_as_they_run_one_by_one():
                                               ("Agg", 7, 7), ("After", 7, 7)]
 
 
+def test_the_last_record_of_a_batch_shows_exactly_the_state_the_store_holds():
+    # Float sums depend on the order of additions: the store adds the batch's combined deltas to what it had,
+    # so each record is shown that same sum so far, never a sequence of additions the store did not do.
+    cfg = config(aggregator("n", "AggSum"), externals=(kv(),))
+    world, plan = MemoryWorld(), compile_plan(cfg)
+    plan.run([Record("first", {"n": 1e16})], NOW_MS, world.perform)
+    outcomes = plan.run([Record(f"then-{i}", {"n": 1.0}) for i in range(3)], NOW_MS, world.perform)
+    shown = [o.outputs[0][1]["internal:aggregation:P"]["n:AggSum"]["value"] for o in outcomes]
+    [stored] = world.states().values()
+    assert shown == [1e16 + 1.0, 1e16 + 2.0, 1e16 + 3.0]  # not ((1e16 + 1.0) + 1.0) + 1.0, which is 1e16
+    assert shown[-1] == stored["value"]
+
+
 def test_a_redelivered_record_changes_state_once():
     cfg = config(aggregator("n", "AggSum", ("g",)), externals=(kv(),))
     world = MemoryWorld()
