@@ -49,17 +49,29 @@ class ApplyDeltas:
 
 @dataclass(frozen=True, slots=True)
 class DeltasApplied:
-    """The answer to ``ApplyDeltas``: the item before, and the marks skipped as already applied."""
+    """The answer to ``ApplyDeltas``: the item before, and the marks skipped as already applied.
+
+    ``remembered`` holds, for each skipped mark the store still knows the outcome
+    of, the fields its part wrote as they were right after that earlier delivery,
+    so a redelivered record shows what its first delivery showed.
+    """
 
     before: dict
     duplicates: frozenset[str] = frozenset()
+    remembered: dict[str, dict] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True, slots=True)
 class JoinAdd:
-    """Atomically add ``member`` to the join set at ``key``, setting its deadline if the set is new.
+    """Atomically add ``member`` to the join set at ``key`` and close the join if this add decides it.
 
-    The result is the ``JoinState`` after the addition.
+    A new join gets ``deadline_ms``. In the same atomic step the store closes (removes)
+    the join when ``now_ms`` is past its deadline ("timedout") or when the members now
+    include every one of ``required`` ("complete"), so exactly one add closes a join,
+    however many instances add at once. The result is the ``JoinState`` after the add.
+
+    With a ``mark`` (the record's dedupe mark) the store remembers that result for the
+    marks' time to live and answers a redelivery of the record with it, changing nothing.
     """
 
     store: str
@@ -67,22 +79,18 @@ class JoinAdd:
     member: str
     deadline_ms: int
     retry: RetryStrategy = NO_RETRY
+    required: tuple[str, ...] = ()
+    now_ms: int = 0
+    mark: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class JoinState:
+    """``closed``: "" (the join stays open), "complete" or "timedout" (this add closed it)."""
+
     members: frozenset[str]
     deadline_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class JoinDelete:
-    """Delete the join at ``key`` only if its deadline is still ``deadline_ms``; the result says if it did."""
-
-    store: str
-    key: str
-    deadline_ms: int
-    retry: RetryStrategy = NO_RETRY
+    closed: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,4 +131,4 @@ class EffectFailed:
     details: dict = field(default_factory=dict)
 
 
-Effect = ApplyDeltas | JoinAdd | JoinDelete | Put | Exec
+Effect = ApplyDeltas | JoinAdd | Put | Exec

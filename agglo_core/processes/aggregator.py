@@ -3,7 +3,9 @@
 State changes only through commutative ``ApplyDeltas`` effects: one per distinct
 state key per batch. The store answers with the item as it was before the
 batch's deltas, from which each record's own "state after me" is computed, so
-outputs are exactly those of one-at-a-time processing.
+outputs are exactly those of one-at-a-time processing. A redelivered record (its
+mark already known to the store) changes nothing and shows what it showed the
+first time.
 """
 
 from __future__ import annotations
@@ -134,10 +136,13 @@ class AggregatorStage:
             if (err := effect_error(answer)) is not None:
                 it.fail(self.name, f"could not update state in '{self._store}': {err}", transient=True)
                 continue
-            if mark in answer.duplicates:
-                delta = {}  # applied by an earlier delivery of this record: show the state, change nothing
             try:
-                after = state[key] = apply_deltas(state[key], delta)
+                if mark in answer.duplicates:
+                    # Applied by an earlier delivery of this record: change nothing, and show what that
+                    # delivery showed (the fields it wrote, as the store remembers them).
+                    after = {**state[key], **answer.remembered.get(mark, {})}
+                else:
+                    after = state[key] = apply_deltas(state[key], delta)
                 forwarded = self._forwarded(it.event, groups, after) if self._forward else None  # type: ignore[arg-type]
             except ArithmeticError as e:
                 it.fail(self.name, describe(e))

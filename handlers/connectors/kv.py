@@ -13,8 +13,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from agglo_core.effects import ApplyDeltas, Deltas, DeltasApplied, JoinAdd, JoinDelete, JoinState, Put
-from agglo_core.state import apply_deltas, combine_deltas
+from agglo_core.effects import ApplyDeltas, DeltasApplied, JoinAdd, JoinState, Put
+from agglo_core.state import add_to_join, apply_deltas, apply_parts, join_from_memo, join_memo
 
 MARK_PREFIX = "mark/"
 DEFAULT_MARK_TTL_S = 7 * 24 * 3600
@@ -30,20 +30,39 @@ def mark_ttl_s() -> int:
 
 
 def _apply_marked(e: ApplyDeltas, get: Callable[[str], Any], put: Callable[[str, Any], None],
-                  now_s: float, ttl_s: int) -> tuple[Deltas, frozenset[str]]:
-    """The deltas of the parts not seen before, and the marks that were; remembers the new marks."""
+                  now_s: float, ttl_s: int) -> DeltasApplied:
+    """Applies the parts whose mark is not live, remembering each one's mark and the fields it wrote."""
+    before = get(e.key) or {}
     if not e.marks:
-        return e.deltas, frozenset()
-    fresh: Deltas = {}
-    duplicates = set()
-    for mark, deltas in e.marks:
+        put(e.key, apply_deltas(before, e.deltas))
+        return DeltasApplied(before)
+    remembered = {}
+    for mark, _ in e.marks:
         known = get(MARK_PREFIX + mark)
         if known is not None and known.get("expires", 0) > now_s:
-            duplicates.add(mark)
-            continue
-        put(MARK_PREFIX + mark, {"expires": now_s + ttl_s})
-        combine_deltas(fresh, deltas)
-    return (fresh if duplicates else e.deltas), frozenset(duplicates)
+            remembered[mark] = known.get("after") or {}
+    after, fields = apply_parts(before, e.marks, remembered)
+    for mark, wrote in fields.items():
+        put(MARK_PREFIX + mark, {"expires": now_s + ttl_s, "after": wrote})
+    put(e.key, after)
+    return DeltasApplied(before, frozenset(remembered), remembered)
+
+
+def _join_add(e: JoinAdd, get: Callable[[str], Any], put: Callable[[str, Any], None],
+              delete: Callable[[str], None], now_s: float, ttl_s: int) -> JoinState:
+    """Adds the member and closes the join if this add decides it; answers a known mark as before."""
+    if e.mark:
+        known = get(MARK_PREFIX + e.mark)
+        if known is not None and known.get("expires", 0) > now_s and "closed" in known:
+            return join_from_memo(known)
+    join, state = add_to_join(get(e.key), e)
+    if join is None:
+        delete(e.key)
+    else:
+        put(e.key, join)
+    if e.mark:
+        put(MARK_PREFIX + e.mark, {"expires": now_s + ttl_s, **join_memo(state)})
+    return state
 
 
 def perform_by_key(effects: list[Any], one: Callable[[Any], Any], parallelism: int) -> list[Any]:
@@ -73,22 +92,9 @@ def perform_kv(effects: list[Any], get: Callable[[str], Any], put: Callable[[str
     results: list[Any] = []
     for e in effects:
         if isinstance(e, ApplyDeltas):
-            before = get(e.key) or {}
-            deltas, duplicates = _apply_marked(e, get, put, now_s, ttl_s)
-            put(e.key, apply_deltas(before, deltas))
-            results.append(DeltasApplied(before, duplicates))
+            results.append(_apply_marked(e, get, put, now_s, ttl_s))
         elif isinstance(e, JoinAdd):
-            join = get(e.key) or {"members": [], "deadline": e.deadline_ms}
-            if e.member not in join["members"]:
-                join = {"members": [*join["members"], e.member], "deadline": join["deadline"]}
-                put(e.key, join)
-            results.append(JoinState(frozenset(join["members"]), join["deadline"]))
-        elif isinstance(e, JoinDelete):
-            join = get(e.key)
-            gone = join is not None and join.get("deadline") == e.deadline_ms
-            if gone:
-                delete(e.key)
-            results.append(gone)
+            results.append(_join_add(e, get, put, delete, now_s, ttl_s))
         elif isinstance(e, Put):
             put(e.key, e.body)
             results.append(None)

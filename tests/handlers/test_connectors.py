@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from agglo_core import ApplyDeltas, DeltasApplied, JoinAdd, JoinDelete, JoinState, Put, load_config
+from agglo_core import ApplyDeltas, DeltasApplied, JoinAdd, JoinState, Put, load_config
 from agglo_core.config import External
 from agglo_core.state import combine_deltas
 from handlers.connectors import UnknownConnector, local_registry, memory
@@ -77,9 +77,24 @@ def test_kv_applies_each_marked_part_once(kv):
     assert first == DeltasApplied({}, frozenset())
     [again] = kv.perform([marked("k", two, three)])  # r2 is redelivered beside a new r3
     assert again == DeltasApplied({"v": 11, "top": 7}, frozenset({"r2"}))
+    assert again.remembered == {"r2": {"v": 11, "top": 7}}  # what r2 wrote, as it was right after r2
     [same] = kv.perform([marked("k", one, two, three)])
     assert same == DeltasApplied({"v": 111, "top": 7}, frozenset({"r1", "r2", "r3"}))
+    assert same.remembered == {"r1": {"v": 1, "top": 5}, "r2": {"v": 11, "top": 7}, "r3": {"v": 111, "top": 7}}
     assert kv.get("k") == {"v": 111, "top": 7}
+
+
+def test_kv_float_sums_are_the_ones_python_computes(kv):
+    parts = [(f"f{i}", {"v": ("add", x)}) for i, x in enumerate((0.1, 0.2, 2.5, 2.5, 1e-9))]
+    kv.perform([marked("f", *parts[:2]), marked("i", ("i1", {"v": ("add", 2)}), ("i2", {"v": ("add", 3)}))])
+    kv.perform([marked("f", *parts[2:])])
+    [answer] = kv.perform([marked("f", *parts)])
+    total = 0.0
+    for mark, deltas in parts:
+        total = deltas["v"][1] if mark == "f0" else total + deltas["v"][1]
+        got = answer.remembered[mark]["v"]
+        assert (got, type(got)) == (total, float)
+    assert kv.get("f") == {"v": total} and kv.get("i") == {"v": 5} and type(kv.get("i")["v"]) is int
 
 
 def test_unmarked_and_marked_changes_mix(kv):
@@ -90,13 +105,36 @@ def test_unmarked_and_marked_changes_mix(kv):
     assert kv.get("k") == {"v": 15}
 
 
-def test_kv_joins_and_conditional_delete(kv):
-    [a] = kv.perform([JoinAdd("s", "j", "a", 100)])
-    [b, again] = kv.perform([JoinAdd("s", "j", "b", 999), JoinAdd("s", "j", "b", 999)])
-    assert a == JoinState(frozenset({"a"}), 100)
-    assert b == again == JoinState(frozenset({"a", "b"}), 100)  # the first deadline stays
-    assert kv.perform([JoinDelete("s", "j", 999), JoinDelete("s", "j", 100), JoinDelete("s", "j", 100)]) == [
-        False, True, False]
+def join(member: str, deadline: int = 100, now: int = 50, mark: str = "", required=("a", "b")) -> JoinAdd:
+    return JoinAdd("s", "j", member, deadline, required=tuple(required), now_ms=now, mark=mark)
+
+
+def test_kv_joins_add_and_close_in_one_step(kv):
+    [a] = kv.perform([join("a", 100)])
+    [a2, b] = kv.perform([join("a", 999), join("b", 999)])
+    assert a == a2 == JoinState(frozenset({"a"}), 100)  # the first deadline stays
+    assert b == JoinState(frozenset({"a", "b"}), 100, "complete")  # this add completed the join, and closed it
+    [b2] = kv.perform([join("b", 300)])
+    assert b2 == JoinState(frozenset({"b"}), 300)  # a new join
+    [late] = kv.perform([join("a", 999, now=301)])
+    assert late == JoinState(frozenset({"a", "b"}), 300, "timedout")
+    [fresh] = kv.perform([join("a", 999, now=302)])
+    assert fresh == JoinState(frozenset({"a"}), 999)
+    [plain] = kv.perform([JoinAdd("s", "other", "x", 5)])  # nothing required: a plain set-add
+    assert plain == JoinState(frozenset({"x"}), 5)
+
+
+def test_kv_joins_answer_a_redelivered_mark_as_before(kv):
+    kv.perform([join("a", mark="ra")])
+    [done] = kv.perform([join("b", mark="rb")])
+    assert done.closed == "complete"
+    assert kv.perform([join("b", mark="rb"), join("a", mark="ra")]) == [
+        done, JoinState(frozenset({"a"}), 100)]  # answered as the first time; nothing added
+    [other] = kv.perform([join("b", deadline=500, mark="rb2")])
+    assert other == JoinState(frozenset({"b"}), 500)  # a new record opens a new join
+    [late] = kv.perform([join("a", now=600, mark="ra2"), ])
+    assert late == JoinState(frozenset({"a", "b"}), 500, "timedout")
+    assert kv.perform([join("a", now=601, mark="ra2")]) == [late]
 
 
 def test_kv_puts_tee_bodies(kv):
