@@ -7,7 +7,9 @@ instances add at once. An event arriving after the deadline gets ``timedout``
 and removes the join, so a later event starts a new one. With dedupe, the add
 carries the record's mark and the store answers a redelivered record as it
 answered the first delivery, without adding it again. Events of one batch that
-hit the same join are applied in input order, one round each.
+hit the same join are applied in input order, one round each; when one of them
+cannot be added, the later ones fail with it (unapplied), so a redelivery adds
+them in the same order.
 """
 
 from __future__ import annotations
@@ -59,16 +61,26 @@ class CompleterStage:
                 rounds.append([])
             rounds[n].append((it, key, value, join_key))
         deadline = inv.now_ms + self._timeout
+        failed: set[str] = set()
         for work in rounds:
-            yield from self._round(work, deadline, inv)
+            live = []
+            for entry in work:
+                if entry[1] in failed:  # keep a join's events in order: this one waits for the redelivery too
+                    entry[0].fail(self.name, "an earlier event of this join in the batch could not be added",
+                                  transient=True)
+                else:
+                    live.append(entry)
+            if live:
+                yield from self._round(live, deadline, inv, failed)
 
-    def _round(self, work: list, deadline: int, inv: Invocation) -> Driver:
+    def _round(self, work: list, deadline: int, inv: Invocation, failed: set[str]) -> Driver:
         marks = self._marks if inv.dedupe else None
         added = yield [JoinAdd(self._store, key, member, deadline, self._retry, self._required, inv.now_ms,
                                marks(it.record.id) if marks else "") for it, key, _, member in work]
-        for (it, _, value, _), state in zip(work, added, strict=True):
+        for (it, key, value, _), state in zip(work, added, strict=True):
             if (err := effect_error(state)) is not None:
                 it.fail(self.name, f"could not update join state in '{self._store}': {err}", transient=True)
+                failed.add(key)
             elif state.closed == "complete":
                 resolved = {k: True for k in self._join_keys if k in state.members}
                 self._emit(it, "complete", {"value": value, "resolved": resolved, "deadline": state.deadline_ms})

@@ -451,6 +451,19 @@ def test_a_redelivered_completer_record_gets_its_first_answer_and_starts_no_new_
     assert statuses(new) == ["triggered"] and len(world.states()) == 1
 
 
+def test_when_an_add_fails_the_later_events_of_its_join_wait_for_the_redelivery():
+    cfg = config(completer("a", "b"), externals=(kv(),))
+    broken = {"r0"}
+    world = MemoryWorld(fail=lambda e: "down" if isinstance(e, JoinAdd) and e.member == "a" and broken else None)
+    records = [Record("r0", {"a": "x"}), Record("r1", {"b": "x"}), Record("r2", {"a": "x"}), Record("r3", {"b": "y"})]
+    first = compile_plan(cfg).run(records, NOW_MS, world.perform)
+    assert [bool(o.errors) for o in first] == [True, True, True, False]  # r1, r2 not applied before r0
+    assert "earlier event of this join" in first[1].errors[0].message and first[1].errors[0].transient
+    broken.clear()
+    again = compile_plan(cfg).run(records[:3], NOW_MS, world.perform)  # only the failed ones come back
+    assert statuses(again) == ["triggered", "complete", "triggered"]  # as one delivery would have it
+
+
 def test_without_dedupe_a_completer_record_counts_as_new():
     cfg = config(completer("a", "b"), externals=(kv(),))
     world = MemoryWorld()
