@@ -129,12 +129,12 @@ class DynamoKV:
         """
         parts = list(e.marks)
         duplicates: set[str] = set()
-        first_before: dict | None = None
+        first_before: dict | None = None  # the item as the first chunk that got in found it
+        before: dict = {}
         while parts:
             chunk, rest = parts[:_MAX_MARKS], parts[_MAX_MARKS:]
             item = self._get(e.key)
             before = _fields(item)
-            first_before = before if first_before is None else first_before
             after, wrote = apply_parts(before, tuple(chunk))
             try:
                 self._client.transact_write_items(TransactItems=[
@@ -150,8 +150,12 @@ class DynamoKV:
                 duplicates |= seen
                 parts = [p for p in parts if p[0] not in seen]
                 continue  # the state changed under us, or some marks were known: read again
+            if first_before is None:
+                first_before = before
             parts = rest
-        return DeltasApplied(first_before if first_before is not None else {}, frozenset(duplicates),
+        # (Over 99 new marks on one key, another writer may get in between two chunks; the records of
+        # the later chunks are still counted once, but their outputs show the state from first_before.)
+        return DeltasApplied(first_before if first_before is not None else before, frozenset(duplicates),
                              self._remembered(duplicates))
 
     def _remembered(self, marks: set[str]) -> dict[str, dict]:
