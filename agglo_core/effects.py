@@ -30,14 +30,15 @@ class ApplyDeltas:
     """Atomically apply ``deltas`` to the item at ``key``; the result is ``DeltasApplied``.
 
     Deltas commute, so a backend can apply them in one round trip (DynamoDB
-    ``UpdateItem`` ADD / conditional SET, Redis ``HINCRBYFLOAT``, one SQLite
+    ``UpdateItem`` ADD / conditional SET, one Redis script, one SQLite
     transaction). Returning the item as it was before lets the core compute the
     exact state after each record of the batch.
 
     ``marks`` makes it exactly-once per record: each part is one record's own
     deltas under its dedupe mark. In the same atomic step the store skips the
     parts whose mark it has seen (within the marks' time to live), applies the
-    others (``deltas`` is their sum when none is skipped) and remembers their marks.
+    others in order (``deltas`` is their sum when none is skipped) and remembers
+    their marks, each with the fields its part wrote as they were right after it.
     """
 
     store: str

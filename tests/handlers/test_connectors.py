@@ -237,6 +237,22 @@ def test_several_processes_updating_the_same_keys_lose_nothing(backend, tmp_path
         assert sqlite3.connect(tmp_path / "state.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+@pytest.mark.parametrize("backend", ["mem", "sqlite"])
+def test_expired_marks_are_purged(backend, tmp_path, monkeypatch):
+    import time
+
+    store = local_registry().build(ext("ExternalKVStore", "mem:p" if backend == "mem" else f"sqlite:{tmp_path}/p.db"))
+    monkeypatch.setenv("AGGLO_DEDUPE_TTL_S", "100")
+    store.perform([marked("k", ("r1", {"v": ("add", 1)}), ("r2", {"v": ("add", 2)})), join("a", mark="ra")])
+    monkeypatch.setenv("AGGLO_DEDUPE_TTL_S", "10000")
+    store.perform([marked("k", ("r3", {"v": ("add", 4)}))])
+    assert store.purge_expired(time.time()) == 0
+    assert store.purge_expired(time.time() + 1000) == 3  # r1, r2 and ra; r3 is kept
+    assert store.get("k") == {"v": 7} and store.get("mark/r3") is not None and store.get("mark/r1") is None
+    [again] = store.perform([marked("k", ("r3", {"v": ("add", 4)}))])
+    assert again.duplicates == {"r3"}
+
+
 def test_sqlite_rolls_back_a_failed_batch(tmp_path):
     store = SqliteKV(str(tmp_path / "s.db"))
     with pytest.raises(TypeError):
