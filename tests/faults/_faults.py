@@ -113,7 +113,7 @@ class Sink:
 
 # --- the pipeline and the batch ------------------------------------------------------------------
 
-def fault_config() -> dict:
+def fault_config(retries: int = 0) -> dict:
     """Sum, count and max per group, a join on a / b, and tees to the state store, files and a queue."""
     def agg(name: str, kind: str, groups: tuple[str, ...] = ()) -> dict:
         return {"aggregator": {"name": name, "stateStore": "State", "forwardState": True,
@@ -127,7 +127,7 @@ def fault_config() -> dict:
         {"tee": {"name": "ToFiles", "outputConnectorRef": "Files"}},
         {"tee": {"name": "ToQueue", "outputConnectorRef": "Queue"}},
         externals=(kv("State", f"${{{ENV_STATE}}}"), external("ExternalLocalFile", "Files", f"${{{ENV_FILES}}}"),
-                   external("ExternalPubSub", "Queue", "rec:out")))
+                   external("ExternalPubSub", "Queue", "rec:out")), retries=retries)
 
 
 BATCH = [
@@ -387,7 +387,8 @@ class Result:
         return sum(1 for body in self.files.values() if body.get("internal:completion:Join") == "complete")
 
 
-def run_scenario(backend: Backend, adapter: str, events: list[dict], tmp: pathlib.Path, fault: Fault) -> Result:
+def run_scenario(backend: Backend, adapter: str, events: list[dict], tmp: pathlib.Path, fault: Fault,
+                 plan: Any = None) -> Result:
     from handlers.connectors import memory
 
     tmp.mkdir(parents=True)
@@ -398,7 +399,7 @@ def run_scenario(backend: Backend, adapter: str, events: list[dict], tmp: pathli
     os.environ.update(env)
     try:
         registry = Sink.register(backend.registry())
-        runtime = Runtime.build(PLAN, registry, clock=lambda: NOW_S, sleep=lambda s: None)
+        runtime = Runtime.build(plan or PLAN, registry, clock=lambda: NOW_S, sleep=lambda s: None)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -415,6 +416,7 @@ def run_scenario(backend: Backend, adapter: str, events: list[dict], tmp: pathli
 
 
 PLAN = compile_plan(fault_config())
+RETRYING_PLAN = compile_plan(fault_config(retries=1))  # every process retries a failed effect once
 
 
 @dataclass
@@ -502,27 +504,30 @@ def scratch(tmp: pathlib.Path) -> pathlib.Path:
 
 
 def sweep(backend: Backend, adapter: str, events: list[dict], tmp: pathlib.Path, completions: int,
-          open_joins: dict[str, list[str]], modes: tuple[str, ...] = MODES, every_effect: bool = True) -> Tally:
+          open_joins: dict[str, list[str]], modes: tuple[str, ...] = MODES, every_effect: bool = True,
+          plan: Any = None) -> Tally:
     """A fault at every effect k (or some, see ``some_effects``) in every mode; every scenario against the
     once-only run."""
     root = scratch(tmp)
     try:
-        return _sweep(backend, adapter, events, root, completions, open_joins, modes, every_effect)
+        return _sweep(backend, adapter, events, root, completions, open_joins, modes, every_effect, plan)
     finally:
         if root != tmp:
             shutil.rmtree(root, ignore_errors=True)
 
 
 def _sweep(backend: Backend, adapter: str, events: list[dict], tmp: pathlib.Path, completions: int,
-           open_joins: dict[str, list[str]], modes: tuple[str, ...], every_effect: bool) -> Tally:
-    reference = run_scenario(backend, adapter, events, tmp / "once", Fault())
+           open_joins: dict[str, list[str]], modes: tuple[str, ...], every_effect: bool, plan: Any) -> Tally:
+    reference = run_scenario(backend, adapter, events, tmp / "once", Fault(), plan)
     check_reference(reference, events, completions, open_joins)
-    tally = TALLY.setdefault((backend.name, adapter), Tally())
+    tally = TALLY.setdefault((backend.name, adapter + (" + retries" if plan is RETRYING_PLAN else "")), Tally())
     failures = []
     ks = range(1, reference.effects + 1) if every_effect else some_effects(reference.kinds)
     for k in ks:
         for mode in modes:
-            got = run_scenario(backend, adapter, events, tmp / f"{mode}-{k}", Fault(k, mode))
+            got = run_scenario(backend, adapter, events, tmp / f"{mode}-{k}", Fault(k, mode), plan)
+            if plan is RETRYING_PLAN and mode != "crash":
+                assert got.invocations == 1, f"effect {k} ({mode}): the runtime's retry did not absorb it"
             assert got.fired, f"the fault at effect {k} never fired"
             found = compare(reference, got)
             tally.scenarios += 1

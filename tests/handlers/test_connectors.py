@@ -165,7 +165,7 @@ def test_two_instances_completing_one_join_at_once_close_it_once(kv):
     """For each join, two instances add the last member at the same moment (two records): one completes it."""
     import threading
 
-    joins = 12
+    joins = 2 if "Firestore" in type(kv).__name__ else 12  # the emulator resolves contention slowly
     kv.perform([JoinAdd("s", f"j{j}", "a", 100, required=("a", "b"), now_ms=50, mark=f"a{j}") for j in range(joins)])
     start = threading.Barrier(2)
     answers: list[list] = [[], []]
