@@ -12,7 +12,6 @@ from agglo_core.effects import (
     EffectFailed,
     Exec,
     JoinAdd,
-    JoinDelete,
     JoinState,
     Put,
     RetryStrategy,
@@ -22,7 +21,7 @@ from agglo_core.pipeline import Plan, compile_plan
 from agglo_core.records import Outcome, Record
 
 __all__ = [
-    "ApplyDeltas", "ConfigError", "DeltasApplied", "Effect", "EffectFailed", "Exec", "JoinAdd", "JoinDelete", "JoinState",
+    "ApplyDeltas", "ConfigError", "DeltasApplied", "Effect", "EffectFailed", "Exec", "JoinAdd", "JoinState",
     "Outcome", "Plan", "PipelinesConfig", "Put", "Record", "RecordError", "RetryStrategy", "compile_plan",
     "load_config",
 ]

@@ -30,14 +30,15 @@ class ApplyDeltas:
     """Atomically apply ``deltas`` to the item at ``key``; the result is ``DeltasApplied``.
 
     Deltas commute, so a backend can apply them in one round trip (DynamoDB
-    ``UpdateItem`` ADD / conditional SET, Redis ``HINCRBYFLOAT``, one SQLite
+    ``UpdateItem`` ADD / conditional SET, one Redis script, one SQLite
     transaction). Returning the item as it was before lets the core compute the
     exact state after each record of the batch.
 
     ``marks`` makes it exactly-once per record: each part is one record's own
     deltas under its dedupe mark. In the same atomic step the store skips the
     parts whose mark it has seen (within the marks' time to live), applies the
-    others (``deltas`` is their sum when none is skipped) and remembers their marks.
+    others in order (``deltas`` is their sum when none is skipped) and remembers
+    their marks, each with the fields its part wrote as they were right after it.
     """
 
     store: str
@@ -49,17 +50,29 @@ class ApplyDeltas:
 
 @dataclass(frozen=True, slots=True)
 class DeltasApplied:
-    """The answer to ``ApplyDeltas``: the item before, and the marks skipped as already applied."""
+    """The answer to ``ApplyDeltas``: the item before, and the marks skipped as already applied.
+
+    ``remembered`` holds, for each skipped mark the store still knows the outcome
+    of, the fields its part wrote as they were right after that earlier delivery,
+    so a redelivered record shows what its first delivery showed.
+    """
 
     before: dict
     duplicates: frozenset[str] = frozenset()
+    remembered: dict[str, dict] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True, slots=True)
 class JoinAdd:
-    """Atomically add ``member`` to the join set at ``key``, setting its deadline if the set is new.
+    """Atomically add ``member`` to the join set at ``key`` and close the join if this add decides it.
 
-    The result is the ``JoinState`` after the addition.
+    A new join gets ``deadline_ms``. In the same atomic step the store closes (removes)
+    the join when ``now_ms`` is past its deadline ("timedout") or when the members now
+    include every one of ``required`` ("complete"), so exactly one add closes a join,
+    however many instances add at once. The result is the ``JoinState`` after the add.
+
+    With a ``mark`` (the record's dedupe mark) the store remembers that result for the
+    marks' time to live and answers a redelivery of the record with it, changing nothing.
     """
 
     store: str
@@ -67,22 +80,18 @@ class JoinAdd:
     member: str
     deadline_ms: int
     retry: RetryStrategy = NO_RETRY
+    required: tuple[str, ...] = ()
+    now_ms: int = 0
+    mark: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class JoinState:
+    """``closed``: "" (the join stays open), "complete" or "timedout" (this add closed it)."""
+
     members: frozenset[str]
     deadline_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class JoinDelete:
-    """Delete the join at ``key`` only if its deadline is still ``deadline_ms``; the result says if it did."""
-
-    store: str
-    key: str
-    deadline_ms: int
-    retry: RetryStrategy = NO_RETRY
+    closed: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,4 +173,4 @@ class EffectFailed:
     details: dict = field(default_factory=dict)
 
 
-Effect = ApplyDeltas | JoinAdd | JoinDelete | Put | Exec | GetItems | CompareAndPut | TickerCall
+Effect = ApplyDeltas | JoinAdd | Put | Exec | GetItems | CompareAndPut | TickerCall

@@ -1,14 +1,14 @@
 """Commutative state deltas: how a state item (a flat map of field -> number) changes.
 
-Connectors that keep state in memory or in SQLite apply deltas with these
-functions; the aggregator uses them to compute the state after each record.
+Connectors apply deltas (and joins) with these functions inside their atomic
+step; the aggregator uses them to compute the state after each record.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from agglo_core.effects import Deltas
+from agglo_core.effects import Deltas, JoinAdd, JoinState
 
 
 def _apply(op: str, current: Any, amount: Any) -> Any:
@@ -29,8 +29,50 @@ def apply_deltas(item: dict[str, Any], deltas: Deltas) -> dict[str, Any]:
     return out
 
 
+def apply_parts(item: dict[str, Any], parts: tuple[tuple[str, Deltas], ...],
+                skip: Any = ()) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """``item`` with each marked part not in ``skip`` applied in turn, and per applied mark the
+    fields its part wrote, as they were right after it (what the store remembers under the mark)."""
+    out = dict(item)
+    after: dict[str, dict[str, Any]] = {}
+    for mark, deltas in parts:
+        if mark in skip:
+            continue
+        for name, (op, amount) in deltas.items():
+            out[name] = _apply(op, out.get(name), amount)
+        after[mark] = {name: out[name] for name in deltas}
+    return out, after
+
+
 def combine_deltas(into: Deltas, more: Deltas) -> None:
     """Fold ``more`` into ``into`` (in place): applying the result equals applying both in turn."""
     for name, (op, amount) in more.items():
         prev = into.get(name)
         into[name] = (op, amount if prev is None else _apply(op, prev[1], amount))
+
+
+def add_to_join(join: dict | None, e: JoinAdd) -> tuple[dict | None, JoinState]:
+    """The join ``{"members", "deadline"}`` after ``e`` (None: ``e`` closed it), and ``e``'s answer.
+
+    Stores run this inside their atomic step, so exactly one add closes a join.
+    """
+    members = set(join["members"]) if join else set()
+    deadline = int(join["deadline"]) if join else e.deadline_ms
+    members.add(e.member)
+    if e.now_ms > deadline:
+        closed = "timedout"
+    elif e.required and members.issuperset(e.required):
+        closed = "complete"
+    else:
+        closed = ""
+    state = JoinState(frozenset(members), deadline, closed)
+    return (None if closed else {"members": sorted(members), "deadline": deadline}), state
+
+
+def join_memo(state: JoinState) -> dict:
+    """A join answer as plain JSON, for a store to remember under the record's mark."""
+    return {"members": sorted(state.members), "deadline": state.deadline_ms, "closed": state.closed}
+
+
+def join_from_memo(memo: dict) -> JoinState:
+    return JoinState(frozenset(memo["members"]), int(memo["deadline"]), memo["closed"])

@@ -1,12 +1,15 @@
 """The durable daemon's queue: events in a SQLite file, claimed, processed, then acknowledged.
 
 An event is committed (``synchronous=FULL``) before the daemon answers 202.
-Workers claim events (marking them in flight), process them and delete them;
-a record that fails moves to the ``failed`` table with its errors, so nothing
+Workers claim events (marking them in flight), process them and delete them.
+A record that failed because an outside system did (a state store, an output)
+goes back to the queue and is tried again after a backoff, as a platform would
+redeliver it; a record whose own data is at fault (or that failed
+``MAX_ATTEMPTS`` times) moves to the ``failed`` table with its errors, so nothing
 disappears silently. One daemon owns a queue directory (an exclusive lock), so
 on start every event still marked in flight belongs to a daemon that died, and
-goes back to the queue. Effects use deterministic ids, so a replayed event
-rewrites what it wrote before.
+goes back to the queue. Effects use deterministic ids and dedupe marks, so a
+replayed event rewrites what it wrote before and changes no state twice.
 """
 
 from __future__ import annotations
@@ -35,15 +38,21 @@ CREATE TABLE IF NOT EXISTS failed (
 """
 
 
+MAX_ATTEMPTS = 20
+_COLUMNS = {"attempts": "INTEGER NOT NULL DEFAULT 0", "not_before": "REAL NOT NULL DEFAULT 0"}
+
+
 class QueueLocked(RuntimeError):
     pass
 
 
 class DurableQueue:
-    def __init__(self, directory: str, batch: int = 64) -> None:
+    def __init__(self, directory: str, batch: int = 64, backoff_s: float = 0.5, max_backoff_s: float = 60.0,
+                 clock: Any = time.time) -> None:
         os.makedirs(directory, exist_ok=True)
         self.path = os.path.join(directory, "queue.db")
         self.batch = batch
+        self.backoff_s, self.max_backoff_s, self.clock = backoff_s, max_backoff_s, clock
         self._lock_file = open(os.path.join(directory, "daemon.lock"), "w")  # noqa: SIM115 - held for life
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -53,6 +62,10 @@ class DurableQueue:
         self._wakeup = threading.Condition()
         conn = self._conn()
         conn.executescript(_SCHEMA)
+        have = {row[1] for row in conn.execute("PRAGMA table_info(queue)")}
+        for column, kind in _COLUMNS.items():  # queues written by an older agglo
+            if column not in have:
+                conn.execute(f"ALTER TABLE queue ADD COLUMN {column} {kind}")
         recovered = conn.execute("UPDATE queue SET inflight = 0 WHERE inflight = 1").rowcount
         if recovered:
             log.warning("re-queued %d event(s) left in flight by a previous daemon", recovered)
@@ -86,15 +99,22 @@ class DurableQueue:
 
     def claim(self) -> list[tuple[int, str, bytes]]:
         with transaction(self._conn()) as conn:
-            rows = conn.execute("SELECT id, record_id, body FROM queue WHERE inflight = 0 ORDER BY id LIMIT ?",
-                                (self.batch,)).fetchall()
+            rows = conn.execute("SELECT id, record_id, body FROM queue WHERE inflight = 0 AND not_before <= ? "
+                                "ORDER BY id LIMIT ?", (self.clock(), self.batch)).fetchall()
             if rows:
                 conn.executemany("UPDATE queue SET inflight = 1 WHERE id = ?", [(r[0],) for r in rows])
         return rows
 
-    def settle(self, done: list[int], failed: list[tuple[int, str, bytes, Any]]) -> None:
-        """Acknowledge processed events; move failed ones to ``failed`` with their errors."""
+    def settle(self, done: list[int], failed: list[tuple[int, str, bytes, Any]],
+               retry: list[int] | None = None) -> None:
+        """Acknowledge processed events; put ``retry`` back for a later attempt (after a backoff) unless
+        they were tried ``MAX_ATTEMPTS`` times; move failed ones to ``failed`` with their errors."""
         with transaction(self._conn()) as conn:
+            if retry:
+                conn.executemany(
+                    "UPDATE queue SET inflight = 0, attempts = attempts + 1, not_before = ? + "
+                    "MIN(?, ? * (1 << MIN(attempts, 20))) WHERE id = ?",
+                    [(self.clock(), self.max_backoff_s, self.backoff_s, i) for i in retry])
             conn.executemany("INSERT OR REPLACE INTO failed (id, record_id, body, errors) VALUES (?, ?, ?, ?)",
                              [(i, rid, body, orjson.dumps(errors)) for i, rid, body, errors in failed])
             conn.executemany("DELETE FROM queue WHERE id = ?", [(i,) for i in done] + [(f[0],) for f in failed])
@@ -105,23 +125,35 @@ class DurableQueue:
     def work(self, runtime: Any, stop: threading.Event | None = None) -> None:
         """Process the queue until ``stop`` is set (forever, in the daemon)."""
         while stop is None or not stop.is_set():
-            rows = self.claim()
-            if not rows:
+            if not self.work_once(runtime):
                 with self._wakeup:
                     self._wakeup.wait(0.2)
-                continue
-            try:
-                records = [Record(rid, orjson.loads(body), source="queue") for _, rid, body in rows]
-                outcomes = runtime.process(records)
-            except Exception:
-                log.exception("processing %d queued event(s) failed; they stay queued", len(rows))
-                self.release([r[0] for r in rows])
-                time.sleep(1)
-                continue
-            done, failed = [], []
-            for (qid, rid, body), outcome in zip(rows, outcomes, strict=True):
-                if outcome.errors:
-                    failed.append((qid, rid, body, [e.to_dict() for e in outcome.errors]))
-                else:
-                    done.append(qid)
-            self.settle(done, failed)
+
+    def work_once(self, runtime: Any) -> bool:
+        """Claim a batch, process it and settle it; False when there was nothing to claim."""
+        rows = self.claim()
+        if not rows:
+            return False
+        try:
+            records = [Record(rid, orjson.loads(body), source="queue") for _, rid, body in rows]
+            outcomes = runtime.process(records)
+        except Exception:
+            log.exception("processing %d queued event(s) failed; they stay queued", len(rows))
+            self.release([r[0] for r in rows])
+            time.sleep(1)
+            return True
+        attempts = dict(self._conn().execute(
+            f"SELECT id, attempts FROM queue WHERE id IN ({','.join('?' * len(rows))})", [r[0] for r in rows]))
+        done, failed, retry = [], [], []
+        for (qid, rid, body), outcome in zip(rows, outcomes, strict=True):
+            if not outcome.errors:
+                done.append(qid)
+            elif any(e.transient for e in outcome.errors) and attempts.get(qid, 0) + 1 < MAX_ATTEMPTS:
+                retry.append(qid)
+            else:
+                failed.append((qid, rid, body, [e.to_dict() for e in outcome.errors]))
+        if retry:
+            log.warning("%d queued event(s) failed for a reason outside them; they will be tried again",
+                        len(retry))
+        self.settle(done, failed, retry)
+        return True

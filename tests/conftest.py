@@ -31,7 +31,9 @@ AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "
 @pytest.fixture(scope="session")
 def moto_endpoint():
     port = free_port()
-    server = Server([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+    # One request at a time: moto's transactions are not isolated from requests served in parallel.
+    server = Server([sys.executable, str(pathlib.Path(__file__).parent / "moto_server.py"), "-H", "127.0.0.1",
+                     "-p", str(port)],
                     f"http://127.0.0.1:{port}/moto-api/", env={**os.environ, **AWS_ENV})
     yield f"http://127.0.0.1:{port}"
     server.stop()

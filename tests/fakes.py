@@ -13,11 +13,9 @@ from agglo_core.effects import (
     EffectFailed,
     Exec,
     JoinAdd,
-    JoinDelete,
-    JoinState,
     Put,
 )
-from agglo_core.state import apply_deltas, combine_deltas
+from agglo_core.state import add_to_join, apply_deltas, apply_parts
 
 
 @dataclass
@@ -44,26 +42,27 @@ class MemoryWorld:
             return EffectFailed(why)
         if isinstance(e, ApplyDeltas):
             before = self.kv.get((e.store, e.key), {})
-            duplicates = frozenset(m for m, _ in e.marks if (e.store, "mark/" + m) in self.kv)
-            deltas: dict = {} if duplicates else e.deltas
-            for mark, part in e.marks:
-                if mark not in duplicates:
-                    self.kv[(e.store, "mark/" + mark)] = True
-                    if duplicates:
-                        combine_deltas(deltas, part)
-            self.kv[(e.store, e.key)] = apply_deltas(before, deltas)
-            return DeltasApplied(before, duplicates)
+            if not e.marks:
+                self.kv[(e.store, e.key)] = apply_deltas(before, e.deltas)
+                return DeltasApplied(before)
+            remembered = {m: self.kv[(e.store, "mark/" + m)] for m, _ in e.marks if (e.store, "mark/" + m) in self.kv}
+            after, wrote = apply_parts(before, e.marks, remembered)
+            for mark, fields in wrote.items():
+                self.kv[(e.store, "mark/" + mark)] = fields
+            self.kv[(e.store, e.key)] = after
+            return DeltasApplied(before, frozenset(remembered), remembered)
         if isinstance(e, JoinAdd):
-            members, deadline = self.kv.get((e.store, e.key), (frozenset(), e.deadline_ms))
-            members = members | {e.member}
-            self.kv[(e.store, e.key)] = (members, deadline)
-            return JoinState(members, deadline)
-        if isinstance(e, JoinDelete):
+            if e.mark and (e.store, "mark/" + e.mark) in self.kv:
+                return self.kv[(e.store, "mark/" + e.mark)]
             current = self.kv.get((e.store, e.key))
-            if current is not None and current[1] == e.deadline_ms:
-                del self.kv[(e.store, e.key)]
-                return True
-            return False
+            join, state = add_to_join(None if current is None else {"members": current[0], "deadline": current[1]}, e)
+            if join is None:
+                self.kv.pop((e.store, e.key), None)
+            else:
+                self.kv[(e.store, e.key)] = (frozenset(join["members"]), join["deadline"])
+            if e.mark:
+                self.kv[(e.store, "mark/" + e.mark)] = state
+            return state
         if isinstance(e, Put):
             self.puts.append(e)
             return self.responses.get(e.target)

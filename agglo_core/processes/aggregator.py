@@ -3,7 +3,9 @@
 State changes only through commutative ``ApplyDeltas`` effects: one per distinct
 state key per batch. The store answers with the item as it was before the
 batch's deltas, from which each record's own "state after me" is computed, so
-outputs are exactly those of one-at-a-time processing.
+outputs are exactly those of one-at-a-time processing. A redelivered record (its
+mark already known to the store) changes nothing and shows what it showed the
+first time.
 """
 
 from __future__ import annotations
@@ -134,23 +136,29 @@ class AggregatorStage:
         results = yield [ApplyDeltas(self._store, k, combined[k], self._retry, tuple(marks.get(k, ())))
                          for k in keys]
         answers: dict[str, Any] = dict(zip(keys, results, strict=True))
-        before = {k: a.before for k, a in answers.items() if isinstance(a, DeltasApplied)}
-        # Each record sees the state before the batch plus the batch's deltas so far, combined in the order the
-        # store combines them: the last record of a key shows exactly what the store holds, floats included.
+        state = {k: a.before for k, a in answers.items() if isinstance(a, DeltasApplied)}
+        # Each record is shown the state after it, computed as the store computes it (floats are not
+        # associative): marked parts are applied one record at a time; unmarked deltas are added to the stored
+        # state combined, so a record sees the stored state plus the batch's combined deltas so far.
         so_far: dict[str, Deltas] = {}
         for it, key, groups, delta, mark in updates:
             answer = answers[key]
             if (err := effect_error(answer)) is not None:
                 it.fail(self.name, f"could not update state in '{self._store}': {err}", transient=True)
                 continue
-            if mark in answer.duplicates:
-                delta = {}  # applied by an earlier delivery of this record: show the state, change nothing
             try:
-                if delta:
-                    running = dict(so_far.get(key, {}))
-                    combine_deltas(running, delta)
-                    so_far[key] = running
-                after = apply_deltas(before[key], so_far.get(key, {}))
+                if mark in answer.duplicates:
+                    # Applied by an earlier delivery of this record: change nothing, and show what that
+                    # delivery showed (the fields it wrote, as the store remembers them).
+                    after = {**state[key], **answer.remembered.get(mark, {})}
+                elif mark:
+                    after = state[key] = apply_deltas(state[key], delta)
+                else:
+                    if delta:
+                        running = dict(so_far.get(key, {}))
+                        combine_deltas(running, delta)
+                        so_far[key] = running
+                    after = apply_deltas(state[key], so_far.get(key, {}))
                 forwarded = self._forwarded(it.event, groups, after) if self._forward else None  # type: ignore[arg-type]
             except ArithmeticError as e:
                 it.fail(self.name, describe(e))

@@ -1,18 +1,23 @@
 """completer: join events on the value of ``joinKeys`` within ``timeoutMs``.
 
-Each matching event adds its join key to the join's member set (an atomic
-set-add, ``JoinAdd``); when every join key is in, the join completes and is
-removed with a conditional delete (``JoinDelete``), which only one instance can
-win. An event arriving after the deadline gets ``timedout`` and removes the join,
-so a later event starts a new one. Events of one batch that hit the same join
-are applied in input order, one round each.
+Each matching event adds its join key to the join's member set with one atomic
+``JoinAdd``, which also closes (removes) the join when this add completes it or
+comes after its deadline: so exactly one event gets ``complete``, however many
+instances add at once. An event arriving after the deadline gets ``timedout``
+and removes the join, so a later event starts a new one. With dedupe, the add
+carries the record's mark and the store answers a redelivered record as it
+answered the first delivery, without adding it again. Events of one batch that
+hit the same join are applied in input order, one round each; when one of them
+cannot be added, the later ones fail with it (unapplied), so a redelivery adds
+them in the same order.
 """
 
 from __future__ import annotations
 
 from agglo_core.conditions import compile_condition
 from agglo_core.config import Completer
-from agglo_core.effects import JoinAdd, JoinDelete
+from agglo_core.effects import JoinAdd
+from agglo_core.ids import IdMaker
 from agglo_core.paths import MISSING, compile_getter
 from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error
 from agglo_core.processes.aggregator import render
@@ -27,6 +32,8 @@ class CompleterStage:
         self.name = d.name
         self._cond = compile_condition(d.condition)
         self._join_keys = completion.joinKeys
+        self._required = tuple(completion.joinKeys)
+        self._marks = IdMaker(ctx.partition, ctx.pipeline, d.name, "join")
         self._getters = [(k, compile_getter(k)) for k in completion.joinKeys]
         self._timeout = completion.timeoutMs
         self._store, self._retry = d.stateStore, ctx.retry
@@ -54,35 +61,33 @@ class CompleterStage:
                 rounds.append([])
             rounds[n].append((it, key, value, join_key))
         deadline = inv.now_ms + self._timeout
+        failed: set[str] = set()
         for work in rounds:
-            yield from self._round(work, deadline, inv)
+            live = []
+            for entry in work:
+                if entry[1] in failed:  # keep a join's events in order: this one waits for the redelivery too
+                    entry[0].fail(self.name, "an earlier event of this join in the batch could not be added",
+                                  transient=True)
+                else:
+                    live.append(entry)
+            if live:
+                yield from self._round(live, deadline, inv, failed)
 
-    def _round(self, work: list, deadline: int, inv: Invocation) -> Driver:
-        added = yield [JoinAdd(self._store, key, member, deadline, self._retry) for _, key, _, member in work]
-        closing = []
+    def _round(self, work: list, deadline: int, inv: Invocation, failed: set[str]) -> Driver:
+        marks = self._marks if inv.dedupe else None
+        added = yield [JoinAdd(self._store, key, member, deadline, self._retry, self._required, inv.now_ms,
+                               marks(it.record.id) if marks else "") for it, key, _, member in work]
         for (it, key, value, _), state in zip(work, added, strict=True):
             if (err := effect_error(state)) is not None:
                 it.fail(self.name, f"could not update join state in '{self._store}': {err}", transient=True)
-            elif inv.now_ms > state.deadline_ms:
-                closing.append((it, key, value, state, "timedout"))
-            elif all(k in state.members for k in self._join_keys):
-                closing.append((it, key, value, state, "complete"))
+                failed.add(key)
+            elif state.closed == "complete":
+                resolved = {k: True for k in self._join_keys if k in state.members}
+                self._emit(it, "complete", {"value": value, "resolved": resolved, "deadline": state.deadline_ms})
+            elif state.closed:
+                self._emit(it, state.closed)
             else:
                 self._emit(it, "triggered")
-        if not closing:
-            return
-        deleted = yield [JoinDelete(self._store, key, state.deadline_ms, self._retry)
-                         for _, key, _, state, _ in closing]
-        for (it, _, value, state, status), ok in zip(closing, deleted, strict=True):
-            if (err := effect_error(ok)) is not None:
-                it.fail(self.name, f"could not remove join state in '{self._store}': {err}", transient=True)
-            elif status == "complete" and ok is not True:
-                self._emit(it, "triggered")  # another instance completed this join first
-            elif status == "complete":
-                resolved = {k: True for k in self._join_keys if k in state.members}
-                self._emit(it, status, {"value": value, "resolved": resolved, "deadline": state.deadline_ms})
-            else:
-                self._emit(it, status)
 
     def _emit(self, it: Item, status: str, state: dict | None = None) -> None:
         event = dict(it.event)  # type: ignore[arg-type]

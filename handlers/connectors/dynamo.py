@@ -9,7 +9,9 @@ it was (``ALL_OLD``). State fields are stored as top-level attributes named
 Changes with dedupe marks are one ``TransactWriteItems``: the new state,
 conditional on the item's version ``v``, and one item per mark
 (``mark/<mark>``, expiring through the table's TTL attribute ``ttl``),
-conditional on not existing yet.
+conditional on not existing yet, remembering what the change wrote. A join is an
+item with a string set ``members`` and a ``deadline``; adding a member (and
+closing the join when the add decides it) is one transaction of the same kind.
 
 Entwine's substream entries are JSON items like tee bodies; its head check
 (``CompareAndPut``) is one ``TransactWriteItems``: the head conditional on its
@@ -30,11 +32,10 @@ from agglo_core.effects import (
     DeltasApplied,
     GetItems,
     JoinAdd,
-    JoinDelete,
     JoinState,
     Put,
 )
-from agglo_core.state import apply_deltas, combine_deltas
+from agglo_core.state import add_to_join, apply_parts, join_from_memo, join_memo
 from handlers.connectors import options_factory
 from handlers.connectors.aws import client_for
 from handlers.connectors.kv import MARK_PREFIX, mark_ttl_s, perform_by_key
@@ -43,7 +44,9 @@ FIELD = "f:"
 KEY = "pk"
 VERSION = "v"
 TTL = "ttl"
+AFTER = "after"  # on a mark item: what the record's change wrote (JSON), to answer a redelivery with
 _MAX_MARKS = 99  # a transaction holds at most 100 writes: the state and 99 marks
+_MAX_ATTEMPTS = 100
 
 
 def to_dynamo(value: Any) -> Any:
@@ -83,8 +86,6 @@ class DynamoKV:
             return self._apply_marked(e) if e.marks else DeltasApplied(self._apply(e))
         if isinstance(e, JoinAdd):
             return self._join_add(e)
-        if isinstance(e, JoinDelete):
-            return self._join_delete(e)
         if isinstance(e, Put):
             self._put_item(e.key, {"json": orjson.dumps(e.body).decode()})
             return None
@@ -139,23 +140,23 @@ class DynamoKV:
 
         Optimistic: read the item, compute the new state, write it only if the item's
         version is unchanged and no mark exists yet; on a conflict read again, and
-        drop the parts whose mark was there (they were applied by an earlier delivery).
+        drop the parts whose mark was there (they were applied by an earlier delivery;
+        their mark items remember the fields they wrote, which are read back once).
         """
         parts = list(e.marks)
         duplicates: set[str] = set()
-        first_before: dict | None = None
+        first_before: dict | None = None  # the item as the first chunk that got in found it
+        before: dict = {}
         while parts:
             chunk, rest = parts[:_MAX_MARKS], parts[_MAX_MARKS:]
             item = self._get(e.key)
             before = _fields(item)
-            first_before = before if first_before is None else first_before
-            deltas: dict = {}
-            for _, part in chunk:
-                combine_deltas(deltas, part)
+            after, wrote = apply_parts(before, tuple(chunk))
             try:
                 self._client.transact_write_items(TransactItems=[
-                    self._state_write(e.key, item, apply_deltas(before, deltas)),
-                    *(self._mark_write(mark) for mark, _ in chunk)])
+                    self._state_write(e.key, item, after),
+                    *(self._mark_write(mark, {AFTER: {"S": orjson.dumps(wrote[mark]).decode()}})
+                      for mark, _ in chunk)])
             except Exception as err:
                 reasons = getattr(err, "response", {}).get("CancellationReasons")
                 if not reasons:
@@ -165,8 +166,21 @@ class DynamoKV:
                 duplicates |= seen
                 parts = [p for p in parts if p[0] not in seen]
                 continue  # the state changed under us, or some marks were known: read again
+            if first_before is None:
+                first_before = before
             parts = rest
-        return DeltasApplied(first_before if first_before is not None else {}, frozenset(duplicates))
+        # (Over 99 new marks on one key, another writer may get in between two chunks; the records of
+        # the later chunks are still counted once, but their outputs show the state from first_before.)
+        return DeltasApplied(first_before if first_before is not None else before, frozenset(duplicates),
+                             self._remembered(duplicates))
+
+    def _remembered(self, marks: set[str]) -> dict[str, dict]:
+        """What the mark items of parts applied before remember (only read on a redelivery)."""
+        remembered = {}
+        for mark in marks:
+            stored = self._get(MARK_PREFIX + mark).get(AFTER)
+            remembered[mark] = orjson.loads(stored["S"]) if stored else {}
+        return remembered
 
     def _state_write(self, key: str, item: dict, after: dict) -> dict:
         from boto3.dynamodb.types import TypeSerializer
@@ -183,10 +197,10 @@ class DynamoKV:
                            "ConditionExpression": "#v = :v" if version else "attribute_not_exists(#v)",
                            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}}
 
-    def _mark_write(self, mark: str) -> dict:
+    def _mark_write(self, mark: str, memo: dict) -> dict:
         now = int(time.time())
         return {"Put": {"TableName": self.table,
-                        "Item": {KEY: {"S": MARK_PREFIX + mark}, TTL: {"N": str(now + mark_ttl_s())}},
+                        "Item": {KEY: {"S": MARK_PREFIX + mark}, TTL: {"N": str(now + mark_ttl_s())}, **memo},
                         "ConditionExpression": "attribute_not_exists(#k) OR #t < :now",
                         "ExpressionAttributeNames": {"#k": KEY, "#t": TTL},
                         "ExpressionAttributeValues": {":now": {"N": str(now)}}}}
@@ -246,25 +260,47 @@ class DynamoKV:
                 "ExpressionAttributeValues": {":u": {"S": expected}}}
 
     def _join_add(self, e: JoinAdd) -> JoinState:
-        answer = self._client.update_item(
-            TableName=self.table, Key={KEY: {"S": e.key}},
-            UpdateExpression="ADD #m :m SET #d = if_not_exists(#d, :d)",
-            ExpressionAttributeNames={"#m": "members", "#d": "deadline"},
-            ExpressionAttributeValues={":m": {"SS": [e.member]}, ":d": {"N": str(e.deadline_ms)}},
-            ReturnValues="ALL_NEW")
-        item = answer["Attributes"]
-        return JoinState(frozenset(item["members"]["SS"]), int(item["deadline"]["N"]))
-
-    def _join_delete(self, e: JoinDelete) -> bool:
-        try:
-            self._client.delete_item(TableName=self.table, Key={KEY: {"S": e.key}},
-                                     ConditionExpression="#d = :d", ExpressionAttributeNames={"#d": "deadline"},
-                                     ExpressionAttributeValues={":d": {"N": str(e.deadline_ms)}})
-            return True
-        except Exception as err:
-            if _conditional_failure(err):
-                return False
-            raise
+        """Optimistic, like marked deltas: read the join (and the record's mark), decide, and write
+        the join (or delete it, when this add closes it) conditional on its version, together with
+        the mark remembering the answer; on a conflict read again."""
+        for _ in range(_MAX_ATTEMPTS):
+            if e.mark:
+                known = self._get(MARK_PREFIX + e.mark)
+                if known and int(known[TTL]["N"]) >= time.time() and AFTER in known:
+                    return join_from_memo(orjson.loads(known[AFTER]["S"]))
+            item = self._get(e.key)
+            join = {"members": item["members"]["SS"], "deadline": int(item["deadline"]["N"])} if item else None
+            after, state = add_to_join(join, e)
+            version = int(item.get(VERSION, {"N": "0"})["N"])
+            names, values = {"#v": VERSION}, {}
+            if version:
+                condition, values[":v"] = "#v = :v", {"N": str(version)}
+            else:
+                condition = "attribute_not_exists(#v)"
+            key = {KEY: {"S": e.key}}
+            if after is None and not item:
+                write: dict = {"ConditionCheck": {"Key": key}}
+            elif after is None:
+                write = {"Delete": {"Key": key}}
+            else:
+                write = {"Put": {"Item": {**key, VERSION: {"N": str(version + 1)},
+                                          "members": {"SS": after["members"]},
+                                          "deadline": {"N": str(after["deadline"])}}}}
+            body = next(iter(write.values()))
+            body.update(TableName=self.table, ConditionExpression=condition, ExpressionAttributeNames=names)
+            if values:
+                body["ExpressionAttributeValues"] = values
+            writes = [write]
+            if e.mark:
+                writes.append(self._mark_write(e.mark, {AFTER: {"S": orjson.dumps(join_memo(state)).decode()}}))
+            try:
+                self._client.transact_write_items(TransactItems=writes)
+            except Exception as err:
+                if not getattr(err, "response", {}).get("CancellationReasons"):
+                    raise
+                continue  # another instance changed the join, or delivered this record: read again
+            return state
+        raise RuntimeError(f"join {e.key!r}: still contended after {_MAX_ATTEMPTS} attempts")
 
     def get(self, key: str) -> Any:
         """The stored value at ``key``: a tee'd body, or a state item's fields (for tests and tools)."""

@@ -5,8 +5,9 @@ percent-encoded, since document ids may not contain ``/``); a state item's
 fields are the document's fields. Every effect is one Firestore transaction: it
 reads the item (and the marks of the records it carries), writes the new state
 and the new marks (documents ``mark/<mark>`` with an ``expires`` time for a TTL
-policy), and Firestore retries it when another instance wrote in between — so
-sums, max and min, joins and dedupe are atomic without any lock.
+policy, remembering what the change wrote or the join's answer), and Firestore
+retries it when another instance wrote in between — so sums, max and min, joins
+(adding a member and closing the join) and dedupe are atomic without any lock.
 ``FIRESTORE_EMULATOR_HOST`` is honoured by the client library.
 """
 
@@ -17,12 +18,13 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-from agglo_core.effects import ApplyDeltas, DeltasApplied, JoinAdd, JoinDelete, JoinState, Put
-from agglo_core.state import apply_deltas, combine_deltas
+from agglo_core.effects import ApplyDeltas, DeltasApplied, JoinAdd, JoinState, Put
+from agglo_core.state import add_to_join, apply_deltas, apply_parts, join_from_memo, join_memo
 from handlers.connectors import options_factory
 from handlers.connectors.kv import MARK_PREFIX, mark_ttl_s, perform_by_key
 
 BODY = "json"
+AFTER = "after"  # on a mark: what the record's change wrote, to answer a redelivery with
 
 
 def _doc_id(key: str) -> str:
@@ -61,46 +63,49 @@ class FirestoreKV:
             self._ref(e.key).set({BODY: orjson.dumps(e.body).decode()})
             return None
         transaction = self.client.transaction()
-        step = {ApplyDeltas: self._apply, JoinAdd: self._join_add, JoinDelete: self._join_delete}.get(type(e))
+        step = {ApplyDeltas: self._apply, JoinAdd: self._join_add}.get(type(e))
         if step is None:
             raise TypeError(f"Firestore cannot perform {type(e).__name__}")
         return firestore.transactional(step)(transaction, e)
 
     def _apply(self, transaction: Any, e: ApplyDeltas) -> DeltasApplied:
         ref = self._ref(e.key)
-        marks = [(mark, deltas, self._ref(MARK_PREFIX + mark)) for mark, deltas in e.marks]
+        marks = [(mark, self._ref(MARK_PREFIX + mark)) for mark, _ in e.marks]
         snapshot = ref.get(transaction=transaction)  # every read before any write
-        seen = {mark for mark, _, mref in marks if _live(mref.get(transaction=transaction))}
+        remembered = {}
+        for mark, mref in marks:
+            known = mref.get(transaction=transaction)
+            if _live(known):
+                remembered[mark] = known.to_dict().get(AFTER) or {}
         before = (snapshot.to_dict() or {}) if snapshot.exists else {}
-        deltas: dict = e.deltas
-        if seen:
-            deltas = {}
-            for mark, part, _ in marks:
-                if mark not in seen:
-                    combine_deltas(deltas, part)
-        transaction.set(ref, apply_deltas(before, deltas))
-        expires = datetime.datetime.fromtimestamp(time.time() + mark_ttl_s(), tz=datetime.UTC)
-        for mark, _, mref in marks:
-            if mark not in seen:
-                transaction.set(mref, {"expires": expires})
-        return DeltasApplied(before, frozenset(seen))
+        if not e.marks:
+            transaction.set(ref, apply_deltas(before, e.deltas))
+            return DeltasApplied(before)
+        after, wrote = apply_parts(before, e.marks, remembered)
+        transaction.set(ref, after)
+        expires = _expires()
+        for mark, mref in marks:
+            if mark not in remembered:
+                transaction.set(mref, {"expires": expires, AFTER: wrote[mark]})
+        return DeltasApplied(before, frozenset(remembered), remembered)
 
     def _join_add(self, transaction: Any, e: JoinAdd) -> JoinState:
         ref = self._ref(e.key)
+        mref = self._ref(MARK_PREFIX + e.mark) if e.mark else None
+        if mref is not None:
+            known = mref.get(transaction=transaction)
+            if _live(known) and AFTER in known.to_dict():
+                return join_from_memo(known.to_dict()[AFTER])
         snapshot = ref.get(transaction=transaction)
-        join = snapshot.to_dict() if snapshot.exists else {"members": [], "deadline": e.deadline_ms}
-        if e.member not in join["members"]:
-            join = {"members": [*join["members"], e.member], "deadline": join["deadline"]}
+        join, state = add_to_join(snapshot.to_dict() if snapshot.exists else None, e)
+        if join is None:
+            if snapshot.exists:
+                transaction.delete(ref)
+        else:
             transaction.set(ref, join)
-        return JoinState(frozenset(join["members"]), join["deadline"])
-
-    def _join_delete(self, transaction: Any, e: JoinDelete) -> bool:
-        ref = self._ref(e.key)
-        snapshot = ref.get(transaction=transaction)
-        if snapshot.exists and snapshot.to_dict().get("deadline") == e.deadline_ms:
-            transaction.delete(ref)
-            return True
-        return False
+        if mref is not None:
+            transaction.set(mref, {"expires": _expires(), AFTER: join_memo(state)})
+        return state
 
     def get(self, key: str) -> Any:
         snapshot = self._ref(key).get()
@@ -112,6 +117,10 @@ class FirestoreKV:
 
             return orjson.loads(data[BODY])
         return data
+
+
+def _expires() -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(time.time() + mark_ttl_s(), tz=datetime.UTC)
 
 
 def _live(snapshot: Any) -> bool:

@@ -16,15 +16,13 @@ from typing import Any
 from agglo_core.effects import (
     ApplyDeltas,
     CompareAndPut,
-    Deltas,
     DeltasApplied,
     GetItems,
     JoinAdd,
-    JoinDelete,
     JoinState,
     Put,
 )
-from agglo_core.state import apply_deltas, combine_deltas
+from agglo_core.state import add_to_join, apply_deltas, apply_parts, join_from_memo, join_memo
 
 MARK_PREFIX = "mark/"
 DEFAULT_MARK_TTL_S = 7 * 24 * 3600
@@ -40,20 +38,39 @@ def mark_ttl_s() -> int:
 
 
 def _apply_marked(e: ApplyDeltas, get: Callable[[str], Any], put: Callable[[str, Any], None],
-                  now_s: float, ttl_s: int) -> tuple[Deltas, frozenset[str]]:
-    """The deltas of the parts not seen before, and the marks that were; remembers the new marks."""
+                  now_s: float, ttl_s: int) -> DeltasApplied:
+    """Applies the parts whose mark is not live, remembering each one's mark and the fields it wrote."""
+    before = get(e.key) or {}
     if not e.marks:
-        return e.deltas, frozenset()
-    fresh: Deltas = {}
-    duplicates = set()
-    for mark, deltas in e.marks:
+        put(e.key, apply_deltas(before, e.deltas))
+        return DeltasApplied(before)
+    remembered = {}
+    for mark, _ in e.marks:
         known = get(MARK_PREFIX + mark)
         if known is not None and known.get("expires", 0) > now_s:
-            duplicates.add(mark)
-            continue
-        put(MARK_PREFIX + mark, {"expires": now_s + ttl_s})
-        combine_deltas(fresh, deltas)
-    return (fresh if duplicates else e.deltas), frozenset(duplicates)
+            remembered[mark] = known.get("after") or {}
+    after, fields = apply_parts(before, e.marks, remembered)
+    for mark, wrote in fields.items():
+        put(MARK_PREFIX + mark, {"expires": now_s + ttl_s, "after": wrote})
+    put(e.key, after)
+    return DeltasApplied(before, frozenset(remembered), remembered)
+
+
+def _join_add(e: JoinAdd, get: Callable[[str], Any], put: Callable[[str, Any], None],
+              delete: Callable[[str], None], now_s: float, ttl_s: int) -> JoinState:
+    """Adds the member and closes the join if this add decides it; answers a known mark as before."""
+    if e.mark:
+        known = get(MARK_PREFIX + e.mark)
+        if known is not None and known.get("expires", 0) > now_s and "closed" in known:
+            return join_from_memo(known)
+    join, state = add_to_join(get(e.key), e)
+    if join is None:
+        delete(e.key)
+    else:
+        put(e.key, join)
+    if e.mark:
+        put(MARK_PREFIX + e.mark, {"expires": now_s + ttl_s, **join_memo(state)})
+    return state
 
 
 def compare_and_put(e: CompareAndPut, get: Callable[[str], Any], put: Callable[[str, Any], None]) -> bool:
@@ -99,22 +116,9 @@ def perform_kv(effects: list[Any], get: Callable[[str], Any], put: Callable[[str
             put(e.key, e.body)
             results.append(None)
         elif kind is ApplyDeltas:
-            before = get(e.key) or {}
-            deltas, duplicates = _apply_marked(e, get, put, now_s, ttl_s)
-            put(e.key, apply_deltas(before, deltas))
-            results.append(DeltasApplied(before, duplicates))
+            results.append(_apply_marked(e, get, put, now_s, ttl_s))
         elif kind is JoinAdd:
-            join = get(e.key) or {"members": [], "deadline": e.deadline_ms}
-            if e.member not in join["members"]:
-                join = {"members": [*join["members"], e.member], "deadline": join["deadline"]}
-                put(e.key, join)
-            results.append(JoinState(frozenset(join["members"]), join["deadline"]))
-        elif kind is JoinDelete:
-            join = get(e.key)
-            gone = join is not None and join.get("deadline") == e.deadline_ms
-            if gone:
-                delete(e.key)
-            results.append(gone)
+            results.append(_join_add(e, get, put, delete, now_s, ttl_s))
         elif kind is GetItems:
             results.append(tuple(get(k) for k in e.keys))
         elif kind is CompareAndPut:

@@ -2,16 +2,20 @@
 
 One store per NAME per OS process, shared by every external that names it, as
 binge's ``mem:`` stores were. Useful for tests and for state that may be lost.
+Expired dedupe marks are forgotten every ``PURGE_EVERY_S`` seconds.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from agglo_core.config import External
 from agglo_core.effects import Put
-from handlers.connectors.kv import perform_kv
+from handlers.connectors.kv import MARK_PREFIX, perform_kv
+
+PURGE_EVERY_S = 600
 
 _stores: dict[tuple[str, str], MemoryStore] = {}
 _stores_lock = threading.Lock()
@@ -24,10 +28,25 @@ class MemoryStore:
         self.name = name
         self.data: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._next_purge = time.time() + PURGE_EVERY_S
 
     def perform(self, effects: list[Any]) -> list[Any]:
         with self._lock:
-            return perform_kv(effects, self.data.get, self.data.__setitem__, self._delete)
+            results = perform_kv(effects, self.data.get, self.data.__setitem__, self._delete)
+        if time.time() >= self._next_purge:
+            self._next_purge = time.time() + PURGE_EVERY_S
+            self.purge_expired()
+        return results
+
+    def purge_expired(self, now_s: float | None = None) -> int:
+        """Forget the dedupe marks that expired (by ``now_s``); returns how many."""
+        now_s = time.time() if now_s is None else now_s
+        with self._lock:
+            gone = [k for k, v in self.data.items()
+                    if k.startswith(MARK_PREFIX) and isinstance(v, dict) and v.get("expires", now_s) < now_s]
+            for k in gone:
+                del self.data[k]
+        return len(gone)
 
     def _delete(self, key: str) -> None:
         self.data.pop(key, None)

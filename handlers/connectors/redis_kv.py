@@ -2,12 +2,15 @@
 
 Works wherever there is a Redis: Memorystore, ElastiCache, a laptop. Every
 state change is one Lua script, so it is atomic; all the effects of a batch go
-in one pipelined round trip. State items are hashes (field -> number);
-``HINCRBYFLOAT`` adds, max and min compare inside the script, and the script
-answers with the item as it was. A record's dedupe mark is a key beside its item
-(``<item>|mark|<mark>``, ``SET NX EX``), set in the same script as the change. A join is a hash with its ``deadline`` and
-one ``m:<member>`` field per member. Tee bodies and entwine's chain entries are JSON strings; a
-``CompareAndPut`` (entwine's head check) is one script.
+in one pipelined round trip. State items are hashes (field -> number as text);
+the script adds in doubles exactly as Python does (so outputs match the other
+stores), max and min compare inside it, and it answers with the item as it was. A record's dedupe mark is a key beside its item
+(``<item>|mark|<mark>``, with an expiry), set in the same script as the change and
+holding the fields the change wrote (JSON), so a redelivery is answered as the
+first delivery was. A join is a hash with its ``deadline`` and one ``m:<member>``
+field per member; adding a member, closing the join and remembering the answer
+under the record's mark is one script. Tee bodies and entwine's chain entries are JSON
+strings; a ``CompareAndPut`` (entwine's head check) is one script.
 """
 
 from __future__ import annotations
@@ -25,61 +28,106 @@ from agglo_core.effects import (
     DeltasApplied,
     GetItems,
     JoinAdd,
-    JoinDelete,
     JoinState,
     Put,
 )
 from handlers.connectors.kv import mark_ttl_s
 
 # KEYS[1] = item; ARGV = mark TTL, then per part: mark ('' = none), n, n x (op, field, amount).
-# A part whose mark is already set is skipped. Returns {the old item as a flat list, the skipped marks}.
+# A part whose mark is already set is skipped; an applied part's mark remembers the fields it wrote
+# as they were right after it (JSON). Returns {the old item as a flat list, the skipped marks, their memos}.
 _APPLY = """
+-- Sums in doubles, as Python adds them, written so that Python reads back the very same number:
+-- an integer stays an integer text, a float keeps a decimal point (17 digits round-trip a double).
+local function isfloat(text) return string.find(text, '[%.eEnN]') ~= nil end
+local function add(have, amount)
+  local sum = tonumber(have) + tonumber(amount)
+  local text = string.format('%.17g', sum)
+  if (isfloat(have) or isfloat(amount)) and not isfloat(text) then text = text .. '.0' end
+  return text
+end
 local old = redis.call('HGETALL', KEYS[1])
 local current = {}
 for i = 1, #old, 2 do current[old[i]] = old[i + 1] end
 local ttl = ARGV[1]
-local skipped = {}
+local skipped, memos = {}, {}
 local i = 2
 while i <= #ARGV do
   local mark, n = ARGV[i], tonumber(ARGV[i + 1])
   i = i + 2
-  local apply = true
+  local apply, markkey = true, nil
   if mark ~= '' then
-    apply = redis.call('SET', KEYS[1] .. '|mark|' .. mark, '1', 'NX', 'EX', ttl)
-    if not apply then table.insert(skipped, mark) end
+    markkey = KEYS[1] .. '|mark|' .. mark
+    local known = redis.call('GET', markkey)
+    if known then
+      apply = false
+      table.insert(skipped, mark)
+      table.insert(memos, known)
+    end
   end
+  local wrote = {}
   for j = 1, n do
     local op, field, amount = ARGV[i], ARGV[i + 1], ARGV[i + 2]
     i = i + 3
     if apply then
       local have = current[field]
       if op == 'add' then
-        current[field] = redis.call('HINCRBYFLOAT', KEYS[1], field, amount)
+        if have == nil then
+          current[field] = amount
+        else
+          current[field] = add(have, amount)
+        end
+        redis.call('HSET', KEYS[1], field, current[field])
       elseif have == nil or (op == 'max' and tonumber(amount) > tonumber(have))
           or (op == 'min' and tonumber(amount) < tonumber(have)) then
         redis.call('HSET', KEYS[1], field, amount)
         current[field] = amount
       end
+      wrote[field] = current[field]
     end
   end
+  if apply and markkey then
+    redis.call('SET', markkey, cjson.encode(wrote), 'EX', ttl)
+  end
 end
-return {old, skipped}
+return {old, skipped, memos}
 """
 
-# KEYS[1] = join; ARGV = member, deadline.  Returns the join after adding the member.
+# KEYS[1] = join; ARGV = member, deadline, now, mark TTL, mark ('' = none), n, n x required member.
+# Adds the member; closes (deletes) the join when now is past its deadline or every required member
+# is in. With a mark, remembers the answer and answers a redelivery with it, changing nothing.
+# Returns the answer as JSON: {members, deadline, closed}.
 _JOIN_ADD = """
-redis.call('HSETNX', KEYS[1], 'deadline', ARGV[2])
-redis.call('HSET', KEYS[1], 'm:' .. ARGV[1], '1')
-return redis.call('HGETALL', KEYS[1])
-"""
-
-# KEYS[1] = join; ARGV = deadline.  Deletes only the join with that deadline.
-_JOIN_DELETE = """
-if redis.call('HGET', KEYS[1], 'deadline') == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return 1
+local markkey = nil
+if ARGV[5] ~= '' then
+  markkey = KEYS[1] .. '|mark|' .. ARGV[5]
+  local known = redis.call('GET', markkey)
+  if known then return known end
 end
-return 0
+local deadline = redis.call('HGET', KEYS[1], 'deadline') or ARGV[2]
+redis.call('HSET', KEYS[1], 'deadline', deadline, 'm:' .. ARGV[1], '1')
+local fields = redis.call('HGETALL', KEYS[1])
+local members, have = {}, {}
+for i = 1, #fields, 2 do
+  if string.sub(fields[i], 1, 2) == 'm:' then
+    local m = string.sub(fields[i], 3)
+    table.insert(members, m)
+    have[m] = true
+  end
+end
+local closed = ''
+if tonumber(ARGV[3]) > tonumber(deadline) then
+  closed = 'timedout'
+elseif tonumber(ARGV[6]) > 0 then
+  closed = 'complete'
+  for i = 1, tonumber(ARGV[6]) do
+    if not have[ARGV[6 + i]] then closed = '' end
+  end
+end
+if closed ~= '' then redis.call('DEL', KEYS[1]) end
+local answer = cjson.encode({members = members, deadline = deadline, closed = closed})
+if markkey then redis.call('SET', markkey, answer, 'EX', ARGV[4]) end
+return answer
 """
 
 
@@ -113,6 +161,15 @@ def _number(text: bytes | str) -> int | float:
         return float(s)
 
 
+def _memo(stored: bytes) -> dict:
+    """The fields a part wrote, as its mark remembers them (older marks remember nothing)."""
+    try:
+        fields = orjson.loads(stored)
+    except orjson.JSONDecodeError:
+        return {}
+    return {k: _number(v) for k, v in fields.items()} if isinstance(fields, dict) else {}
+
+
 def _pairs(flat: list) -> dict[str, bytes]:
     return {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
 
@@ -135,8 +192,7 @@ class RedisKV:
             self._client = redis.Redis.from_url(self.url, socket_timeout=30, socket_connect_timeout=5,
                                                 health_check_interval=30)
             self._scripts = {name: self._client.register_script(src) for name, src in
-                             (("apply", _APPLY), ("join_add", _JOIN_ADD), ("join_delete", _JOIN_DELETE),
-                                                  ("compare_and_put", _COMPARE_AND_PUT))}
+                             (("apply", _APPLY), ("join_add", _JOIN_ADD), ("compare_and_put", _COMPARE_AND_PUT))}
         return self._client
 
     def perform(self, effects: list[Any]) -> list[Any]:
@@ -154,9 +210,9 @@ class RedisKV:
                         args += [op, field, repr(amount) if isinstance(amount, float) else str(amount)]
                 self._scripts["apply"](keys=[key], args=args, client=pipe)
             elif isinstance(e, JoinAdd):
-                self._scripts["join_add"](keys=[key], args=[e.member, str(e.deadline_ms)], client=pipe)
-            elif isinstance(e, JoinDelete):
-                self._scripts["join_delete"](keys=[key], args=[str(e.deadline_ms)], client=pipe)
+                self._scripts["join_add"](keys=[key], args=[
+                    e.member, str(e.deadline_ms), str(e.now_ms), str(mark_ttl_s()), e.mark, str(len(e.required)),
+                    *e.required], client=pipe)
             elif isinstance(e, Put):
                 pipe.set(key, orjson.dumps(e.body))
             elif isinstance(e, CompareAndPut):
@@ -171,13 +227,14 @@ class RedisKV:
     @staticmethod
     def _result(e: Any, answer: Any) -> Any:
         if isinstance(e, ApplyDeltas):
-            old, skipped = answer
-            return DeltasApplied({k: _number(v) for k, v in _pairs(old).items()},
-                                 frozenset(m.decode() for m in skipped))
+            old, skipped, memos = answer
+            remembered = {m.decode(): _memo(memo) for m, memo in zip(skipped, memos, strict=True)}
+            return DeltasApplied({k: _number(v) for k, v in _pairs(old).items()}, frozenset(remembered),
+                                 remembered)
         if isinstance(e, JoinAdd):
-            fields = _pairs(answer)
-            return JoinState(frozenset(k[2:] for k in fields if k.startswith("m:")), int(fields["deadline"]))
-        if isinstance(e, JoinDelete | CompareAndPut):
+            join = orjson.loads(answer)
+            return JoinState(frozenset(join["members"] or ()), int(join["deadline"]), join["closed"])
+        if isinstance(e, CompareAndPut):
             return answer == 1
         if isinstance(e, GetItems):
             return tuple(None if v is None else orjson.loads(v) for v in answer)

@@ -1,7 +1,9 @@
 """``sqlite:PATH``: the embedded key-value store.
 
 WAL mode, and every batch of effects in one ``BEGIN IMMEDIATE`` transaction, so
-each state change is atomic and several processes can share one file.
+each state change is atomic and several processes can share one file. Dedupe
+marks (rows ``mark/<mark>``) past their expiry are deleted every
+``PURGE_EVERY_S`` seconds by whichever process writes.
 """
 
 from __future__ import annotations
@@ -10,13 +12,16 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
 from agglo_core.config import External
-from handlers.connectors.kv import perform_kv
+from handlers.connectors.kv import MARK_PREFIX, perform_kv
+
+PURGE_EVERY_S = 600
 
 
 def connect(path: str, synchronous: str = "NORMAL") -> sqlite3.Connection:
@@ -45,6 +50,7 @@ class SqliteKV:
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         self._local = threading.local()
+        self._next_purge = time.time() + PURGE_EVERY_S
         with self._connect() as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
 
@@ -68,7 +74,19 @@ class SqliteKV:
             conn.execute("DELETE FROM kv WHERE key = ?", (key,))
 
         with transaction(conn):
-            return perform_kv(effects, get, put, delete)
+            results = perform_kv(effects, get, put, delete)
+        if time.time() >= self._next_purge:
+            self._next_purge = time.time() + PURGE_EVERY_S
+            self.purge_expired()
+        return results
+
+    def purge_expired(self, now_s: float | None = None) -> int:
+        """Delete the dedupe marks that expired (by ``now_s``); returns how many."""
+        with transaction(self._connect()) as conn:
+            return conn.execute(
+                "DELETE FROM kv WHERE key >= ? AND key < ? AND json_extract(CAST(value AS TEXT), '$.expires') < ?",
+                (MARK_PREFIX, MARK_PREFIX[:-1] + chr(ord(MARK_PREFIX[-1]) + 1),
+                 time.time() if now_s is None else now_s)).rowcount
 
     def get(self, key: str) -> Any:
         row = self._connect().execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()

@@ -17,6 +17,7 @@ from urllib.parse import quote_plus
 import pytest
 from builders import PARTITION, config, exists, external
 
+from agglo_core.effects import Put
 from agglo_core.ids import IdMaker
 from handlers import aws_lambda
 from handlers.connectors.aws import client
@@ -343,3 +344,23 @@ def test_a_redelivered_sqs_batch_is_counted_once(stack):
     batch["Records"][1]["body"] = json.dumps(event(2))
     assert aws_lambda.handler(batch, context()) == {"batchItemFailures": []}
     assert total() == 1 + 2 + 4
+
+
+def test_sqs_fifo_outputs_carry_the_tee_id_as_deduplication_id(aws):
+    """A redelivered record's message to a FIFO queue is dropped by SQS itself; standard queues carry the id."""
+    from handlers.connectors.sqs import SqsOutput
+
+    sqs = client("sqs")
+    fifo = sqs.create_queue(QueueName="out.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    plain = sqs.create_queue(QueueName="out")["QueueUrl"]
+    for url in (fifo, plain):
+        output = SqsOutput({"queueUrl": url, "groupId": "g"})
+        puts = [Put("Out", f"id-{i}", {"n": i}) for i in range(3)]
+        assert output.perform(puts) == [None] * 3
+        assert output.perform(puts[1:]) == [None] * 2  # the redelivery sends two of them again
+    got = queue_messages(fifo)
+    assert [json.loads(m["Body"])["n"] for m in got] == [0, 1, 2]
+    assert [m["MessageAttributes"]["agglo-id"]["StringValue"] for m in got] == ["id-0", "id-1", "id-2"]
+    again = queue_messages(plain)
+    assert sorted(m["MessageAttributes"]["agglo-id"]["StringValue"] for m in again) == [
+        "id-0", "id-1", "id-1", "id-2", "id-2"]  # at least once, with the id to drop duplicates by

@@ -14,7 +14,7 @@ import pytest
 from builders import BINGE, NOW_MS, PARTITION, cmp, config, exists, external, kv, lit, num, var
 from fakes import MemoryWorld
 
-from agglo_core import ApplyDeltas, ConfigError, JoinAdd, JoinDelete, Put, Record, compile_plan
+from agglo_core import ApplyDeltas, ConfigError, JoinAdd, Put, Record, compile_plan
 from agglo_core.effects import Exec
 from agglo_core.ids import NAMESPACE
 
@@ -23,9 +23,9 @@ TJ = {"a": 1, "b": {"c": "hello", "d": [3, 4, 5]}, "e": [6], "f": {"g": {"h": 7}
 INTERNAL = {"internal:partitionID": PARTITION, "internal:name": "P"}
 
 
-def run(cfg: dict, *events: dict, world: MemoryWorld | None = None, now: int = NOW_MS):
+def run(cfg: dict, *events: dict, world: MemoryWorld | None = None, now: int = NOW_MS, first_id: int = 0):
     world = world or MemoryWorld()
-    records = [Record(f"r{i}", e) for i, e in enumerate(events)]
+    records = [Record(f"r{i}", e) for i, e in enumerate(events, first_id)]
     return compile_plan(cfg).run(records, now, world.perform), world
 
 
@@ -385,7 +385,7 @@ def test_completer_processes_md_example():
     state = outcomes[1].outputs[0][1]["internal:completion:state:Join"]
     assert state == {"value": "deadbeef", "resolved": {"head": True, "cicdVcsHash": True},
                      "deadline": NOW_MS + 3_600_000}
-    assert world.kv == {}  # completed joins are removed
+    assert world.states() == {}  # completed joins are removed
 
 
 def test_completer_binge_pipeline_commits_and_deploys():
@@ -401,10 +401,10 @@ def test_completer_timeout_then_a_new_join():
     world = MemoryWorld()
     outcomes, _ = run(cfg, {"a": 1}, world=world, now=NOW_MS)
     assert statuses(outcomes) == ["triggered"]
-    outcomes, _ = run(cfg, {"b": 1}, world=world, now=NOW_MS + 101)
+    outcomes, _ = run(cfg, {"b": 1}, world=world, now=NOW_MS + 101, first_id=1)
     assert statuses(outcomes) == ["timedout"]
-    assert world.kv == {}  # binge bug: its timed-out state lived forever
-    outcomes, _ = run(cfg, {"a": 1}, {"b": 1}, world=world, now=NOW_MS + 200)
+    assert world.states() == {}  # binge bug: its timed-out state lived forever
+    outcomes, _ = run(cfg, {"a": 1}, {"b": 1}, world=world, now=NOW_MS + 200, first_id=2)
     assert statuses(outcomes) == ["triggered", "complete"]
 
 
@@ -427,16 +427,51 @@ def test_two_instances_completing_one_join_emit_one_complete():
     world = MemoryWorld()
     run(cfg, {"a": "x"}, world=world)
     gens = [compile_plan(cfg).process([Record(f"b{i}", {"b": "x"})], NOW_MS) for i in range(2)]
-    adds = [next(g) for g in gens]                       # both instances add their member first...
-    assert all(isinstance(e, JoinAdd) for batch in adds for e in batch)
-    deletes = [g.send(world.perform(batch)) for g, batch in zip(gens, adds, strict=True)]
-    assert all(isinstance(e, JoinDelete) for batch in deletes for e in batch)
+    adds = [next(g) for g in gens]                       # both instances send their add at once
+    assert all(isinstance(e, JoinAdd) and e.required == ("a", "b") for batch in adds for e in batch)
     results = []
-    for g, batch in zip(gens, deletes, strict=True):     # ...then race to remove the join
+    for g, batch in zip(gens, adds, strict=True):        # the store applies them one after the other
         with pytest.raises(StopIteration) as stop:
             g.send(world.perform(batch))
         results.append(stop.value.value[0].outputs[0][1]["internal:completion:Join"])
-    assert sorted(results) == ["complete", "triggered"]
+    assert sorted(results) == ["complete", "triggered"]  # the add that completed the join also closed it
+
+
+def test_a_redelivered_completer_record_gets_its_first_answer_and_starts_no_new_join():
+    cfg = config(completer("a", "b"), externals=(kv(),))
+    world = MemoryWorld()
+    first, _ = run(cfg, {"a": "x"}, {"b": "x"}, world=world)
+    assert statuses(first) == ["triggered", "complete"] and world.states() == {}
+    again, _ = run(cfg, {"a": "x"}, {"b": "x"}, world=world, now=NOW_MS + 5)  # the whole batch, redelivered
+    assert [o.outputs for o in again] == [o.outputs for o in first]
+    assert world.states() == {}  # binge restarted the join here, and it waited for a partner forever
+    only_b = compile_plan(cfg).run([Record("r1", {"b": "x"})], NOW_MS + 9, world.perform)  # only the last one
+    assert only_b[0].outputs == first[1].outputs and world.states() == {}
+    new = compile_plan(cfg).run([Record("r9", {"b": "x"})], NOW_MS + 9, world.perform)  # a new record: a new join
+    assert statuses(new) == ["triggered"] and len(world.states()) == 1
+
+
+def test_when_an_add_fails_the_later_events_of_its_join_wait_for_the_redelivery():
+    cfg = config(completer("a", "b"), externals=(kv(),))
+    broken = {"r0"}
+    world = MemoryWorld(fail=lambda e: "down" if isinstance(e, JoinAdd) and e.member == "a" and broken else None)
+    records = [Record("r0", {"a": "x"}), Record("r1", {"b": "x"}), Record("r2", {"a": "x"}), Record("r3", {"b": "y"})]
+    first = compile_plan(cfg).run(records, NOW_MS, world.perform)
+    assert [bool(o.errors) for o in first] == [True, True, True, False]  # r1, r2 not applied before r0
+    assert "earlier event of this join" in first[1].errors[0].message and first[1].errors[0].transient
+    broken.clear()
+    again = compile_plan(cfg).run(records[:3], NOW_MS, world.perform)  # only the failed ones come back
+    assert statuses(again) == ["triggered", "complete", "triggered"]  # as one delivery would have it
+
+
+def test_without_dedupe_a_completer_record_counts_as_new():
+    cfg = config(completer("a", "b"), externals=(kv(),))
+    world = MemoryWorld()
+    plan = compile_plan(cfg)
+    records = [Record("r0", {"a": "x"}), Record("r1", {"b": "x"})]
+    plan.run(records, NOW_MS, world.perform, dedupe=False)
+    again = plan.run(records, NOW_MS, world.perform, dedupe=False)
+    assert statuses(again) == ["triggered", "complete"] and world.kv == {}
 
 
 # --- tee -------------------------------------------------------------------------------
@@ -650,16 +685,20 @@ def test_pure_stages_run_back_to_back_exactly_as_they_run_one_by_one():
                                               ("Agg", 7, 7), ("After", 7, 7)]
 
 
-def test_the_last_record_of_a_batch_shows_exactly_the_state_the_store_holds():
-    # Float sums depend on the order of additions: the store adds the batch's combined deltas to what it had,
-    # so each record is shown that same sum so far, never a sequence of additions the store did not do.
+@pytest.mark.parametrize("dedupe", [True, False])
+def test_the_last_record_of_a_batch_shows_exactly_the_state_the_store_holds(dedupe):
+    # Float sums depend on the order of additions. With dedupe the store applies each record's part in turn;
+    # without, it adds the batch's combined deltas. Each record is shown the sum its store would make.
     cfg = config(aggregator("n", "AggSum"), externals=(kv(),))
     world, plan = MemoryWorld(), compile_plan(cfg)
-    plan.run([Record("first", {"n": 1e16})], NOW_MS, world.perform)
-    outcomes = plan.run([Record(f"then-{i}", {"n": 1.0}) for i in range(3)], NOW_MS, world.perform)
+    plan.run([Record("first", {"n": 1e16})], NOW_MS, world.perform, dedupe=dedupe)
+    outcomes = plan.run([Record(f"then-{i}", {"n": 1.0}) for i in range(3)], NOW_MS, world.perform, dedupe=dedupe)
     shown = [o.outputs[0][1]["internal:aggregation:P"]["n:AggSum"]["value"] for o in outcomes]
     [stored] = world.states().values()
-    assert shown == [1e16 + 1.0, 1e16 + 2.0, 1e16 + 3.0]  # not ((1e16 + 1.0) + 1.0) + 1.0, which is 1e16
+    if dedupe:
+        assert shown == [1e16, 1e16, 1e16]  # ((1e16 + 1.0) + 1.0) + 1.0
+    else:
+        assert shown == [1e16 + 1.0, 1e16 + 2.0, 1e16 + 3.0]  # 1e16 + (1.0 + 1.0 + 1.0), so far
     assert shown[-1] == stored["value"]
 
 
@@ -673,7 +712,8 @@ def test_a_redelivered_record_changes_state_once():
                       Record("r0", {"n": 1, "g": "a"})], NOW_MS, world.perform)
     assert world.states() == {("State", f"agg/{PARTITION}/P/Agg/n:AggSum[\"a\"]"): {"value": 7}}
     shown = [o.outputs[0][1]["internal:aggregation:P"]["n:AggSum"]["a"]["value"] for o in again]
-    assert shown == [3, 7, 7]  # a duplicate shows the state as it stands, and changes nothing
+    assert shown == [3, 7, 1]  # a duplicate changes nothing and shows what its first delivery showed
+    assert again[0].outputs == first[1].outputs and again[2].outputs == first[0].outputs
 
 
 def test_the_same_record_twice_in_one_batch_counts_once_and_dedupe_can_be_off():

@@ -25,7 +25,6 @@ from agglo_core import (
     Effect,
     Exec,
     JoinAdd,
-    JoinDelete,
     Outcome,
     Put,
     Record,
@@ -577,15 +576,14 @@ def attribute(effect: Effect, records: list[Record]) -> tuple[str, str, set[str]
         _, _, pipeline, process, rest = effect.key.split("/", 4)
         rid = json.loads(rest[rest.index("["):])[0]
         return pipeline, process, {rid}, {rid}, False
-    assert isinstance(effect, JoinAdd | JoinDelete)
+    assert isinstance(effect, JoinAdd)
     _, _, pipeline, process, value = effect.key.split("/", 4)
     if process == "f-join-self":
         return pipeline, process, {value}, {value}, False
     group = {r.id for r in records if (jv := join_value(r.payload, ("hash", "githash"))) and jv[1] == value}
-    if isinstance(effect, JoinAdd):  # every record of the join that adds this member sends this very effect
-        same = {r.id for r in records if join_value(r.payload, ("hash", "githash")) == (effect.member, value)}
-        return pipeline, process, same, group, False
-    return pipeline, process, group, group, True  # only the record that closed the join sent the delete
+    marks = IdMaker(PARTITION, pipeline, process, "join")
+    sender = {rid for rid in ids if marks(rid) == effect.mark}  # each record's add carries its own mark
+    return pipeline, process, sender, group, False
 
 
 def failure_payload(rid: str) -> st.SearchStrategy[dict]:

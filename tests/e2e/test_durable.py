@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import pathlib
+import re
 import signal
 import sqlite3
 import threading
@@ -20,10 +21,13 @@ KILL_AFTER = 700
 
 
 def durable_config(tmp: pathlib.Path) -> pathlib.Path:
-    """Count events in SQLite and tee each one into its own file."""
+    """Count, sum and take the maximum of events in SQLite and tee each one into its own file."""
+    def agg(name: str, kind: str) -> dict:
+        return {"aggregator": {"name": name, "stateStore": "State", "forwardState": True,
+                               "aggregation": {"key": "n", "aggregationType": kind}}}
+
     return write_config(tmp / "durable.json", config(
-        {"aggregator": {"name": "Count", "stateStore": "State", "forwardState": True,
-                        "aggregation": {"key": "n", "aggregationType": "AggCount"}}},
+        agg("Count", "AggCount"), agg("Sum", "AggSum"), agg("Max", "AggMax"),
         {"tee": {"name": "Out", "outputConnectorRef": "Files"}},
         externals=(kv("State", f"sqlite:{tmp / 'state.db'}"),
                    external("ExternalLocalFile", "Files", str(tmp / "tee")))))
@@ -121,7 +125,8 @@ def test_nothing_acknowledged_is_lost_across_sigkill(tmp_path):
         server.kill(signal.SIGKILL)
 
     files = sorted((tmp_path / "tee").glob("*.json"))
-    ns = [json.loads(p.read_text())["n"] for p in files]
+    bodies = [json.loads(p.read_text()) for p in files]
+    ns = [b["n"] for b in bodies]
     missing = set(range(N)) - set(ns)
     duplicated = {n for n in ns if ns.count(n) > 1} if len(ns) != len(set(ns)) else set()
     assert not missing, f"{len(missing)} acknowledged event(s) never processed, e.g. {sorted(missing)[:10]}"
@@ -131,15 +136,21 @@ def test_nothing_acknowledged_is_lost_across_sigkill(tmp_path):
 
     conn = sqlite3.connect(tmp_path / "state.db")
     try:
-        [(value,)] = conn.execute("SELECT value FROM kv WHERE key NOT LIKE 'mark/%'").fetchall()
+        state = {k.split("/")[3]: json.loads(v)["value"]
+                 for k, v in conn.execute("SELECT key, value FROM kv WHERE key NOT LIKE 'mark/%'")}
         marks = conn.execute("SELECT COUNT(*) FROM kv WHERE key LIKE 'mark/%'").fetchone()[0]
     finally:
         conn.close()
     # Events in flight at the crash are processed again; their dedupe marks keep them from counting twice.
-    assert json.loads(value)["value"] == N
-    assert marks == N
+    assert state == {"Count": N, "Sum": N * (N - 1) // 2, "Max": N - 1}
+    assert marks == 3 * N
+    # Each event shows the count right after its own: 1..N, each once, replayed events included (a
+    # replay shows what the first delivery showed, not the count as it stands).
+    shown = sorted(b["internal:aggregation:P"]["n:AggCount"]["value"] for b in bodies)
+    assert shown == list(range(1, N + 1)), [c for c in shown if shown.count(c) > 1][:10]
+    replayed = re.findall(r"re-queued (\d+) event", server.logs())
     leftovers = [p.name for p in (tmp_path / "tee").iterdir() if p.suffix != ".json"]
-    print(f"killed after {killed_at} acks; {client.resends} re-send(s); count {json.loads(value)['value']}; "
+    print(f"killed after {killed_at} acks; {client.resends} re-send(s); replayed {replayed}; state {state}; "
           f"temporary files left by the crash: {leftovers}")
 
 

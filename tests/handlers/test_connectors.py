@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import pathlib
 import sqlite3
 import uuid
 
 import pytest
 
-from agglo_core import ApplyDeltas, DeltasApplied, JoinAdd, JoinDelete, JoinState, Put, load_config
+from agglo_core import ApplyDeltas, DeltasApplied, JoinAdd, JoinState, Put, load_config
 from agglo_core.config import External
 from agglo_core.state import combine_deltas
 from handlers.connectors import UnknownConnector, local_registry, memory
@@ -77,9 +78,24 @@ def test_kv_applies_each_marked_part_once(kv):
     assert first == DeltasApplied({}, frozenset())
     [again] = kv.perform([marked("k", two, three)])  # r2 is redelivered beside a new r3
     assert again == DeltasApplied({"v": 11, "top": 7}, frozenset({"r2"}))
+    assert again.remembered == {"r2": {"v": 11, "top": 7}}  # what r2 wrote, as it was right after r2
     [same] = kv.perform([marked("k", one, two, three)])
     assert same == DeltasApplied({"v": 111, "top": 7}, frozenset({"r1", "r2", "r3"}))
+    assert same.remembered == {"r1": {"v": 1, "top": 5}, "r2": {"v": 11, "top": 7}, "r3": {"v": 111, "top": 7}}
     assert kv.get("k") == {"v": 111, "top": 7}
+
+
+def test_kv_float_sums_are_the_ones_python_computes(kv):
+    parts = [(f"f{i}", {"v": ("add", x)}) for i, x in enumerate((0.1, 0.2, 2.5, 2.5, 1e-9))]
+    kv.perform([marked("f", *parts[:2]), marked("i", ("i1", {"v": ("add", 2)}), ("i2", {"v": ("add", 3)}))])
+    kv.perform([marked("f", *parts[2:])])
+    [answer] = kv.perform([marked("f", *parts)])
+    total = 0.0
+    for mark, deltas in parts:
+        total = deltas["v"][1] if mark == "f0" else total + deltas["v"][1]
+        got = answer.remembered[mark]["v"]
+        assert (got, type(got)) == (total, float)
+    assert kv.get("f") == {"v": total} and kv.get("i") == {"v": 5} and type(kv.get("i")["v"]) is int
 
 
 def test_unmarked_and_marked_changes_mix(kv):
@@ -90,13 +106,86 @@ def test_unmarked_and_marked_changes_mix(kv):
     assert kv.get("k") == {"v": 15}
 
 
-def test_kv_joins_and_conditional_delete(kv):
-    [a] = kv.perform([JoinAdd("s", "j", "a", 100)])
-    [b, again] = kv.perform([JoinAdd("s", "j", "b", 999), JoinAdd("s", "j", "b", 999)])
-    assert a == JoinState(frozenset({"a"}), 100)
-    assert b == again == JoinState(frozenset({"a", "b"}), 100)  # the first deadline stays
-    assert kv.perform([JoinDelete("s", "j", 999), JoinDelete("s", "j", 100), JoinDelete("s", "j", 100)]) == [
-        False, True, False]
+def join(member: str, deadline: int = 100, now: int = 50, mark: str = "", required=("a", "b")) -> JoinAdd:
+    return JoinAdd("s", "j", member, deadline, required=tuple(required), now_ms=now, mark=mark)
+
+
+def test_kv_joins_add_and_close_in_one_step(kv):
+    [a] = kv.perform([join("a", 100)])
+    [a2, b] = kv.perform([join("a", 999), join("b", 999)])
+    assert a == a2 == JoinState(frozenset({"a"}), 100)  # the first deadline stays
+    assert b == JoinState(frozenset({"a", "b"}), 100, "complete")  # this add completed the join, and closed it
+    [b2] = kv.perform([join("b", 300)])
+    assert b2 == JoinState(frozenset({"b"}), 300)  # a new join
+    [late] = kv.perform([join("a", 999, now=301)])
+    assert late == JoinState(frozenset({"a", "b"}), 300, "timedout")
+    [fresh] = kv.perform([join("a", 999, now=302)])
+    assert fresh == JoinState(frozenset({"a"}), 999)
+    [plain] = kv.perform([JoinAdd("s", "other", "x", 5)])  # nothing required: a plain set-add
+    assert plain == JoinState(frozenset({"x"}), 5)
+
+
+def test_kv_joins_answer_a_redelivered_mark_as_before(kv):
+    kv.perform([join("a", mark="ra")])
+    [done] = kv.perform([join("b", mark="rb")])
+    assert done.closed == "complete"
+    assert kv.perform([join("b", mark="rb"), join("a", mark="ra")]) == [
+        done, JoinState(frozenset({"a"}), 100)]  # answered as the first time; nothing added
+    [other] = kv.perform([join("b", deadline=500, mark="rb2")])
+    assert other == JoinState(frozenset({"b"}), 500)  # a new record opens a new join
+    [late] = kv.perform([join("a", now=600, mark="ra2"), ])
+    assert late == JoinState(frozenset({"a", "b"}), 500, "timedout")
+    assert kv.perform([join("a", now=601, mark="ra2")]) == [late]
+
+
+def test_dynamo_answers_with_the_item_its_change_was_applied_to(aws):
+    """A marked change that lost a race retries on the new item: its answer is that item, not the first read."""
+    from handlers.aws_lambda import aws_registry
+    from handlers.connectors.aws import client
+
+    client("dynamodb").create_table(TableName="state", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                                    AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                                    BillingMode="PAY_PER_REQUEST")
+    store, other = (aws_registry().build(ext("ExternalKVStore", "dynamo:tableName=state")) for _ in range(2))
+    read = store._get
+    raced = []
+
+    def get(key: str) -> dict:
+        item = read(key)
+        if not raced:  # another instance writes between this read and the transaction
+            raced.append(other.perform([ApplyDeltas("s", key, {"v": ("add", 10)})]))
+        return item
+
+    store._get = get
+    [answer] = store.perform([marked("k", ("r1", {"v": ("add", 1)}))])
+    assert answer == DeltasApplied({"v": 10}) and store.get("k") == {"v": 11}
+
+
+def test_two_instances_completing_one_join_at_once_close_it_once(kv):
+    """For each join, two instances add the last member at the same moment (two records): one completes it."""
+    import threading
+
+    joins = 2 if "Firestore" in type(kv).__name__ else 12  # the emulator resolves contention slowly
+    kv.perform([JoinAdd("s", f"j{j}", "a", 100, required=("a", "b"), now_ms=50, mark=f"a{j}") for j in range(joins)])
+    start = threading.Barrier(2)
+    answers: list[list] = [[], []]
+
+    def instance(n: int) -> None:
+        for j in range(joins):
+            start.wait(10)
+            answers[n].append(kv.perform([JoinAdd("s", f"j{j}", "b", 200, required=("a", "b"), now_ms=60,
+                                                  mark=f"b{j}-{n}")])[0])
+
+    threads = [threading.Thread(target=instance, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for j in range(joins):
+        pair = sorted((answers[0][j], answers[1][j]), key=lambda s: s.closed)
+        assert [s.closed for s in pair] == ["", "complete"], pair
+        assert pair[1] == JoinState(frozenset({"a", "b"}), 100, "complete")
+        assert pair[0] == JoinState(frozenset({"b"}), 200)  # the other one started the next join
 
 
 def test_kv_puts_tee_bodies(kv):
@@ -146,6 +235,22 @@ def test_several_processes_updating_the_same_keys_lose_nothing(backend, tmp_path
     assert join.members == frozenset(f"w{w}" for w in range(workers))
     if backend == "sqlite":
         assert sqlite3.connect(tmp_path / "state.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+@pytest.mark.parametrize("backend", ["mem", "sqlite"])
+def test_expired_marks_are_purged(backend, tmp_path, monkeypatch):
+    import time
+
+    store = local_registry().build(ext("ExternalKVStore", "mem:p" if backend == "mem" else f"sqlite:{tmp_path}/p.db"))
+    monkeypatch.setenv("AGGLO_DEDUPE_TTL_S", "100")
+    store.perform([marked("k", ("r1", {"v": ("add", 1)}), ("r2", {"v": ("add", 2)})), join("a", mark="ra")])
+    monkeypatch.setenv("AGGLO_DEDUPE_TTL_S", "10000")
+    store.perform([marked("k", ("r3", {"v": ("add", 4)}))])
+    assert store.purge_expired(time.time()) == 0
+    assert store.purge_expired(time.time() + 1000) == 3  # r1, r2 and ra; r3 is kept
+    assert store.get("k") == {"v": 7} and store.get("mark/r3") is not None and store.get("mark/r1") is None
+    [again] = store.perform([marked("k", ("r3", {"v": ("add", 4)}))])
+    assert again.duplicates == {"r3"}
 
 
 def test_sqlite_rolls_back_a_failed_batch(tmp_path):
@@ -198,3 +303,115 @@ def test_temporaries_of_a_crashed_writer_are_cleaned_up_when_old(tmp_path):
     os.utime(old, (0, 0))
     DirectoryStore(str(directory), ".json")
     assert sorted(os.listdir(directory)) == [".tmp-fresh"]
+
+
+# --- many processes, overlapping deliveries ------------------------------------------------------
+
+WORKERS = 8
+SIZES = {"sqlite": (48, 3), "redis": (48, 3), "dynamo": (24, 2)}  # (records, copies of each): moto is slow
+
+
+def _overlap_config(state_cs: str) -> dict:
+    from builders import config, kv
+
+    def agg(name: str, kind: str, groups: tuple[str, ...] = ()) -> dict:
+        return {"aggregator": {"name": name, "stateStore": "State", "forwardState": True,
+                               "aggregation": {"key": "n", "aggregationType": kind, "groupByKeys": list(groups)}}}
+
+    return config(agg("Sum", "AggSum", ("g",)), agg("Count", "AggCount"), agg("Max", "AggMax", ("g",)),
+                  {"completer": {"name": "Join", "stateStore": "State",
+                                 "completion": {"joinKeys": ["a", "b"], "timeoutMs": 3_600_000}}},
+                  externals=(kv("State", state_cs),))
+
+
+def _overlap_record(i: int) -> dict:
+    """Record i: a number, a group, and one side (a or b) of join j<i // 2>."""
+    return {"n": i % 7 + 1, "g": "xy"[i % 2], "ab"[i % 2]: f"j{i // 2}"}
+
+
+def _overlap_worker(state_cs: str, registry: str, worker: int, start, out: str, size: tuple[int, int]) -> None:
+    """Delivers its share of the records (each record goes to COPIES workers), in its own order."""
+    import random
+
+    from agglo_core import Record, compile_plan
+    from handlers.runtime import Runtime
+
+    if registry == "aws":
+        from handlers.aws_lambda import aws_registry as make
+    else:
+        make = local_registry
+    runtime = Runtime.build(compile_plan(_overlap_config(state_cs)), make())
+    n_records, copies = size
+    mine = [i for i in range(n_records) if any((i + c) % WORKERS == worker for c in range(copies))]
+    random.Random(worker).shuffle(mine)
+    start.wait(60)
+    seen = []
+    for b in range(0, len(mine), 8):
+        batch = mine[b:b + 8]
+        for i, outcome in zip(batch, runtime.process([Record(f"r{i}", _overlap_record(i)) for i in batch]),
+                              strict=True):
+            assert not outcome.errors, outcome.errors
+            [(_, event)] = outcome.outputs
+            seen.append([i, event.get("internal:completion:Join"), event["internal:aggregation:P"]["n:AggCount"]])
+    with open(out, "w") as f:
+        json.dump(seen, f)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "dynamo"])
+def test_eight_processes_delivering_overlapping_records_count_each_once(backend, tmp_path, request):
+    """Every record reaches several of eight processes at once (a redelivery racing the first delivery):
+    sums, counts, maxima and completions come out exactly as one delivery of each record gives them."""
+    registry = "local"
+    N_RECORDS, COPIES = SIZES[backend]  # noqa: N806
+    if backend == "sqlite":
+        cs = f"sqlite:{tmp_path}/state.db"
+    elif backend == "redis":
+        cs = request.getfixturevalue("redis_kv_url")
+    else:
+        request.getfixturevalue("aws")
+        from handlers.connectors.aws import client
+
+        client("dynamodb").create_table(
+            TableName="state", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+        cs, registry = "dynamo:tableName=state", "aws"
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(WORKERS)
+    outs = [str(tmp_path / f"worker-{w}.json") for w in range(WORKERS)]
+    procs = [ctx.Process(target=_overlap_worker, args=(cs, registry, w, start, outs[w], SIZES[backend]))
+             for w in range(WORKERS)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(180)
+        assert p.exitcode == 0
+    from agglo_core import compile_plan
+    from handlers.runtime import Runtime
+
+    make = local_registry
+    if registry == "aws":
+        from handlers.aws_lambda import aws_registry as make
+    runtime = Runtime.build(compile_plan(_overlap_config(cs)), make())
+    store = runtime.connectors["State"]
+    records = [_overlap_record(i) for i in range(N_RECORDS)]
+    prefix = "agg/c5024ca8-d601-499f-bb24-daae74357b5e/P"
+    for g in "xy":
+        mine = [r["n"] for r in records if r["g"] == g]
+        assert store.get(f'{prefix}/Sum/n:AggSum["{g}"]') == {"value": sum(mine)}
+        assert store.get(f'{prefix}/Max/n:AggMax["{g}"]') == {"value": max(mine)}
+    assert store.get(f"{prefix}/Count/n:AggCount") == {"value": N_RECORDS}
+
+    deliveries = [row for out in outs for row in json.loads(pathlib.Path(out).read_text())]
+    assert len(deliveries) == N_RECORDS * COPIES
+    shown: dict[int, set] = {}
+    for i, status, count in deliveries:
+        shown.setdefault(i, set()).add((status, count["value"]))
+    # Every delivery of a record shows what its first delivery showed: one status and one count per record,
+    assert all(len(v) == 1 for v in shown.values()), {i: v for i, v in shown.items() if len(v) > 1}
+    # the counts shown are 1..N, each once (each record counted once, in some order),
+    assert sorted(next(iter(v))[1] for v in shown.values()) == list(range(1, N_RECORDS + 1))
+    # and each join completed exactly once, by one of its two records.
+    completing = sorted(i // 2 for i, v in shown.items() if next(iter(v))[0] == "complete")
+    assert completing == list(range(N_RECORDS // 2))
+    for j in range(N_RECORDS // 2):  # no join was started again by a late copy of one of its records
+        assert store.get(f"join/c5024ca8-d601-499f-bb24-daae74357b5e/P/Join/j{j}") is None

@@ -78,3 +78,64 @@ def test_without_dedupe_a_replay_counts_again(tmp_path):
     crash_after_processing(tmp_path, runtime, 5)
     drain(tmp_path, runtime)
     assert count(runtime) == 10
+
+
+class Flaky:
+    """Wraps a connector: its calls fail while ``down`` is set."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.down = inner, True
+
+    def perform(self, effects):
+        if self.down:
+            raise ConnectionError("state store unreachable")
+        return self.inner.perform(effects)
+
+
+def test_records_that_failed_for_an_outside_reason_are_tried_again(tmp_path):
+    runtime = counting_runtime(tmp_path)
+    flaky = runtime.connectors["State"] = Flaky(runtime.connectors["State"])
+    now = [1000.0]
+    queue = DurableQueue(str(tmp_path / "q"), backoff_s=2, clock=lambda: now[0])
+    for i in range(3):
+        queue.put(f"http:{i}", json.dumps({"n": i}).encode())
+    queue.put("http:bad", b'{"other": 1}')  # no n: counted nowhere, still fine
+    assert queue.work_once(runtime)
+    assert queue.counts() == {"inflight": 0, "unprocessed": 3, "failed": 0}  # kept, not parked in 'failed'
+    assert not queue.work_once(runtime)  # not before the backoff
+    flaky.down = False
+    now[0] += 2
+    assert queue.work_once(runtime)
+    assert queue.counts() == {"inflight": 0, "unprocessed": 0, "failed": 0}
+    runtime.connectors["State"] = flaky.inner
+    assert count(runtime) == 3
+    queue.close()
+
+
+def test_a_record_that_keeps_failing_is_parked_after_max_attempts(tmp_path, monkeypatch):
+    from handlers import queue as queue_module
+
+    monkeypatch.setattr(queue_module, "MAX_ATTEMPTS", 3)
+    runtime = counting_runtime(tmp_path)
+    runtime.connectors["State"] = Flaky(runtime.connectors["State"])
+    queue = DurableQueue(str(tmp_path / "q"), backoff_s=0)
+    queue.put("http:0", b'{"n": 0}')
+    for _ in range(3):
+        assert queue.work_once(runtime)
+    assert queue.counts() == {"inflight": 0, "unprocessed": 0, "failed": 1}
+    queue.close()
+
+
+def test_a_queue_written_by_an_older_agglo_gains_the_retry_columns(tmp_path):
+    import sqlite3
+
+    (tmp_path / "q").mkdir()
+    conn = sqlite3.connect(tmp_path / "q" / "queue.db")
+    conn.executescript("CREATE TABLE queue (id INTEGER PRIMARY KEY AUTOINCREMENT, record_id TEXT NOT NULL, "
+                       "body BLOB NOT NULL, inflight INTEGER NOT NULL DEFAULT 0);"
+                       "INSERT INTO queue (record_id, body, inflight) VALUES ('http:0', '{\"n\": 0}', 1);")
+    conn.commit()
+    conn.close()
+    runtime = counting_runtime(tmp_path)
+    assert drain(tmp_path, runtime) == {"inflight": 0, "unprocessed": 0, "failed": 0}
+    assert count(runtime) == 1

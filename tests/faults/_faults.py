@@ -1,0 +1,563 @@
+"""Fault injection around the real connectors, the platforms' ways of redelivering, and the comparison.
+
+A scenario runs one batch through one adapter on one KV backend while a fault
+fires at the k-th effect the runtime hands to a connector:
+
+* ``before``: effect k is not performed (the effects before it were), and the
+  connector call fails: the runtime sees its effects fail;
+* ``after``: effect k was performed (committed) and then the call fails: the
+  write succeeded, but the caller saw an error (the classic source of duplicates);
+* ``crash``: effect k was performed and then the process dies (a ``BaseException``
+  that nothing in agglo catches): the platform redelivers the whole batch.
+
+The platform then redelivers as it does (only ``batchItemFailures``, from the
+lowest failed sequence number, one message, the in-flight queue rows, the whole
+file) until every record went through, and the final state, outputs and
+completions are compared with a run where nothing failed.
+
+The wrapper sits around the connector objects the runtime calls; production code
+has no test hooks.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import pathlib
+import shutil
+import tempfile
+import urllib.parse
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+from builders import config, external, kv
+
+from agglo_core import EffectFailed, compile_plan
+from agglo_core.effects import Put
+from handlers.connectors import Registry
+from handlers.runtime import Runtime
+
+NOW_S = 1_700_000_000.0
+TIMEOUT_MS = 3_600_000
+MODES = ("before", "after", "crash")
+ENV_STATE, ENV_FILES = "AGGLO_FAULTS_STATE", "AGGLO_FAULTS_FILES"
+
+
+class InjectedError(Exception):
+    """A connector call failed."""
+
+
+class Crash(BaseException):
+    """The process died here (kill -9, a Lambda timeout): nothing in agglo may catch it."""
+
+
+# --- the fault -----------------------------------------------------------------------------------
+
+@dataclass
+class Fault:
+    k: int = 0  # 0: never fire (the once-only run, counting effects)
+    mode: str = "after"
+    seen: int = 0
+    fired: bool = False
+    kinds: list[str] = field(default_factory=list)  # "<effect> <target>" of every effect, in order
+
+
+class Faulty:
+    """Wraps the connector the runtime calls; fires ``fault`` at the k-th effect across all connectors."""
+
+    def __init__(self, inner: Any, fault: Fault) -> None:
+        self.inner, self.fault = inner, fault
+
+    def perform(self, effects: list[Any]) -> list[Any]:
+        f = self.fault
+        start = f.seen
+        f.seen += len(effects)
+        f.kinds.extend(f"{type(e).__name__} {getattr(e, 'target', None) or getattr(e, 'store', '')}" for e in effects)
+        if f.fired or not (start < f.k <= f.seen):
+            return self.inner.perform(effects)
+        j = f.k - start
+        done = effects[:j] if f.mode != "before" else effects[:j - 1]
+        if done:
+            answers = self.inner.perform(done)
+            assert not any(isinstance(a, EffectFailed) for a in answers), answers
+        f.fired = True
+        if f.mode == "crash":
+            raise Crash(f"killed after effect {f.k}")
+        raise InjectedError(f"injected {f.mode} effect {f.k}")
+
+
+class Sink:
+    """``rec:NAME`` (an ``ExternalPubSub``): every message published, as a queue or stream keeps them."""
+
+    sinks: dict[str, Sink] = {}
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, dict]] = []
+
+    def perform(self, effects: list[Any]) -> list[Any]:
+        assert all(isinstance(e, Put) for e in effects)
+        self.messages.extend((e.key, orjson.loads(orjson.dumps(e.body))) for e in effects)
+        return [None] * len(effects)
+
+    @classmethod
+    def register(cls, registry: Registry) -> Registry:
+        registry.register("ExternalPubSub", "rec", lambda ext: cls.sinks.setdefault(
+            ext.connectionString.split(":", 1)[1], cls()))
+        return registry
+
+
+# --- the pipeline and the batch ------------------------------------------------------------------
+
+def fault_config(retries: int = 0) -> dict:
+    """Sum, count and max per group, a join on a / b, and tees to the state store, files and a queue."""
+    def agg(name: str, kind: str, groups: tuple[str, ...] = ()) -> dict:
+        return {"aggregator": {"name": name, "stateStore": "State", "forwardState": True,
+                               "aggregation": {"key": "n", "aggregationType": kind, "groupByKeys": list(groups)}}}
+
+    return config(
+        agg("SumN", "AggSum", ("g",)), agg("CountN", "AggCount"), agg("MaxN", "AggMax", ("g",)),
+        {"completer": {"name": "Join", "stateStore": "State",
+                       "completion": {"joinKeys": ["a", "b"], "timeoutMs": TIMEOUT_MS}}},
+        {"tee": {"name": "ToKV", "outputConnectorRef": "State"}},
+        {"tee": {"name": "ToFiles", "outputConnectorRef": "Files"}},
+        {"tee": {"name": "ToQueue", "outputConnectorRef": "Queue"}},
+        externals=(kv("State", f"${{{ENV_STATE}}}"), external("ExternalLocalFile", "Files", f"${{{ENV_FILES}}}"),
+                   external("ExternalPubSub", "Queue", "rec:out")), retries=retries)
+
+
+BATCH = [
+    {"n": 3, "g": "x", "a": "j1"},
+    {"n": 5, "g": "y", "b": "j2"},
+    {"n": 2, "g": "x", "b": "j1"},  # completes j1
+    {"n": 7, "g": "y", "a": "j2"},  # completes j2
+    {"n": 1, "g": "x"},
+    {"n": 4, "g": "y", "a": "j2"},  # a new j2
+    {"n": 6, "g": "x", "a": "j3"},  # stays open
+    {"n": 2, "g": "y", "b": "j2"},  # completes the new j2
+]
+SMALL_BATCH = [{"n": 3, "g": "x", "a": "j1"}, {"n": 5, "g": "y", "a": "j2"}, {"n": 2, "g": "x", "b": "j1"}]
+
+
+def check_reference(result: Result, events: list[dict], completions: int, open_joins: dict[str, list[str]]) -> None:
+    """The once-only run itself, against what one delivery must give worked out by hand."""
+    sums: dict[str, int] = {}
+    tops: dict[str, int] = {}
+    for e in events:
+        sums[e["g"]] = sums.get(e["g"], 0) + e["n"]
+        tops[e["g"]] = max(tops.get(e["g"], e["n"]), e["n"])
+    state = result.state
+
+    def values(process: str) -> dict[str, Any]:
+        return {k.rsplit("/", 1)[1]: v["value"] for k, v in state.items() if k.startswith("agg/") and f"/{process}/" in k}
+
+    assert values("SumN") == {f'n:AggSum["{g}"]': n for g, n in sums.items()}, state
+    assert values("CountN") == {"n:AggCount": len(events)}, state
+    assert values("MaxN") == {f'n:AggMax["{g}"]': n for g, n in tops.items()}, state
+    joins = {k.rsplit("/", 1)[1]: v["join"] for k, v in state.items() if k.startswith("join/")}
+    assert joins == open_joins, joins
+    assert result.completions() == completions
+    assert len(result.files) == len(events) and len(result.messages) == len(events)
+    assert sum(1 for k in state if not k.startswith(("agg/", "join/"))) == len(events)  # the KV tee's entries
+
+
+# --- backends ------------------------------------------------------------------------------------
+
+@dataclass
+class Backend:
+    """A KV backend: a fresh empty store's connection string per scenario, and a dump of what it holds."""
+
+    name: str
+    registry: Callable[[], Registry]
+    fresh: Callable[[pathlib.Path], str]
+    dump: Callable[[Any], dict[str, Any]]  # the built connector -> {key: value} without dedupe marks
+
+
+def _join(members: Any, deadline: Any) -> dict:
+    return {"join": sorted(members), "deadline": int(deadline)}
+
+
+def _plain(key: str, value: Any) -> Any:
+    if key.startswith("join/"):
+        return _join(value["members"], value["deadline"])
+    return orjson.loads(orjson.dumps(value))
+
+
+def dump_memory(store: Any) -> dict[str, Any]:
+    return {k: _plain(k, v) for k, v in store.data.items() if not k.startswith("mark/")}
+
+
+def dump_sqlite(store: Any) -> dict[str, Any]:
+    rows = store._connect().execute("SELECT key, value FROM kv WHERE key NOT LIKE 'mark/%'").fetchall()
+    return {k: _plain(k, orjson.loads(v)) for k, v in rows}
+
+
+def dump_redis(store: Any) -> dict[str, Any]:
+    from handlers.connectors.redis_kv import _number
+
+    out: dict[str, Any] = {}
+    client = store.client
+    for raw in client.scan_iter(count=1000):
+        key = raw.decode()
+        if "|mark|" in key:
+            continue
+        if client.type(raw) == b"hash":
+            fields = {k.decode(): v for k, v in client.hgetall(raw).items()}
+            if key.startswith("join/"):
+                out[key] = _join([f[2:] for f in fields if f.startswith("m:")], fields["deadline"])
+            else:
+                out[key] = {f: _number(v) for f, v in fields.items()}
+        else:
+            out[key] = orjson.loads(client.get(raw))
+    return out
+
+
+def dump_dynamo(store: Any) -> dict[str, Any]:
+    from handlers.connectors.dynamo import _fields
+
+    out: dict[str, Any] = {}
+    for page in store._client.get_paginator("scan").paginate(TableName=store.table, ConsistentRead=True):
+        for item in page["Items"]:
+            key = item["pk"]["S"]
+            if key.startswith("mark/"):
+                continue
+            if "json" in item:
+                out[key] = orjson.loads(item["json"]["S"])
+            elif "members" in item:
+                out[key] = _join(item["members"]["SS"], item["deadline"]["N"])
+            else:
+                out[key] = _fields(item)
+    return out
+
+
+def dump_firestore(store: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for doc in store.client.collection(store.collection).stream():
+        key = urllib.parse.unquote(doc.id)
+        if key.startswith("mark/"):
+            continue
+        data = doc.to_dict()
+        out[key] = orjson.loads(data["json"]) if "json" in data else _plain(key, data)
+    return out
+
+
+# --- the platforms' ways of delivering -----------------------------------------------------------
+
+class Delivery:
+    """Delivers ``events`` through an adapter until every record went through; counts invocations."""
+
+    def __init__(self, runtime: Runtime, events: list[dict], tmp: pathlib.Path) -> None:
+        self.runtime, self.events, self.tmp = runtime, events, tmp
+        self.invocations = 0
+
+    def invoked(self) -> None:
+        self.invocations += 1
+        assert self.invocations <= 4 * len(self.events) + 10, "redelivery does not converge"
+
+
+def lambda_context() -> SimpleNamespace:
+    return SimpleNamespace(aws_request_id=str(uuid.uuid4()), function_name="agglo", memory_limit_in_mb=512,
+                           invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:agglo",
+                           get_remaining_time_in_millis=lambda: 30_000)
+
+
+def deliver_sqs(d: Delivery) -> None:
+    """Lambda and SQS: only the ``batchItemFailures`` come back; after a crash the whole batch does."""
+    from handlers import aws_lambda
+
+    app = aws_lambda.App(d.runtime)
+    pending = list(range(len(d.events)))
+    while pending:
+        d.invoked()
+        event = {"Records": [{
+            "messageId": f"m-{i}", "receiptHandle": f"rh-{i}", "body": orjson.dumps(d.events[i]).decode(),
+            "md5OfBody": "x", "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1"},
+            "messageAttributes": {}, "eventSource": "aws:sqs", "awsRegion": "us-east-1",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:input"} for i in pending]}
+        try:
+            response = app(event, lambda_context())
+        except Crash:
+            continue
+        failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+        pending = [i for i in pending if f"m-{i}" in failed]
+
+
+def deliver_kinesis(d: Delivery) -> None:
+    """Lambda and Kinesis: the batch again from the lowest failed sequence number; after a crash, all of it."""
+    from handlers import aws_lambda
+
+    app = aws_lambda.App(d.runtime)
+    start = 0
+    while start < len(d.events):
+        d.invoked()
+        event = {"Records": [{
+            "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": "k", "sequenceNumber": f"4959{i:020d}",
+                        "data": base64.b64encode(orjson.dumps(d.events[i])).decode(),
+                        "approximateArrivalTimestamp": 1.5},
+            "eventSource": "aws:kinesis", "eventVersion": "1.0", "eventID": f"shardId-000000000000:4959{i:020d}",
+            "eventName": "aws:kinesis:record", "awsRegion": "us-east-1",
+            "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/in"} for i in range(start, len(d.events))]}
+        try:
+            response = app(event, lambda_context())
+        except Crash:
+            continue
+        failed = [int(f["itemIdentifier"][4:]) for f in response["batchItemFailures"]]
+        start = min(failed) if failed else len(d.events)
+
+
+def deliver_pubsub(d: Delivery) -> None:
+    """Cloud Functions and Pub/Sub: one message per invocation; an error (or a crash) redelivers it."""
+    from cloudevents.http import CloudEvent
+
+    from handlers import gcp_functions
+    from handlers.sources.gcp import PUBSUB_PUBLISHED
+
+    app = gcp_functions.App(d.runtime, None)
+    for i, e in enumerate(d.events):
+        message = {"data": base64.b64encode(orjson.dumps(e)).decode(), "messageId": f"ps-{i}",
+                   "publishTime": "2024-01-01T00:00:00Z", "attributes": {}}
+        while True:
+            d.invoked()
+            event = CloudEvent({"type": PUBSUB_PUBLISHED, "source": "//pubsub.googleapis.com/t", "id": f"ps-{i}"},
+                               {"message": message, "subscription": "projects/p/subscriptions/s"})
+            try:
+                app.cloud_event(event)
+                break
+            except (gcp_functions.TransientFailure, Crash):
+                continue  # not acknowledged: Pub/Sub delivers it again
+
+
+def deliver_queue(d: Delivery) -> None:
+    """The durable daemon: failed records are tried again; after a crash a restart replays what was in flight."""
+    from handlers.queue import DurableQueue
+
+    directory = str(d.tmp / "queue")
+    queue = DurableQueue(directory, backoff_s=0)
+    for i, e in enumerate(d.events):
+        queue.put(f"http:evt-{i}", orjson.dumps(e))
+    try:
+        while queue.counts()["unprocessed"]:
+            d.invoked()
+            try:
+                queue.work_once(d.runtime)
+            except Crash:
+                queue.close()
+                queue = DurableQueue(directory, backoff_s=0)  # the restarted daemon
+        assert queue.counts() == {"inflight": 0, "unprocessed": 0, "failed": 0}
+    finally:
+        queue.close()
+
+
+def deliver_run(d: Delivery) -> None:
+    """``agglo run --dedupe``: a run that failed (or died) is run again on the whole file."""
+    from handlers import local
+
+    data = b"\n".join(orjson.dumps(e) for e in d.events) + b"\n"
+    while True:
+        d.invoked()
+        try:
+            if local.run(d.runtime, io.BytesIO(data), "events.jsonl", io.BytesIO(), io.StringIO()) == 0:
+                return
+        except Crash:
+            continue
+
+
+ADAPTERS: dict[str, Callable[[Delivery], None]] = {
+    "agglo run --dedupe": deliver_run, "durable queue": deliver_queue, "Lambda SQS": deliver_sqs,
+    "Lambda Kinesis": deliver_kinesis, "Cloud Functions Pub/Sub": deliver_pubsub}
+
+
+# --- a scenario and its comparison ---------------------------------------------------------------
+
+@dataclass
+class Result:
+    state: dict[str, Any]
+    files: dict[str, Any]
+    messages: list[tuple[str, dict]]
+    effects: int
+    invocations: int
+    fired: bool
+    kinds: list[str]
+
+    def completions(self) -> int:
+        return sum(1 for body in self.files.values() if body.get("internal:completion:Join") == "complete")
+
+
+def run_scenario(backend: Backend, adapter: str, events: list[dict], tmp: pathlib.Path, fault: Fault,
+                 plan: Any = None) -> Result:
+    from handlers.connectors import memory
+
+    tmp.mkdir(parents=True)
+    memory.reset()
+    Sink.sinks.clear()
+    env = {ENV_STATE: backend.fresh(tmp), ENV_FILES: str(tmp / "files")}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        registry = Sink.register(backend.registry())
+        runtime = Runtime.build(plan or PLAN, registry, clock=lambda: NOW_S, sleep=lambda s: None)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    state = runtime.connectors["State"]
+    runtime.connectors = {name: Faulty(c, fault) for name, c in runtime.connectors.items()}
+    delivery = Delivery(runtime, events, tmp)
+    ADAPTERS[adapter](delivery)
+    files = {p.name: orjson.loads(p.read_bytes()) for p in (tmp / "files").glob("*.json")}
+    return Result(backend.dump(state), files, list(Sink.sinks["out"].messages), fault.seen, delivery.invocations,
+                  fault.fired, fault.kinds)
+
+
+PLAN = compile_plan(fault_config())
+RETRYING_PLAN = compile_plan(fault_config(retries=1))  # every process retries a failed effect once
+
+
+@dataclass
+class Findings:
+    """What differs from the once-only run: lost, duplicated (double-counted) and otherwise different results."""
+
+    lost: list[str] = field(default_factory=list)
+    duplicated: list[str] = field(default_factory=list)
+    different: list[str] = field(default_factory=list)
+    resent: int = 0  # messages sent again under the same id and with the same body (consumers drop them)
+
+    def __bool__(self) -> bool:
+        return bool(self.lost or self.duplicated or self.different)
+
+
+def _compare_map(what: str, want: dict, got: dict, f: Findings) -> None:
+    for key in want.keys() - got.keys():
+        f.lost.append(f"{what} {key} missing")
+    for key in got.keys() - want.keys():
+        f.duplicated.append(f"{what} {key} extra: {got[key]}")
+    for key in want.keys() & got.keys():
+        if want[key] == got[key]:
+            continue
+        counted = key.startswith("agg/") and ("AggSum" in key or "AggCount" in key)
+        if counted and got[key]["value"] > want[key]["value"]:
+            f.duplicated.append(f"{what} {key}: {got[key]} instead of {want[key]}")
+        elif counted:
+            f.lost.append(f"{what} {key}: {got[key]} instead of {want[key]}")
+        else:
+            f.different.append(f"{what} {key}: {got[key]} instead of {want[key]}")
+
+
+def compare(want: Result, got: Result) -> Findings:
+    f = Findings()
+    _compare_map("state", want.state, got.state, f)
+    _compare_map("file", want.files, got.files, f)
+    sent = dict(want.messages)
+    assert len(sent) == len(want.messages), "the once-only run sent a message twice"
+    seen: set[str] = set()
+    for key, body in got.messages:
+        if key not in sent:
+            f.duplicated.append(f"message {key} extra")
+        elif body != sent[key]:
+            f.different.append(f"message {key} sent again with another body: {body}")
+        elif key in seen:
+            f.resent += 1
+        seen.add(key)
+    f.lost.extend(f"message {key} never sent" for key in sent.keys() - seen)
+    if got.completions() > want.completions():
+        f.duplicated.append(f"{got.completions()} completions instead of {want.completions()}")
+    elif got.completions() < want.completions():
+        f.lost.append(f"{got.completions()} completions instead of {want.completions()}")
+    return f
+
+
+# --- the tally the report quotes -----------------------------------------------------------------
+
+@dataclass
+class Tally:
+    scenarios: int = 0
+    faults: int = 0
+    invocations: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    different: int = 0
+    resent: int = 0
+
+
+TALLY: dict[tuple[str, str], Tally] = {}
+
+
+def some_effects(kinds: list[str]) -> list[int]:
+    """For slow backends: the first and last effect of each kind (and target), not every one."""
+    firsts = {kind: kinds.index(kind) + 1 for kind in kinds}
+    lasts = {kind: len(kinds) - kinds[::-1].index(kind) for kind in kinds}
+    return sorted(set(firsts.values()) | set(lasts.values()))
+
+
+def scratch(tmp: pathlib.Path) -> pathlib.Path:
+    """Scenario directories in memory where the machine has /dev/shm: thousands of small files and fsyncs."""
+    shm = pathlib.Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        return pathlib.Path(tempfile.mkdtemp(prefix="agglo-faults-", dir=shm))
+    return tmp
+
+
+def sweep(backend: Backend, adapter: str, events: list[dict], tmp: pathlib.Path, completions: int,
+          open_joins: dict[str, list[str]], modes: tuple[str, ...] = MODES, every_effect: bool = True,
+          plan: Any = None) -> Tally:
+    """A fault at every effect k (or some, see ``some_effects``) in every mode; every scenario against the
+    once-only run."""
+    root = scratch(tmp)
+    try:
+        return _sweep(backend, adapter, events, root, completions, open_joins, modes, every_effect, plan)
+    finally:
+        if root != tmp:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _sweep(backend: Backend, adapter: str, events: list[dict], tmp: pathlib.Path, completions: int,
+           open_joins: dict[str, list[str]], modes: tuple[str, ...], every_effect: bool, plan: Any) -> Tally:
+    reference = run_scenario(backend, adapter, events, tmp / "once", Fault(), plan)
+    check_reference(reference, events, completions, open_joins)
+    tally = TALLY.setdefault((backend.name, adapter + (" + retries" if plan is RETRYING_PLAN else "")), Tally())
+    failures = []
+    ks = range(1, reference.effects + 1) if every_effect else some_effects(reference.kinds)
+    for k in ks:
+        for mode in modes:
+            got = run_scenario(backend, adapter, events, tmp / f"{mode}-{k}", Fault(k, mode), plan)
+            if plan is RETRYING_PLAN and mode != "crash":
+                assert got.invocations == 1, f"effect {k} ({mode}): the runtime's retry did not absorb it"
+            assert got.fired, f"the fault at effect {k} never fired"
+            found = compare(reference, got)
+            tally.scenarios += 1
+            tally.faults += 1
+            tally.invocations += got.invocations
+            tally.lost += len(found.lost)
+            tally.duplicated += len(found.duplicated)
+            tally.different += len(found.different)
+            tally.resent += found.resent
+            if found:
+                failures.append(f"fault {mode} effect {k}/{reference.effects}: lost {found.lost[:3]}, "
+                                f"duplicated {found.duplicated[:3]}, different {found.different[:3]}")
+    assert not failures, f"{len(failures)} scenario(s) differ from the once-only run:\n" + "\n".join(failures[:5])
+    return tally
+
+
+def summary_lines() -> list[str]:
+    if not TALLY:
+        return []
+    rows = [("backend", "adapter", "faults", "invocations", "lost", "duplicated", "different", "resent (same id)")]
+    total = Tally()
+    for (backend, adapter), t in sorted(TALLY.items()):
+        rows.append((backend, adapter, str(t.faults), str(t.invocations), str(t.lost), str(t.duplicated),
+                     str(t.different), str(t.resent)))
+        for name in ("scenarios", "faults", "invocations", "lost", "duplicated", "different", "resent"):
+            setattr(total, name, getattr(total, name) + getattr(t, name))
+    rows.append(("all", "", str(total.faults), str(total.invocations), str(total.lost), str(total.duplicated),
+                 str(total.different), str(total.resent)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.append(f"fault injection: {total.faults} faults injected, {total.lost} lost and {total.duplicated} "
+                 f"duplicated results found ({total.different} otherwise different)")
+    return lines
