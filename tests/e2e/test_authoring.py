@@ -184,12 +184,12 @@ def test_graph_draws_the_pipeline_in_each_format(tmp_path):
     assert mermaid.returncode == 0, mermaid.stderr.decode()
     text = mermaid.stdout.decode()
     assert text.startswith("flowchart TD\n")
-    assert 'p0_0 -.->|"if doTest == #quot;true#quot;"| x0' in text
+    assert 'p0_0 -.->|"if doTest == \'true\'"| x0' in text
     assert 'x0[("ServiceB<br/>LocalFile: out/service-test")]' in text
     svg = run_agglo(["graph", "pipelines/basic.json", "--format", "svg"], REPO)
     doc = xml.dom.minidom.parseString(svg.stdout)
     texts = {t.firstChild.data for t in doc.getElementsByTagName("text")}
-    assert {"BasicPipeline", "AnnotateFooBar", 'foobar = "found" if someDict.someFixed == "foobar"'} <= texts
+    assert {"BasicPipeline", "AnnotateFooBar", "foobar = \"found\" if someDict.someFixed == 'foobar'"} <= texts
     write_config(tmp_path / "bad.json", {"partitionUuid": "nope", "pipelines": []})
     bad = run_agglo(["graph", "bad.json", "--format", "dot"], tmp_path)
     assert bad.returncode == 2 and "partitionUuid: 'nope' is not a UUID" in bad.stderr.decode()
@@ -216,9 +216,9 @@ def test_explain_shows_why_an_event_went_where_it_went(tmp_path):
     assert result.returncode == 0, result.stderr.decode()
     assert text.count("\nevent ") == 1 and text.startswith("event 1 (stdin#1)") and "event 3" not in text
     first, second = text.split("\nevent 2 (stdin#2)")
-    assert '  1. Forward to Test (tee)\n       condition: doTest == "true" -> true\n' in first
+    assert "  1. Forward to Test (tee)\n       condition: doTest == 'true' -> true\n" in first
     assert "       effect: Put -> ServiceB " in first
-    assert 'condition: doTest == "true" -> false' in second and "Put -> ServiceB" not in second
+    assert "condition: doTest == 'true' -> false" in second and "Put -> ServiceB" not in second
     assert "=> output: " in second
 
 

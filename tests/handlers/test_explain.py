@@ -39,7 +39,7 @@ def test_a_stopped_event_shows_conditions_changes_and_state_effects():
     assert "       key        input     output\n       meta.seen  (absent)  \"1\"\n" in text
     assert "  2. Total (aggregator)\n       effect: ApplyDeltas -> State " in text
     assert '"deltas": {"value": {"add": 3}}}: state before: {}' in text
-    assert "  3. OnlyBig (continuation)\n       condition: big == \"yes\" -> false\n" in text
+    assert "  3. OnlyBig (continuation)\n       condition: big == 'yes' -> false\n" in text
     assert "stopped here: the event goes no further in this pipeline" in text
     assert "=> stopped at OnlyBig: no output" in text and "Late" not in text
 
