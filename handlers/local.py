@@ -192,7 +192,8 @@ def _entwine_commands(sub: Any) -> None:
     ts.add_argument("--host", default="127.0.0.1")
     ts.add_argument("--port", type=int, default=9080)
     ts.add_argument("--interval", type=float, default=0, metavar="SECONDS", help="tick by itself this often")
-    ts.add_argument("--state", required=True, metavar="sqlite:PATH|redis://…", help="where the chain is kept")
+    ts.add_argument("--state", required=True, metavar="sqlite:PATH|redis://…|dynamo:tableName=T",
+                    help="where the chain is kept (shared by every ticker process on a redis:// or dynamo: store)")
     ts.add_argument("--key", metavar="PEM", help="the ticker's private key (default: one kept in the state)")
     ts.add_argument("--max-body", type=int, default=16 << 20, metavar="BYTES")
     ts.set_defaults(func=lambda a: _lazy("handlers.ticker", "serve")(a))

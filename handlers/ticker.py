@@ -190,7 +190,8 @@ _function_app: TickerApp | None = None
 def on_http(request: Any) -> Any:
     """Entry point for functions-framework / Cloud Functions (HTTP trigger).
 
-    State from ``AGGLO_TICKER_STATE`` (``redis://…`` or ``sqlite:PATH``); the key
+    State from ``AGGLO_TICKER_STATE`` (``redis://…``, ``dynamo:tableName=T…`` or
+    ``sqlite:PATH``, which only one instance may use); the key
     from ``AGGLO_TICKER_KEY`` (a PEM path), else kept in the state. Ticks come
     from a scheduler posting to ``/api/v1/tick``.
     """

@@ -1,15 +1,20 @@
-"""Where a ticker keeps its chain, keys and anchors: ``sqlite:PATH`` or ``redis://…``.
+"""Where a ticker keeps its chain, keys and anchors: ``sqlite:PATH``, ``redis://…`` or ``dynamo:…``.
 
 Every ticker request runs as one transaction over JSON values, so ticker
 processes sharing a store never fork the chain: SQLite with ``BEGIN
 IMMEDIATE``; Redis optimistically (``WATCH`` a version key, writes in
-``MULTI``/``EXEC``, retried when another process wrote first).
+``MULTI``/``EXEC``, retried when another process wrote first); DynamoDB
+optimistically too (``dynamo:tableName=T[,region=R][,endpoint=URL][,prefix=P]``,
+the KV connector's connection string): strongly consistent reads after reading a
+version item, the writes in one ``TransactWriteItems`` with a ``Put`` of the
+version item conditional on the version read, retried when that condition fails.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -93,6 +98,91 @@ class RedisTickerState:
                     continue
 
 
+class DynamoTickerState:
+    """One item per key (partition key ``pk``, the value as JSON in ``json``) and a version item ``v``.
+
+    Every commit moves the version, so a request that read version n and commits
+    conditional on n saw no other commit in between: each read came after the
+    version read and before the commit. A request that writes nothing checks the
+    version once more instead, so its reads are consistent with each other too.
+    """
+
+    VERSION = "version"
+    MAX_WRITES = 99  # a transaction holds at most 100 items: the version and 99 keys
+    MAX_ATTEMPTS = 100
+
+    def __init__(self, opts: dict[str, str]) -> None:
+        try:
+            import boto3  # noqa: F401 -- only a dynamo: state needs it
+        except ImportError:
+            raise RuntimeError("a dynamo: ticker state needs boto3: pip install 'agglo[aws]'") from None
+        self._table = opts["tableName"]
+        self._prefix = opts.get("prefix", "ticker/")
+        self._opts = opts
+
+    @property
+    def _client(self) -> Any:
+        from handlers.connectors.aws import client_for
+
+        return client_for("dynamodb", self._opts)
+
+    def _item(self, key: str) -> dict:
+        return self._client.get_item(TableName=self._table, Key={"pk": {"S": self._prefix + key}},
+                                     ConsistentRead=True).get("Item", {})
+
+    def _version(self) -> int | None:
+        item = self._item(self.VERSION)
+        return int(item["v"]["N"]) if item else None
+
+    def _read(self, key: str) -> Any:
+        item = self._item(key)
+        return orjson.loads(item["json"]["S"]) if item else None
+
+    def run(self, fn: Callable[[_Overlay], T]) -> T:
+        """``fn`` over the state, again if another process committed in between; its writes commit atomically."""
+        for _ in range(self.MAX_ATTEMPTS):
+            version = self._version()  # first: every later read is at least this new
+            tx = _Overlay(self._read)
+            result = fn(tx)
+            if not tx.writes:
+                if self._version() == version:
+                    return result
+                continue
+            if len(tx.writes) > self.MAX_WRITES:
+                from agglo_core.entwine.ticker import TickerError
+
+                raise TickerError(413, f"this request writes {len(tx.writes)} keys and a dynamo: ticker state "
+                                       f"commits at most {self.MAX_WRITES} in one transaction (an anchor writes "
+                                       "one per message of its proof and 4 more: keep tickerInterval at most 95)")
+            if self._commit(version, tx.writes):
+                return result
+        raise RuntimeError(f"dynamo: ticker state in {self._table!r}: still contended after "
+                           f"{self.MAX_ATTEMPTS} attempts")
+
+    def _commit(self, version: int | None, writes: dict[str, Any]) -> bool:
+        """The writes and the next version in one transaction; False if another commit came first."""
+        put: dict[str, Any] = {
+            "TableName": self._table,
+            "Item": {"pk": {"S": self._prefix + self.VERSION}, "v": {"N": str((version or 0) + 1)}}}
+        if version is None:
+            put |= {"ConditionExpression": "attribute_not_exists(#k)", "ExpressionAttributeNames": {"#k": "pk"}}
+        else:
+            put |= {"ConditionExpression": "#v = :v", "ExpressionAttributeNames": {"#v": "v"},
+                    "ExpressionAttributeValues": {":v": {"N": str(version)}}}
+        items = [{"Put": put}, *({"Put": {"TableName": self._table, "Item": {
+            "pk": {"S": self._prefix + k}, "json": {"S": orjson.dumps(v).decode()}}}} for k, v in writes.items())]
+        try:
+            # The token makes botocore's own retries of this call (after a lost answer) idempotent:
+            # a transaction that went through is not refused as a conflict and run again.
+            self._client.transact_write_items(TransactItems=items, ClientRequestToken=str(uuid.uuid4()))
+        except Exception as err:
+            reasons = getattr(err, "response", {}).get("CancellationReasons") or []
+            if any(r.get("Code") in ("ConditionalCheckFailed", "TransactionConflict") for r in reasons):
+                return False
+            raise
+        return True
+
+
 def open_state(spec: str) -> Any:
     """The store a ``--state`` spec names; ``ValueError`` for one it does not know."""
     if spec.startswith("sqlite:") and len(spec) > 7:
@@ -101,5 +191,12 @@ def open_state(spec: str) -> Any:
         parts = urlsplit(spec)
         prefix = parse_qs(parts.query).get("prefix", ["ticker:"])[0]
         return RedisTickerState(parts._replace(query="").geturl(), prefix)
-    raise ValueError(f"unknown ticker state {spec!r}: use sqlite:PATH or redis://host:port/db[?prefix=P] "
-                     "(dynamo: is not offered for the ticker yet)")
+    if spec.startswith("dynamo:"):
+        from handlers.connectors.aws import options
+
+        opts = options(spec)
+        if not opts.get("tableName"):
+            raise ValueError(f"ticker state {spec!r}: dynamo: needs tableName=…")
+        return DynamoTickerState(opts)
+    raise ValueError(f"unknown ticker state {spec!r}: use sqlite:PATH, redis://host:port/db[?prefix=P] or "
+                     "dynamo:tableName=T[,region=R][,endpoint=URL][,prefix=P]")

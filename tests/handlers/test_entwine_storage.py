@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import orjson
 import pytest
@@ -14,6 +17,7 @@ from agglo_core.config import External
 from agglo_core.effects import CompareAndPut, GetItems
 from agglo_core.entwine.chain import Head, append
 from agglo_core.entwine.crypto import Signer
+from agglo_core.entwine.ticker import TickerError, verify_ticks
 from handlers.connectors import local_registry
 from handlers.entwine_cli import verify_substream
 from handlers.runtime import Runtime
@@ -86,10 +90,22 @@ def _request(app: TickerApp, method: str, path: str, body: bytes | None = None) 
     return int(status[0].split()[0]), orjson.loads(b"".join(chunks))
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+def _ticker_table(name: str = "ticker") -> None:
+    from handlers.connectors.aws import client
+
+    client("dynamodb").create_table(TableName=name, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                                    AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                                    BillingMode="PAY_PER_REQUEST")
+
+
+@pytest.fixture(params=["sqlite", "redis", "dynamo"])
 def state_spec(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:{tmp_path}/ticker.db"
+    if request.param == "dynamo":
+        endpoint = request.getfixturevalue("aws")
+        _ticker_table()
+        return f"dynamo:tableName=ticker,endpoint={endpoint},prefix=t1/"
     return request.getfixturevalue("redis_kv_url") + "?prefix=t1:"
 
 
@@ -130,5 +146,52 @@ def test_the_ticker_app_refuses_bad_requests_with_a_reason(tmp_path) -> None:
     assert status == 403 and "not registered" in body["error"]
     status, body = _request(app, "GET", f"/api/v1/happenedBefore/{SS}/u/1/{SS}/u/x")
     assert status == 400 and "not an index" in body["error"]
-    with pytest.raises(ValueError, match="sqlite:PATH or redis://"):
-        open_state("dynamo:tableName=t")
+    with pytest.raises(ValueError, match="sqlite:PATH, redis://.* or dynamo:tableName=T"):
+        open_state("mysql://localhost/t")
+    with pytest.raises(ValueError, match="dynamo: needs tableName"):
+        open_state("dynamo:region=eu-west-1")
+
+
+def test_ticker_processes_sharing_a_state_never_fork_the_chain(state_spec) -> None:
+    """Ticker instances with their own connections tick the same state at once: every tick extends the last."""
+    threads, per_thread = 4, 8
+    apps = [TickerApp(state, ticker_signer(state, None)) for state in (open_state(state_spec) for _ in range(threads))]
+    assert len({app.signer.public_pem for app in apps}) == 1  # the key made once, kept in the state
+    barrier = threading.Barrier(threads)
+
+    def ticks(app: TickerApp) -> list[dict]:
+        barrier.wait()
+        return [app.tick() for _ in range(per_thread)]
+
+    with ThreadPoolExecutor(threads) as pool:
+        answered = [t for batch in pool.map(ticks, apps) for t in batch]
+    assert sorted(t["idx"] for t in answered) == list(range(threads * per_thread))  # no index handed out twice
+    chain = apps[0].call(lambda t: [t.state.get(f"tick/{i}") for i in range(threads * per_thread + 1)])
+    assert chain[-1] is None and chain[:-1] == sorted(answered, key=lambda t: t["idx"])  # every answer is kept
+    assert verify_ticks(chain[:-1], apps[0].signer.public_pem) is None  # each prevUuid is the tick before
+
+
+def test_a_dynamo_state_commits_a_request_whole_or_refuses_it_whole(aws) -> None:
+    _ticker_table("shared")
+    state = open_state("dynamo:tableName=shared")
+    other = open_state("dynamo:tableName=shared,prefix=other/")  # a second ticker in the same table
+
+    def write(n: int) -> Any:
+        return lambda tx: [tx.put(f"k/{i}", {"i": i, "n": n}) for i in range(n)]
+
+    state.run(write(99))  # the most one transaction holds besides the version item
+    with pytest.raises(TickerError, match="writes 100 keys .* at most 99") as refused:
+        state.run(write(100))
+    assert refused.value.status == 413
+    assert state.run(lambda tx: [tx.get(f"k/{i}") for i in (0, 98, 99)]) == [{"i": 0, "n": 99},
+                                                                              {"i": 98, "n": 99}, None]
+    assert other.run(lambda tx: tx.get("k/0")) is None
+    other.run(lambda tx: tx.put("k/0", "theirs"))
+    assert state.run(lambda tx: tx.get("k/0")) == {"i": 0, "n": 99}
+
+    def sees_own_writes(tx: Any) -> Any:
+        tx.put("k/0", "mine")
+        return tx.get("k/0")
+
+    assert state.run(sees_own_writes) == "mine"
+    assert other.run(lambda tx: tx.get("k/0")) == "theirs"
