@@ -98,6 +98,11 @@ class RedisTickerState:
                     continue
 
 
+MAX_DYNAMO_PROOF = 94
+"""New messages in one anchor on a dynamo: state: with the tick, its uuid, the head, the substream's last
+message and receipt, and the version item, a transaction's 100 items."""
+
+
 class DynamoTickerState:
     """One item per key (partition key ``pk``, the value as JSON in ``json``) and a version item ``v``.
 
@@ -153,7 +158,8 @@ class DynamoTickerState:
 
                 raise TickerError(413, f"this request writes {len(tx.writes)} keys and a dynamo: ticker state "
                                        f"commits at most {self.MAX_WRITES} in one transaction (an anchor writes "
-                                       "one per message of its proof and 4 more: keep tickerInterval at most 95)")
+                                       "one per new message of its proof and 5 more: keep the substreams' "
+                                       f"tickerInterval at most {MAX_DYNAMO_PROOF})")
             if self._commit(version, tx.writes):
                 return result
         raise RuntimeError(f"dynamo: ticker state in {self._table!r}: still contended after "

@@ -22,7 +22,7 @@ from handlers.connectors import local_registry
 from handlers.entwine_cli import verify_substream
 from handlers.runtime import Runtime
 from handlers.ticker import TickerApp, ticker_signer
-from handlers.ticker_state import open_state
+from handlers.ticker_state import MAX_DYNAMO_PROOF, open_state
 
 SS = "e546e731-2b86-43cd-b847-764f437a7835"
 
@@ -195,3 +195,21 @@ def test_a_dynamo_state_commits_a_request_whole_or_refuses_it_whole(aws) -> None
 
     assert state.run(sees_own_writes) == "mine"
     assert other.run(lambda tx: tx.get("k/0")) == "theirs"
+
+
+def test_a_dynamo_ticker_anchors_proofs_up_to_the_documented_length(aws) -> None:
+    _ticker_table()
+    state = open_state("dynamo:tableName=ticker")
+    app = TickerApp(state, ticker_signer(state, None))
+    sub = Signer(ed25519_pem())
+    _request(app, "POST", "/api/v1/register", orjson.dumps({"subStreamID": SS, "publicKey": sub.public_pem}))
+    genesis = _request(app, "GET", f"/api/v1/createGenesisProof/{SS}")[1]["message"]
+    messages, _ = append(Head.at_genesis(genesis), [(f"00000000-0000-5000-8000-{i:012d}", 1, "mem:o", f"k{i}", "d")
+                                                    for i in range(1, MAX_DYNAMO_PROOF + 2)], SS, sub)
+    too_long = orjson.dumps({"subStreamID": SS, "proof": [genesis, *messages]})
+    status, body = _request(app, "POST", "/api/v1/anchor", too_long)
+    assert status == 413 and f"tickerInterval at most {MAX_DYNAMO_PROOF}" in body["error"], body
+    longest = orjson.dumps({"subStreamID": SS, "proof": [genesis, *messages[:MAX_DYNAMO_PROOF]]})
+    status, receipt = _request(app, "POST", "/api/v1/anchor", longest)
+    assert status == 200 and receipt["tickerMessage"]["subStreamID"] == SS
+    assert _request(app, "GET", f"/api/v1/getProofStartUuid/{SS}")[1]["idx"] == MAX_DYNAMO_PROOF
