@@ -191,3 +191,36 @@ def test_concurrent_instances_on_one_substream_never_fork_it(tmp_path) -> None:
         assert verified.returncode == 0 and "ok (41 messages" in verified.stdout.decode(), verified.stdout
     finally:
         ticker.stop()
+
+
+def test_two_ticker_servers_on_one_dynamo_table_keep_one_chain(aws, tmp_path) -> None:
+    """`agglo ticker serve --state dynamo:…` twice on one table (moto): one key, one chain, ticked from both."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from agglo_core.entwine.ticker import verify_ticks
+    from handlers.connectors.aws import client
+
+    client("dynamodb").create_table(TableName="ticker", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                                    AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                                    BillingMode="PAY_PER_REQUEST")
+    spec = f"dynamo:tableName=ticker,endpoint={aws},prefix=e2e/"
+    servers = [TickerServer(tmp_path / "none", tmp_path, "--state", spec, log_name=f"ticker{i}").start()
+               for i in range(2)]
+    try:
+        keys = {request(s.port, "GET", "/api/v1/publicKey")[1]["publicKey"] for s in servers}
+        assert len(keys) == 1  # the second server found the key the first one made
+
+        def ticks(port: int) -> list[int]:
+            answers = [request(port, "POST", "/api/v1/tick", b"{}") for _ in range(8)]
+            assert all(status == 200 for status, _ in answers), answers
+            return [body["tickerMessage"]["idx"] for _, body in answers]
+
+        with ThreadPoolExecutor(4) as pool:
+            answered = [i for batch in pool.map(ticks, [s.port for s in servers] * 2) for i in batch]
+        status, body = request(servers[1].port, "GET", f"/api/v1/ticks?from=0&to={2 + 4 * 8}")
+        assert status == 200 and len(body["ticks"]) == 2 + len(answered)  # a tick per server start, ours, none more
+        assert sorted(answered) == list(range(2, 2 + len(answered)))
+        assert verify_ticks(body["ticks"], keys.pop()) is None
+    finally:
+        for s in servers:
+            s.stop()
