@@ -636,10 +636,9 @@ def test_binge_test_pipeline_end_to_end():
     assert results[0]["version-control"] == "git-dev" and results[4]["deploy"] == "circleci-dev"
 
 
-def test_entwine_loads_but_does_not_compile_yet():
-    with pytest.raises(ConfigError, match="entwine"):
+def test_entwine_compiles_only_with_its_private_key():
+    with pytest.raises(ConfigError, match="no private key loaded for pemPath"):
         compile_plan((BINGE / "entwine__binge-a.json").read_text())
-
 
 
 def test_a_fault_in_a_stage_fails_the_remaining_records_instead_of_dropping_them():
