@@ -138,10 +138,10 @@ def _compile_comparator(expr: Any) -> _Value:
 
         return match_dynamic
 
-    # Fast path for the common shape: a variable against a literal.
-    if expr.lhs.variable is not None and (expr.rhs.literal is not None or expr.rhs.numeric is not None):
+    # Fast path for the common shape: anything against a literal (MISSING is neither a string nor a number).
+    if expr.rhs.literal is not None or expr.rhs.numeric is not None:
         lit = expr.rhs.literal if expr.rhs.literal is not None else expr.rhs.numeric
-        if "." not in expr.lhs.variable.name:
+        if expr.lhs.variable is not None and "." not in expr.lhs.variable.name:
             return _top_level_comparator(op, expr.lhs.variable.name, lit)
         get = lhs
         if type(lit) is str:
@@ -152,11 +152,11 @@ def _compile_comparator(expr: Any) -> _Value:
             cmp = _ORDER[op]
             return lambda e: type(v := get(e)) is str and cmp(v, lit)
         if op == "Equal":
-            return lambda e: _is_number(v := get(e)) and v == lit
+            return lambda e: (type(v := get(e)) is int or type(v) is float) and v == lit
         if op == "NotEqual":
-            return lambda e: _is_number(v := get(e)) and v != lit
+            return lambda e: (type(v := get(e)) is int or type(v) is float) and v != lit
         cmp = _ORDER[op]
-        return lambda e: _is_number(v := get(e)) and cmp(v, lit)
+        return lambda e: (type(v := get(e)) is int or type(v) is float) and cmp(v, lit)
 
     rhs = _compile_operand(expr.rhs)
     return lambda e: _compare(op, lhs(e), rhs(e))
@@ -245,7 +245,11 @@ def _compile_expression(expr: Expression) -> _Value:
         return lambda e: lhs(e) is True or rhs(e) is True
     if expr.binary is not None:
         fn = _BINARY[expr.binary.op.value]
-        lhs, rhs = _compile_operand(expr.binary.lhs), _compile_operand(expr.binary.rhs)
+        lhs, right = _compile_operand(expr.binary.lhs), expr.binary.rhs
+        if right is not None and (right.literal is not None or right.numeric is not None):
+            const = right.literal if right.literal is not None else right.numeric
+            return lambda e: fn(lhs(e), const)
+        rhs = _compile_operand(right)
         return lambda e: fn(lhs(e), rhs(e))
     assert expr.unary is not None
     op = expr.unary.op.value

@@ -72,8 +72,8 @@ def config() -> dict:
                    ("size", "medium", _when(_logic("LogicalAnd", _cmp(num, "GreaterThanOrEqual", 400),
                                                    _cmp(num, "LessThan", 700)))),
                    ("size", "large", _when(_cmp(num, "GreaterThanOrEqual", 700)))),
-        _annotator("Parity", ("parity", "even", _when(_cmp(_mod2("someNum"), "Equal", 0))),
-                   ("parity", "odd", _when(_cmp(_mod2("someNum"), "Equal", 1)))),
+        _annotator("Parity", ("parity", "even", _when(_cmp(_mod2("someNum"), "LessThan", 1))),
+                   ("parity", "odd", _when(_cmp(_mod2("someNum"), "GreaterThanOrEqual", 1)))),
         _annotator("IsBuzz", ("buzz", "yes", _when(_cmp(_var("someVocab"), "RegexMatch", "^buzz/")))),
         _transformer("Strip", "someVocab", "vocab", {
             "transformationType": "TransformMapRegex", "condition": _exists("someVocab"),
@@ -133,10 +133,7 @@ def twin_runner() -> tuple[Callable[[list[bytes]], list[bytes]], dict[str, dict]
                 e["schema"] = "bar"
             if is_num:
                 e["size"] = "small" if num < 400 else "medium" if num < 700 else "large"
-                if num % 2 == 0:
-                    e["parity"] = "even"
-                elif num % 2 == 1:
-                    e["parity"] = "odd"
+                e["parity"] = "even" if num % 2 < 1 else "odd"  # someNum is a float: its integer part's parity
             if type(vocab) is str:
                 if is_buzz(vocab):
                     e["buzz"] = "yes"

@@ -14,9 +14,8 @@ from agglo_core.config import Filter
 from agglo_core.pipeline import Invocation, StageContext
 
 INTERNAL = "internal:"
-
-
-_CACHE_LIMIT = 4096
+_CACHE_LIMIT = 4096  # keys whose verdicts are remembered; keys that never repeat just miss
+_DROP, _KEEP, _FILTER = 0, 1, 2  # a top-level key: gone, kept as it is (internal:), kept and filtered within
 
 
 class FilterStage:
@@ -27,6 +26,7 @@ class FilterStage:
         self._search = re.compile(d.regex).search
         self._keep = d.keepMatched
         self._verdicts: dict[str, bool] = {}  # key -> survives; events repeat their keys
+        self._top: dict[str, int] = {}
 
     def _survives(self, key: str) -> bool:
         verdict = self._verdicts.get(key)
@@ -47,14 +47,23 @@ class FilterStage:
             return [self._value(x) for x in v]
         return v
 
+    def _top_verdict(self, key: str) -> int:
+        verdict = _KEEP if key.startswith(INTERNAL) else _FILTER if self._survives(key) else _DROP
+        if len(self._top) < _CACHE_LIMIT:
+            self._top[key] = verdict
+        return verdict
+
     def apply(self, event: dict, inv: Invocation) -> dict:
-        survives, walk = self._survives, self._value
+        top, walk = self._top, self._value
         out = {}
         for k, v in event.items():
-            if k.startswith(INTERNAL):
-                out[k] = v
-            elif survives(k):
+            verdict = top.get(k)
+            if verdict is None:
+                verdict = self._top_verdict(k)
+            if verdict == _FILTER:
                 out[k] = walk(v) if type(v) is dict or type(v) is list else v
+            elif verdict == _KEEP:
+                out[k] = v
         return out
 
 
