@@ -10,15 +10,15 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
 from typing import IO, Any
 
 import orjson
 
-from agglo_core import ConfigError, Plan, Record, load_config
+from agglo_core import ConfigError, Record
 from handlers.boot import UsageError, build_runtime, read_config_file
-from handlers.entwine_keys import read_pem_keys
+from handlers.entwine_keys import compile_with_keys
 from handlers.runtime import Runtime
 from handlers.sources.jsonfile import open_events, read_events
 
@@ -106,8 +106,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     try:
-        config = load_config(read_config_file(args.config))
-        Plan(config, read_pem_keys(config))
+        config = compile_with_keys(read_config_file(args.config)).config
     except ConfigError as e:
         for problem in e.problems:
             print(f"{args.config}: {problem}")
@@ -177,11 +176,15 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _lazy(module: str, name: str = "main") -> Any:
-    """``module.name``, imported when a command runs: ``agglo run`` never loads the others."""
-    import importlib
+def _command(module: str, name: str = "main") -> Callable[[argparse.Namespace], int]:
+    """``module.name`` as a command, imported only when it runs: ``agglo run`` never loads the others."""
 
-    return getattr(importlib.import_module(module), name)
+    def command(args: argparse.Namespace) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(args)
+
+    return command
 
 
 def _entwine_commands(sub: Any) -> None:
@@ -196,36 +199,36 @@ def _entwine_commands(sub: Any) -> None:
                     help="where the chain is kept (shared by every ticker process on a redis:// or dynamo: store)")
     ts.add_argument("--key", metavar="PEM", help="the ticker's private key (default: one kept in the state)")
     ts.add_argument("--max-body", type=int, default=16 << 20, metavar="BYTES")
-    ts.set_defaults(func=lambda a: _lazy("handlers.ticker", "serve")(a))
+    ts.set_defaults(func=_command("handlers.ticker", "serve"))
     e = sub.add_parser("entwine", help="ask the ticker about order; re-verify substreams")
     esub = e.add_subparsers(dest="entwine_command", required=True)
     hb = esub.add_parser("happened-before", help="did SS:UUID:IDX happen before SS:UUID:IDX? (exit 0 if so)")
     hb.add_argument("--ticker", required=True, metavar="URL")
     hb.add_argument("lhs", metavar="SS:UUID:IDX")
     hb.add_argument("rhs", metavar="SS:UUID:IDX")
-    hb.set_defaults(func=lambda a: _lazy("handlers.entwine_cli", "happened_before")(a))
+    hb.set_defaults(func=_command("handlers.entwine_cli", "happened_before"))
     ev = esub.add_parser("verify", help="re-verify each entwine substream of a config and its stored objects")
     ev.add_argument("-c", "--config", required=True)
     ev.add_argument("--ticker", metavar="URL", help="also check each genesis against the ticker's key")
-    ev.set_defaults(func=lambda a: _lazy("handlers.entwine_cli", "verify")(a))
+    ev.set_defaults(func=_command("handlers.entwine_cli", "verify"))
 
 
 def _authoring_commands(sub: Any) -> None:
     """The authoring tools (handlers/authoring/)."""
     t = sub.add_parser("test", help="run config unit tests (*.agglo-test.yaml / .json) without any cloud")
     t.add_argument("paths", nargs="*", default=["."], metavar="PATH", help="test files or directories (default .)")
-    t.set_defaults(func=lambda a: _lazy("handlers.authoring.testing")(a))
+    t.set_defaults(func=_command("handlers.authoring.testing"))
 
     g = sub.add_parser("genevents", help="generate events from a binge generator schema, as JSON lines")
     g.add_argument("-s", "--schema", required=True, help="generator schema (JSON)")
     g.add_argument("-n", "--count", type=int, default=100, metavar="N", help="how many events (default 100)")
     g.add_argument("--seed", type=int, help="the same seed gives the same events (default: random)")
-    g.set_defaults(func=lambda a: _lazy("handlers.authoring.genevents")(a))
+    g.set_defaults(func=_command("handlers.authoring.genevents"))
 
     d = sub.add_parser("graph", help="draw a config's pipelines (mermaid, dot or svg) on stdout")
     d.add_argument("config", metavar="CONFIG")
     d.add_argument("--format", choices=("mermaid", "dot", "svg"), default="mermaid")
-    d.set_defaults(func=lambda a: _lazy("handlers.authoring.graph")(a))
+    d.set_defaults(func=_command("handlers.authoring.graph"))
 
     lt = sub.add_parser("lint", help="validate configs, then warn about what a reviewer would flag")
     lt.add_argument("configs", nargs="+", metavar="CONFIG")
@@ -233,17 +236,17 @@ def _authoring_commands(sub: Any) -> None:
     lt.add_argument("--strict", action="store_true", help="warnings fail too (exit status 1)")
     lt.add_argument("--allow-exec", action="append", metavar="PATH",
                     help="an executable the deployment allows (repeatable; also AGGLO_ALLOW_EXEC)")
-    lt.set_defaults(func=lambda a: _lazy("handlers.authoring.lint")(a))
+    lt.set_defaults(func=_command("handlers.authoring.lint"))
 
     sc = sub.add_parser("schema", help="print the JSON Schema of a config, for editors")
-    sc.set_defaults(func=lambda a: _lazy("handlers.authoring.schema")(a))
+    sc.set_defaults(func=_command("handlers.authoring.schema"))
 
     f = sub.add_parser("fmt", help="print a config re-indented; --conditions rewrites its conditions as text")
     f.add_argument("configs", nargs="+", metavar="CONFIG")
     f.add_argument("--conditions", action="store_true", help="rewrite every condition (as text unless --to ast)")
     f.add_argument("--to", choices=("string", "ast"), help="the form --conditions writes (default string)")
     f.add_argument("-w", "--write", action="store_true", help="rewrite each CONFIG in place instead of printing")
-    f.set_defaults(func=lambda a: _lazy("handlers.authoring.fmt")(a))
+    f.set_defaults(func=_command("handlers.authoring.fmt"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

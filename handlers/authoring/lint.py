@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from agglo_core import ConfigError, Plan, load_config
+from agglo_core import ConfigError
 from agglo_core.lint import Finding, lint
 from handlers.boot import read_config_file
-from handlers.entwine_keys import read_pem_keys
+from handlers.entwine_keys import compile_with_keys
 from handlers.execs import allow_list_from, is_allowed
 
 INVALID = "invalid-config"
@@ -21,8 +21,7 @@ INVALID = "invalid-config"
 
 def lint_source(source: bytes, allowed: frozenset[str]) -> list[Finding]:
     try:
-        config = load_config(source)
-        Plan(config, read_pem_keys(config))
+        config = compile_with_keys(source).config
     except ConfigError as e:
         return [Finding(*_split(problem), level="error") for problem in e.problems]
     return lint(config, lambda path: is_allowed(path, allowed))
