@@ -18,9 +18,7 @@ import sys
 import tempfile
 import time
 
-from benchmarks._moto import moto_server
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from benchmarks._aws import ROOT, basic_config, create_state_table, moto_server
 
 AGGLO = """
 import json, sys
@@ -75,19 +73,6 @@ def _spawn(script: str, event_file: pathlib.Path, env: dict[str, str]) -> tuple[
     return elapsed, usage.ru_utime + usage.ru_stime
 
 
-def _basic_on_dynamodb(tmp: pathlib.Path) -> pathlib.Path:
-    """pipelines/basic.json with its state in DynamoDB and its tee files under ``tmp`` (Lambda's /tmp)."""
-    cfg = json.loads((ROOT / "pipelines/basic.json").read_text())
-    for ext in cfg["externalSystems"]:
-        if ext["externalType"] == "ExternalKVStore":
-            ext["connectionString"] = "dynamo:tableName=state"
-        elif ext["externalType"] == "ExternalLocalFile":
-            ext["connectionString"] = str(tmp / pathlib.Path(ext["connectionString"]).name)
-    path = tmp / "basic-dynamodb.json"
-    path.write_text(json.dumps(cfg))
-    return path
-
-
 def measure(runs: int) -> dict[str, dict[str, float]]:
     """Median wall and CPU seconds, spawn to exit, for each side; runs alternate."""
     import boto3
@@ -95,9 +80,7 @@ def measure(runs: int) -> dict[str, dict[str, float]]:
     with moto_server() as aws, tempfile.TemporaryDirectory() as tmp_name:
         tmp = pathlib.Path(tmp_name)
         dynamodb = boto3.client("dynamodb")
-        dynamodb.create_table(TableName="state", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                              AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                              BillingMode="PAY_PER_REQUEST")
+        create_state_table(dynamodb)
         boto3.client("s3").create_bucket(Bucket="outputs")
         queue = boto3.client("sqs").create_queue(QueueName="outputs")["QueueUrl"]
         env = {**os.environ, **aws, "PYTHONPATH": str(ROOT), "AGGLO_STATE_TABLE": "state",
@@ -106,7 +89,8 @@ def measure(runs: int) -> dict[str, dict[str, float]]:
                "AWS_LAMBDA_FUNCTION_NAME": "bench"}
         sides = {
             "Powertools + boto3": (BASELINE, env),
-            "agglo, basic.json on DynamoDB": (AGGLO, {**env, "AGGLO_CONFIG": str(_basic_on_dynamodb(tmp))}),
+            "agglo, basic.json on DynamoDB": (
+                AGGLO, {**env, "AGGLO_CONFIG": str(basic_config(tmp, "dynamo:tableName=state"))}),
             "agglo, aws-basic.json (S3, SQS, DynamoDB)": (
                 AGGLO, {**env, "AGGLO_CONFIG": str(ROOT / "pipelines/aws-basic.json")}),
         }

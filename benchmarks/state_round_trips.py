@@ -13,7 +13,7 @@ import tempfile
 from collections import Counter
 from typing import Any
 
-from benchmarks._moto import moto_server
+from benchmarks._aws import create_state_table, moto_server
 
 GROUPS = 5
 RECORDS = 100
@@ -47,9 +47,7 @@ def measure() -> dict[str, Any]:
         _config(f"{tmp}/config.json")
         aws_clients.client.cache_clear()
         dynamodb = aws_clients.client("dynamodb", None, None)  # the client the connector uses
-        dynamodb.create_table(TableName="state", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                              AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                              BillingMode="PAY_PER_REQUEST")
+        create_state_table(dynamodb)
         try:
             calls: Counter[str] = Counter()
             dynamodb.meta.events.register("before-call.dynamodb.*",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import os
 import pathlib
 import tempfile
@@ -19,24 +18,10 @@ import time
 from collections.abc import Callable
 
 from agglo_core import compile_plan
-from benchmarks._moto import moto_server
+from benchmarks._aws import basic_config, create_state_table, moto_server
 from benchmarks.core_throughput import lines
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 RECORDS = 1000
-
-
-def _config(tmp: pathlib.Path, state: str) -> pathlib.Path:
-    """pipelines/basic.json with state at ``state`` and tee files under ``tmp``."""
-    cfg = json.loads((ROOT / "pipelines/basic.json").read_text())
-    for ext in cfg["externalSystems"]:
-        if ext["externalType"] == "ExternalKVStore":
-            ext["connectionString"] = state
-        elif ext["externalType"] == "ExternalLocalFile":
-            ext["connectionString"] = str(tmp / pathlib.Path(ext["connectionString"]).name)
-    path = tmp / f"config-{state.split(':')[0]}.json"
-    path.write_text(json.dumps(cfg))
-    return path
 
 
 def _kinesis_event(data: list[bytes], batch: int) -> dict:
@@ -76,11 +61,9 @@ def measure(runs: int, records: int = RECORDS) -> dict[str, dict[str, float]]:
     with moto_server(), tempfile.TemporaryDirectory() as tmp_name:
         tmp = pathlib.Path(tmp_name)
         aws_clients.client.cache_clear()
-        boto3.client("dynamodb").create_table(
-            TableName="state", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
-        os.environ.update(AGGLO_CONFIG=str(_config(tmp, "dynamo:tableName=state")), POWERTOOLS_LOG_LEVEL="ERROR",
-                          POWERTOOLS_METRICS_DISABLED="true")
+        create_state_table(boto3.client("dynamodb"))
+        os.environ.update(AGGLO_CONFIG=str(basic_config(tmp, "dynamo:tableName=state")),
+                          POWERTOOLS_LOG_LEVEL="ERROR", POWERTOOLS_METRICS_DISABLED="true")
         aws_lambda.reset()
         try:
             def lambda_batch(i: int) -> None:
@@ -92,7 +75,7 @@ def measure(runs: int, records: int = RECORDS) -> dict[str, dict[str, float]]:
             aws_lambda.reset()
             aws_clients.client.cache_clear()
 
-        plan = compile_plan(_config(tmp, f"sqlite:{tmp}/state.db").read_bytes())
+        plan = compile_plan(basic_config(tmp, f"sqlite:{tmp}/state.db").read_bytes())
         payload = b"\n".join(data) + b"\n"
         for label, dedupe in (("agglo run, SQLite", False), ("agglo run --dedupe, SQLite", True)):
             runtime = Runtime.build(plan, local_registry(), dedupe=dedupe)

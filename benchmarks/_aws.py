@@ -1,8 +1,10 @@
-"""A moto server on 127.0.0.1 for the AWS workloads, and the environment that points boto3 at it."""
+"""What the AWS workloads share: a moto server on 127.0.0.1, its state table, binge's basic pipeline on it."""
 
 from __future__ import annotations
 
+import json
 import os
+import pathlib
 import socket
 import subprocess
 import sys
@@ -10,6 +12,9 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def _free_port() -> int:
@@ -48,3 +53,23 @@ def moto_server() -> Iterator[dict[str, str]]:
         os.environ.update(saved)
         server.kill()
         server.wait(10)
+
+
+def create_state_table(dynamodb: Any, name: str = "state") -> None:
+    """The table the DynamoDB connector keeps state in (string partition key ``pk``)."""
+    dynamodb.create_table(TableName=name, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                          AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                          BillingMode="PAY_PER_REQUEST")
+
+
+def basic_config(tmp: pathlib.Path, state: str) -> pathlib.Path:
+    """pipelines/basic.json with its state at ``state`` and its tee files under ``tmp`` (Lambda's /tmp)."""
+    cfg = json.loads((ROOT / "pipelines/basic.json").read_text())
+    for ext in cfg["externalSystems"]:
+        if ext["externalType"] == "ExternalKVStore":
+            ext["connectionString"] = state
+        elif ext["externalType"] == "ExternalLocalFile":
+            ext["connectionString"] = str(tmp / pathlib.Path(ext["connectionString"]).name)
+    path = tmp / f"basic-{state.split(':')[0]}.json"
+    path.write_text(json.dumps(cfg))
+    return path
