@@ -42,17 +42,21 @@ clean:
 
 # --- sam build (template.yaml: Metadata BuildMethod makefile) ---------------------------------------------
 # sam runs this in a copy of the repository (or in place with --build-in-source) with ARTIFACTS_DIR set.
-# The package is agglo_core/, handlers/ and pipelines/ plus the runtime dependencies as Linux wheels for the
+# The package is agglo_core/, the parts of handlers/ that run on Lambda (LAMBDA_HANDLERS: no daemons, no
+# authoring tools, no Cloud Functions) and pipelines/, plus the runtime dependencies as Linux wheels for the
 # function's architecture (arm64; LAMBDA_PLATFORM=manylinux2014_x86_64 for x86_64). boto3 is included so
 # that it matches the botocore that aws-xray-sdk pulls in.
 LAMBDA_PYTHON   ?= 3.11
 LAMBDA_PLATFORM ?= manylinux2014_aarch64
+LAMBDA_HANDLERS := handlers/__init__.py handlers/aws_lambda.py handlers/runtime handlers/sources handlers/connectors
 LAMBDA_REQUIREMENTS := 'pydantic>=2.6' 'orjson>=3.9' 'boto3>=1.34' 'aws-lambda-powertools>=3.0' 'aws-xray-sdk>=2.12'
 
 .PHONY: build-PipelineFunction
 build-PipelineFunction:
 	test -n "$(ARTIFACTS_DIR)"
-	cp -R agglo_core handlers pipelines "$(ARTIFACTS_DIR)/"
+	mkdir -p "$(ARTIFACTS_DIR)/handlers"
+	cp -R agglo_core pipelines "$(ARTIFACTS_DIR)/"
+	cp -R $(LAMBDA_HANDLERS) "$(ARTIFACTS_DIR)/handlers/"
 	find "$(ARTIFACTS_DIR)" -name __pycache__ -type d -prune -exec rm -rf {} +
 	python3 -m pip install --quiet --disable-pip-version-check --no-warn-conflicts --no-compile \
 	  --target "$(ARTIFACTS_DIR)" --platform $(LAMBDA_PLATFORM) --implementation cp \

@@ -24,7 +24,7 @@ from agglo_core.ids import IdMaker
 from benchmarks.generate import events
 from handlers.connectors import Registry
 from handlers.connectors.memory import MemoryStore
-from handlers.runtime import Runtime
+from handlers.runtime.driver import Runtime
 
 HERE = pathlib.Path(__file__).parent
 CONFIG = HERE.parent / "tests" / "fixtures" / "binge" / "configs" / "basic__basic_pipeline.json"

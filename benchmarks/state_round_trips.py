@@ -40,7 +40,7 @@ def _sqs_event(offset: int) -> dict:
 def measure() -> dict[str, Any]:
     from handlers import aws_lambda
     from handlers.connectors import aws as aws_clients
-    from handlers.runtime import Runtime
+    from handlers.runtime.driver import Runtime
 
     with moto_server(), tempfile.TemporaryDirectory() as tmp:
         os.environ.update(AGGLO_CONFIG=f"{tmp}/config.json", POWERTOOLS_LOG_LEVEL="ERROR")

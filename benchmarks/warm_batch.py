@@ -54,7 +54,7 @@ def measure(runs: int, records: int = RECORDS) -> dict[str, dict[str, float]]:
     from handlers.connectors import aws as aws_clients
     from handlers.connectors import local_registry
     from handlers.local import run as agglo_run
-    from handlers.runtime import Runtime
+    from handlers.runtime.driver import Runtime
 
     data = lines(records)
     results: dict[str, dict[str, float]] = {}

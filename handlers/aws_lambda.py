@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agglo_core import Outcome
-from handlers.runtime import Runtime
+from handlers.runtime.driver import Runtime
 from handlers.sources import aws as sources
 
 S3_CHUNK = 500
@@ -135,9 +135,9 @@ class App:
 
     @classmethod
     def from_environment(cls) -> App:
-        from handlers.config_source import read_config_source
-        from handlers.entwine_keys import compile_with_keys
-        from handlers.execs import ExecRunner, allow_list_from
+        from handlers.runtime.config_source import read_config_source
+        from handlers.runtime.entwine_keys import compile_with_keys
+        from handlers.runtime.execs import ExecRunner, allow_list_from
 
         plan = compile_with_keys(read_config_source())
         runtime = Runtime.build(plan, aws_registry(), ExecRunner(allow_list_from(None)))

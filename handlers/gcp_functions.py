@@ -38,7 +38,7 @@ import functions_framework
 import orjson
 
 from agglo_core import Outcome
-from handlers.runtime import Runtime
+from handlers.runtime.driver import Runtime
 from handlers.sources import Item
 from handlers.sources import gcp as sources
 
@@ -111,9 +111,9 @@ class App:
 
     @classmethod
     def from_environment(cls) -> App:
-        from handlers.config_source import read_config_source
-        from handlers.entwine_keys import compile_with_keys
-        from handlers.execs import ExecRunner, allow_list_from
+        from handlers.runtime.config_source import read_config_source
+        from handlers.runtime.entwine_keys import compile_with_keys
+        from handlers.runtime.execs import ExecRunner, allow_list_from
 
         _configure_logging()
         plan = compile_with_keys(read_config_source())

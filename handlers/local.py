@@ -17,9 +17,9 @@ from typing import IO, Any
 import orjson
 
 from agglo_core import ConfigError, Record
-from handlers.boot import UsageError, build_runtime, read_config_file
-from handlers.entwine_keys import compile_with_keys
-from handlers.runtime import Runtime
+from handlers.runtime.boot import UsageError, build_runtime, read_config_file
+from handlers.runtime.driver import Runtime
+from handlers.runtime.entwine_keys import compile_with_keys
 from handlers.sources.jsonfile import open_events, read_events
 
 BATCH = 512
@@ -117,13 +117,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from handlers import serve
+    from handlers.daemons import serve
 
     return serve.main(args)
 
 
 def _cmd_invoke(args: argparse.Namespace) -> int:
-    from handlers import invoke
+    from handlers.authoring import invoke
 
     return invoke.main(args)
 
@@ -188,7 +188,7 @@ def _command(module: str, name: str = "main") -> Callable[[argparse.Namespace], 
 
 
 def _entwine_commands(sub: Any) -> None:
-    """entwine: the ticker daemon and the substream tools (handlers/ticker.py, handlers/entwine_cli.py)."""
+    """entwine: the ticker daemon and the substream tools (handlers/entwine/ticker.py, handlers/entwine/cli.py)."""
     t = sub.add_parser("ticker", help="entwine's ticker: a signed hash chain substreams anchor to")
     tsub = t.add_subparsers(dest="ticker_command", required=True)
     ts = tsub.add_parser("serve", help="serve the ticker's REST API (binge's paths)")
@@ -199,18 +199,18 @@ def _entwine_commands(sub: Any) -> None:
                     help="where the chain is kept (shared by every ticker process on a redis:// or dynamo: store)")
     ts.add_argument("--key", metavar="PEM", help="the ticker's private key (default: one kept in the state)")
     ts.add_argument("--max-body", type=int, default=16 << 20, metavar="BYTES")
-    ts.set_defaults(func=_command("handlers.ticker", "serve"))
+    ts.set_defaults(func=_command("handlers.entwine.ticker", "serve"))
     e = sub.add_parser("entwine", help="ask the ticker about order; re-verify substreams")
     esub = e.add_subparsers(dest="entwine_command", required=True)
     hb = esub.add_parser("happened-before", help="did SS:UUID:IDX happen before SS:UUID:IDX? (exit 0 if so)")
     hb.add_argument("--ticker", required=True, metavar="URL")
     hb.add_argument("lhs", metavar="SS:UUID:IDX")
     hb.add_argument("rhs", metavar="SS:UUID:IDX")
-    hb.set_defaults(func=_command("handlers.entwine_cli", "happened_before"))
+    hb.set_defaults(func=_command("handlers.entwine.cli", "happened_before"))
     ev = esub.add_parser("verify", help="re-verify each entwine substream of a config and its stored objects")
     ev.add_argument("-c", "--config", required=True)
     ev.add_argument("--ticker", metavar="URL", help="also check each genesis against the ticker's key")
-    ev.set_defaults(func=_command("handlers.entwine_cli", "verify"))
+    ev.set_defaults(func=_command("handlers.entwine.cli", "verify"))
 
 
 def _authoring_commands(sub: Any) -> None:

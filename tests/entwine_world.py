@@ -104,8 +104,8 @@ def ticker_server(state_spec: str) -> Iterator[tuple[str, Any]]:
     """A real ticker over HTTP in a thread of this process: (its host:port, its app)."""
     from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-    from handlers.ticker import TickerApp, ticker_signer
-    from handlers.ticker_state import open_state
+    from handlers.entwine.ticker import TickerApp, ticker_signer
+    from handlers.entwine.ticker_state import open_state
 
     class Quiet(WSGIRequestHandler):
         def log_message(self, *args: object) -> None:

@@ -23,7 +23,7 @@ from agglo_core.config import ProcessDefinition
 from agglo_core.errors import RECORD_FAULTS, describe
 from agglo_core.pipeline import CompiledPipeline, Invocation, Item
 from handlers.authoring.describe import condition_text, describe_effect
-from handlers.boot import UsageError, build_runtime
+from handlers.runtime.boot import UsageError, build_runtime
 from handlers.sources import Unreadable
 from handlers.sources.jsonfile import open_events, read_events
 

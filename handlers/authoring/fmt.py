@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from agglo_core import ConfigError, load_config
 from agglo_core.condition_syntax import format_condition
 from agglo_core.config import Condition
-from handlers.boot import UsageError, read_config_file
+from handlers.runtime.boot import UsageError, read_config_file
 
 _Convert = Callable[[Condition], Any]
 

@@ -281,7 +281,7 @@ RENDERERS = {"mermaid": mermaid, "dot": dot, "svg": svg}
 
 
 def main(args: Any) -> int:
-    from handlers.boot import UsageError, read_config_file
+    from handlers.runtime.boot import UsageError, read_config_file
 
     try:
         config = load_config(read_config_file(args.config))

@@ -12,9 +12,9 @@ import json
 
 from agglo_core import ConfigError
 from agglo_core.lint import Finding, lint
-from handlers.boot import read_config_file
-from handlers.entwine_keys import compile_with_keys
-from handlers.execs import allow_list_from, is_allowed
+from handlers.runtime.boot import read_config_file
+from handlers.runtime.entwine_keys import compile_with_keys
+from handlers.runtime.execs import allow_list_from, is_allowed
 
 INVALID = "invalid-config"
 

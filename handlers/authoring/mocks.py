@@ -16,7 +16,7 @@ from agglo_core.effects import Effect, EffectFailed, Exec, Put
 from handlers.authoring.testfile import Answer
 from handlers.connectors import Connector
 from handlers.connectors.memory import MemoryObjectStore, MemoryStore
-from handlers.runtime import Runtime
+from handlers.runtime.driver import Runtime
 
 Performed = list[tuple[str, Effect]]
 """(target: an external system's name or an executable's path, effect), in order."""

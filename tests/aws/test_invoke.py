@@ -171,7 +171,7 @@ def test_a_missing_function_is_a_usage_error(stack):
 def test_the_loader_reads_short_forms_as_samtranslator_does():
     from samtranslator.yaml_helper import yaml_parse
 
-    from handlers.invoke import load_template
+    from handlers.authoring.invoke import load_template
 
     assert load_template(str(TEMPLATE)) == yaml_parse(TEMPLATE.read_text())
 
@@ -216,7 +216,7 @@ Resources:
 
 
 def test_globals_parameters_and_intrinsics(tmp_path):
-    from handlers.invoke import find_function, function_environment, load_template
+    from handlers.authoring.invoke import find_function, function_environment, load_template
 
     path = _template(tmp_path, TEMPLATE_WITH_GLOBALS)
     template = load_template(path)
@@ -233,7 +233,7 @@ def test_globals_parameters_and_intrinsics(tmp_path):
 
 
 def test_env_json_and_parameter_override_forms(tmp_path):
-    from handlers.invoke import Function, parse_parameter_overrides, read_env_vars
+    from handlers.authoring.invoke import Function, parse_parameter_overrides, read_env_vars
 
     assert parse_parameter_overrides(["A=1", "B=x=y"]) == {"A": "1", "B": "x=y"}
     assert parse_parameter_overrides(["ParameterKey=A,ParameterValue=1 C='two words'"]) == {"A": "1",
@@ -263,7 +263,7 @@ def fails(event, context):
     ("agglo_invoke_app.absent", 1, "Runtime.HandlerNotFound"),
     ("agglo_invoke_nowhere.handler", 1, "Runtime.ImportModuleError")])
 def test_in_process_invocation(tmp_path, monkeypatch, capfd, handler, status, error_type):
-    from handlers.invoke import invoke
+    from handlers.authoring.invoke import invoke
 
     (tmp_path / "code").mkdir()
     (tmp_path / "code" / "agglo_invoke_app.py").write_text(APP)

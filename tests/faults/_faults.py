@@ -40,7 +40,7 @@ from builders import config, external, kv
 from agglo_core import EffectFailed, compile_plan
 from agglo_core.effects import Put
 from handlers.connectors import Registry
-from handlers.runtime import Runtime
+from handlers.runtime.driver import Runtime
 
 NOW_S = 1_700_000_000.0
 TIMEOUT_MS = 3_600_000
@@ -333,7 +333,7 @@ def deliver_pubsub(d: Delivery) -> None:
 
 def deliver_queue(d: Delivery) -> None:
     """The durable daemon: failed records are tried again; after a crash a restart replays what was in flight."""
-    from handlers.queue import DurableQueue
+    from handlers.daemons.queue import DurableQueue
 
     directory = str(d.tmp / "queue")
     queue = DurableQueue(directory, backoff_s=0)

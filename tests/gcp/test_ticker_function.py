@@ -27,7 +27,7 @@ def test_the_ticker_runs_as_an_http_function(tmp_path) -> None:
 
     from agglo_core.entwine.crypto import Signer
 
-    server, url = start_function(str(REPO / "handlers" / "ticker.py"), "on_http",
+    server, url = start_function(str(REPO / "handlers" / "entwine" / "ticker.py"), "on_http",
                                  {"AGGLO_TICKER_STATE": f"sqlite:{tmp_path}/ticker.db"})
     try:
         status, first = _call(url + "/api/v1/tick", "POST", {})

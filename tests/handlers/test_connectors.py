@@ -334,7 +334,7 @@ def _overlap_worker(state_cs: str, registry: str, worker: int, start, out: str, 
     import random
 
     from agglo_core import Record, compile_plan
-    from handlers.runtime import Runtime
+    from handlers.runtime.driver import Runtime
 
     if registry == "aws":
         from handlers.aws_lambda import aws_registry as make
@@ -386,7 +386,7 @@ def test_eight_processes_delivering_overlapping_records_count_each_once(backend,
         p.join(180)
         assert p.exitcode == 0
     from agglo_core import compile_plan
-    from handlers.runtime import Runtime
+    from handlers.runtime.driver import Runtime
 
     make = local_registry
     if registry == "aws":

@@ -19,10 +19,10 @@ from agglo_core.entwine.chain import Head, append
 from agglo_core.entwine.crypto import Signer
 from agglo_core.entwine.ticker import TickerError, verify_ticks
 from handlers.connectors import local_registry
-from handlers.entwine_cli import verify_substream
-from handlers.runtime import Runtime
-from handlers.ticker import TickerApp, ticker_signer
-from handlers.ticker_state import MAX_DYNAMO_PROOF, open_state
+from handlers.entwine.cli import verify_substream
+from handlers.entwine.ticker import TickerApp, ticker_signer
+from handlers.entwine.ticker_state import MAX_DYNAMO_PROOF, open_state
+from handlers.runtime.driver import Runtime
 
 SS = "e546e731-2b86-43cd-b847-764f437a7835"
 

@@ -16,8 +16,8 @@ from agglo_core import Record, compile_plan
 from agglo_core.config import External
 from agglo_core.entwine.crypto import Signer
 from handlers.connectors import local_registry
-from handlers.entwine_cli import verify_substream
-from handlers.runtime import Runtime
+from handlers.entwine.cli import verify_substream
+from handlers.runtime.driver import Runtime
 
 SS = "e546e731-2b86-43cd-b847-764f437a7835"
 MESSAGES = 6

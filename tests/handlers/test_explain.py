@@ -9,7 +9,7 @@ from builders import cmp, config, kv, lit, num, var
 from agglo_core import compile_plan
 from handlers.authoring.explain import ABSENT, changes, explain
 from handlers.connectors import local_registry
-from handlers.runtime import Runtime
+from handlers.runtime.driver import Runtime
 
 
 def explained(cfg: dict, *events: dict) -> tuple[int, str]:

@@ -9,8 +9,8 @@ from builders import config, external, kv
 
 from agglo_core import compile_plan
 from handlers.connectors import local_registry
-from handlers.queue import DurableQueue
-from handlers.runtime import Runtime
+from handlers.daemons.queue import DurableQueue
+from handlers.runtime.driver import Runtime
 
 
 def counting_runtime(tmp_path, dedupe: bool = True) -> Runtime:
@@ -113,7 +113,7 @@ def test_records_that_failed_for_an_outside_reason_are_tried_again(tmp_path):
 
 
 def test_a_record_that_keeps_failing_is_parked_after_max_attempts(tmp_path, monkeypatch):
-    from handlers import queue as queue_module
+    from handlers.daemons import queue as queue_module
 
     monkeypatch.setattr(queue_module, "MAX_ATTEMPTS", 3)
     runtime = counting_runtime(tmp_path)

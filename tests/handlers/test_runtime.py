@@ -12,7 +12,7 @@ from servers import JsonHook
 from agglo_core import EffectFailed, Put, Record, compile_plan
 from handlers.connectors import local_registry
 from handlers.connectors.http import HttpTarget
-from handlers.runtime import Runtime
+from handlers.runtime.driver import Runtime
 from handlers.sources import Unreadable
 from handlers.sources.jsonfile import open_events, read_events
 

@@ -54,7 +54,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from handlers.boot import UsageError
+from handlers.runtime.boot import UsageError
 
 ACCOUNT_ID = "123456789012"
 STACK_NAME = "local"

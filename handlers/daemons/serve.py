@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from agglo_core import Record
-from handlers.runtime import Runtime
+from handlers.runtime.driver import Runtime
 
 log = logging.getLogger("agglo.serve")
 JSON = [("Content-Type", "application/json")]
@@ -33,13 +33,13 @@ _STATUS = {200: "200 OK", 202: "202 Accepted", 400: "400 Bad Request", 403: "403
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 
-def _answer(start: StartResponse, status: int, body: Any) -> Iterable[bytes]:
+def answer(start: StartResponse, status: int, body: Any) -> Iterable[bytes]:
     data = orjson.dumps(body)
     start(_STATUS[status], [*JSON, ("Content-Length", str(len(data)))])
     return [data]
 
 
-def _read_body(environ: dict, max_body: int) -> bytes | int:
+def read_body(environ: dict, max_body: int) -> bytes | int:
     """The request body, or an HTTP status if it is too large."""
     length = environ.get("CONTENT_LENGTH") or ""
     stream = environ["wsgi.input"]
@@ -70,34 +70,34 @@ class App:
     def __call__(self, environ: dict, start: StartResponse) -> Iterable[bytes]:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
         if path == "/healthz":
-            return _answer(start, 200, {"status": "ok"})
+            return answer(start, 200, {"status": "ok"})
         if path == "/maintenance/queue" and self.queue is not None:
-            return _answer(start, 200, self.queue.counts())
+            return answer(start, 200, self.queue.counts())
         if path != self.path:
-            return _answer(start, 404, {"error": f"no such path; POST events to {self.path}"})
+            return answer(start, 404, {"error": f"no such path; POST events to {self.path}"})
         if method != "POST":
-            return _answer(start, 405, {"error": "use POST"})
-        body = _read_body(environ, self.max_body)
+            return answer(start, 405, {"error": "use POST"})
+        body = read_body(environ, self.max_body)
         if isinstance(body, int):
-            return _answer(start, body, {"error": f"body larger than {self.max_body} bytes"
+            return answer(start, body, {"error": f"body larger than {self.max_body} bytes"
                                          if body == 413 else "bad Content-Length"})
         try:
             event = orjson.loads(body)
         except orjson.JSONDecodeError as e:
-            return _answer(start, 400, {"error": f"body is not valid JSON: {e}"})
+            return answer(start, 400, {"error": f"body is not valid JSON: {e}"})
         if type(event) is not dict:
-            return _answer(start, 400, {"error": "body must be a JSON object"})
+            return answer(start, 400, {"error": "body must be a JSON object"})
         rid = record_id(environ, body)
         if self.queue is not None:
-            return _answer(start, 202, {"queued": self.queue.put(rid, body)})
+            return answer(start, 202, {"queued": self.queue.put(rid, body)})
         [outcome] = self.runtime.process([Record(rid, event, source="http")])
         outputs = [e for _, e in outcome.outputs]
         if outcome.errors:
-            return _answer(start, 500, {"errors": [e.to_dict() for e in outcome.errors], "outputs": outputs})
-        return _answer(start, 200, {"outputs": outputs})
+            return answer(start, 500, {"errors": [e.to_dict() for e in outcome.errors], "outputs": outputs})
+        return answer(start, 200, {"outputs": outputs})
 
 
-def _gunicorn_app(load: Callable[[], Any], options: dict) -> Any:
+def gunicorn_app(load: Callable[[], Any], options: dict) -> Any:
     try:
         from gunicorn.app.base import BaseApplication
     except ImportError:
@@ -115,12 +115,12 @@ def _gunicorn_app(load: Callable[[], Any], options: dict) -> Any:
 
 
 def main(args: argparse.Namespace) -> int:
-    from handlers.boot import UsageError, build_runtime
+    from handlers.runtime.boot import UsageError, build_runtime
 
     # Build once up front so a bad config or a busy queue fails before the server starts.
     build_runtime(args.config, args.allow_exec, args.exec_timeout)
     if args.durable:
-        from handlers.queue import DurableQueue, QueueLocked
+        from handlers.daemons.queue import DurableQueue, QueueLocked
 
         try:
             DurableQueue(args.durable).close()
@@ -132,7 +132,7 @@ def main(args: argparse.Namespace) -> int:
         runtime = build_runtime(args.config, args.allow_exec, args.exec_timeout)
         queue = None
         if args.durable:
-            from handlers.queue import DurableQueue
+            from handlers.daemons.queue import DurableQueue
 
             queue = DurableQueue(args.durable)
             for i in range(max(1, args.workers)):
@@ -146,5 +146,5 @@ def main(args: argparse.Namespace) -> int:
     }
     print(f"agglo: serving {args.config} on http://{args.host}:{args.port}{args.path}"
           f"{' (durable queue in ' + args.durable + ')' if args.durable else ''}", flush=True)
-    _gunicorn_app(load, options).run()
+    gunicorn_app(load, options).run()
     return 0

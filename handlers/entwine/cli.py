@@ -12,8 +12,8 @@ from agglo_core.entwine.chain import SIGNED_FIELDS, Head, verify_chain
 from agglo_core.entwine.crypto import BadKey, Signer, canonical, chain_digest, object_digest, verify_signature
 from agglo_core.errors import StageError
 from agglo_core.processes.entwine import stream_keys
-from handlers.boot import UsageError, read_config_file
-from handlers.entwine_keys import read_pem_keys
+from handlers.runtime.boot import UsageError, read_config_file
+from handlers.runtime.entwine_keys import read_pem_keys
 
 READ_CHUNK = 500
 
@@ -28,7 +28,7 @@ def _message_ref(text: str) -> tuple[str, str, int]:
 
 def happened_before(args: argparse.Namespace) -> int:
     """Prints the ticker's answer; exit 0 if lhs happened before rhs, 1 if not (or unordered)."""
-    from handlers.ticker_client import call
+    from handlers.connectors.ticker import call
 
     lhs, rhs = _message_ref(args.lhs), _message_ref(args.rhs)
     path = "/api/v1/happenedBefore/" + "/".join(str(x) for x in (*lhs, *rhs))
@@ -131,7 +131,7 @@ def verify(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.config}: no entwine process")
     ticker_pem = None
     if args.ticker:
-        from handlers.ticker_client import call
+        from handlers.connectors.ticker import call
 
         try:
             status, answer = call(args.ticker, "GET", "/api/v1/publicKey")

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 from agglo_core import ConfigError
 from handlers.connectors import UnknownConnector, local_registry
-from handlers.entwine_keys import compile_with_keys
-from handlers.execs import ExecRunner, allow_list_from
-from handlers.runtime import Runtime
+from handlers.runtime.driver import Runtime
+from handlers.runtime.entwine_keys import compile_with_keys
+from handlers.runtime.execs import ExecRunner, allow_list_from
 
 
 class UsageError(Exception):

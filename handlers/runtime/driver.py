@@ -18,7 +18,7 @@ from agglo_core.effects import Effect, Put, TickerCall
 from agglo_core.ids import IdMaker
 from agglo_core.pipeline import StageObserver
 from handlers.connectors import Connector, Registry
-from handlers.execs import ExecRunner
+from handlers.runtime.execs import ExecRunner
 from handlers.sources import Unreadable
 
 log = logging.getLogger("agglo.runtime")
@@ -130,7 +130,7 @@ class Runtime:
     def _perform_one(self, target: str | None, effects: list[Effect]) -> list[Any]:
         connector: Any = self.execs if target is None else self.connectors.get(target)
         if target == _TICKERS:
-            from handlers.ticker_client import TickerClient
+            from handlers.connectors.ticker import TickerClient
 
             connector = self.tickers = self.tickers or TickerClient()
         if connector is None:

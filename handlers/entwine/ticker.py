@@ -30,7 +30,7 @@ import orjson
 
 from agglo_core.entwine.crypto import Signer
 from agglo_core.entwine.ticker import Ticker, TickerError
-from handlers.serve import StartResponse, _answer, _read_body
+from handlers.daemons.serve import StartResponse, answer, read_body
 
 log = logging.getLogger("agglo.ticker")
 _KEY = "ticker-private-key"
@@ -77,25 +77,25 @@ class TickerApp:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
         try:
             if path == "/healthz":
-                return _answer(start, 200, {"status": "ok"})
+                return answer(start, 200, {"status": "ok"})
             if not path.startswith("/api/v1/"):
-                return _answer(start, 404, {"error": f"no such path {path}"})
+                return answer(start, 404, {"error": f"no such path {path}"})
             parts = path[len("/api/v1/"):].split("/")
             body: Any = None
             if method == "POST":
-                raw = _read_body(environ, self.max_body)
+                raw = read_body(environ, self.max_body)
                 if isinstance(raw, int):
-                    return _answer(start, raw, {"error": f"body larger than {self.max_body} bytes"
+                    return answer(start, raw, {"error": f"body larger than {self.max_body} bytes"
                                                 if raw == 413 else "bad Content-Length"})
                 try:
                     body = orjson.loads(raw) if raw else {}
                 except orjson.JSONDecodeError as e:
-                    return _answer(start, 400, {"error": f"body is not valid JSON: {e}"})
+                    return answer(start, 400, {"error": f"body is not valid JSON: {e}"})
                 if type(body) is not dict:
-                    return _answer(start, 400, {"error": "body must be a JSON object"})
-            return _answer(start, 200, self._route(method, parts, body, environ))
+                    return answer(start, 400, {"error": "body must be a JSON object"})
+            return answer(start, 200, self._route(method, parts, body, environ))
         except TickerError as e:
-            return _answer(start, e.status, {"error": str(e)})
+            return answer(start, e.status, {"error": str(e)})
 
     def _route(self, method: str, parts: list[str], body: Any, environ: dict) -> Any:
         name, args = parts[0], parts[1:]
@@ -154,15 +154,15 @@ def _ticking(app: TickerApp, interval_s: float, stop: threading.Event) -> None:
 
 
 def build_app(state_spec: str, key_path: str | None = None, max_body: int = 16 << 20) -> TickerApp:
-    from handlers.ticker_state import open_state
+    from handlers.entwine.ticker_state import open_state
 
     state = open_state(state_spec)
     return TickerApp(state, ticker_signer(state, key_path), max_body)
 
 
 def serve(args: argparse.Namespace) -> int:
-    from handlers.boot import UsageError
-    from handlers.serve import _gunicorn_app
+    from handlers.daemons.serve import gunicorn_app
+    from handlers.runtime.boot import UsageError
 
     try:
         build_app(args.state, args.key)  # fail before the server starts on a bad store or key
@@ -180,7 +180,7 @@ def serve(args: argparse.Namespace) -> int:
     options = {"bind": f"{args.host}:{args.port}", "workers": 1, "worker_class": "gthread", "threads": 8,
                "accesslog": None, "errorlog": "-", "loglevel": "warning", "timeout": 120, "graceful_timeout": 5}
     print(f"agglo: ticker on http://{args.host}:{args.port}/api/v1 (state {args.state})", flush=True)
-    _gunicorn_app(load, options).run()
+    gunicorn_app(load, options).run()
     return 0
 
 

@@ -1,0 +1,1 @@
+"""Long-running local daemons: ``agglo serve`` and its durable queue."""
