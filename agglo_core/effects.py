@@ -167,10 +167,19 @@ class TickerCall:
 
 @dataclass(frozen=True, slots=True)
 class EffectFailed:
-    """The result of an effect that could not be performed."""
+    """The result of an effect that could not be performed, classified by whoever saw it fail.
+
+    ``transient``: an outside system failed and retrying may help (a timeout, a throttle, a 503).
+    Otherwise the record's own data is at fault (a body the system refuses, an executable that
+    rejects its input): retrying cannot help, and the record is settled at once.
+    """
 
     message: str
     details: dict = field(default_factory=dict)
+    transient: bool = True
+
+    def __str__(self) -> str:
+        return self.message
 
 
 Effect = ApplyDeltas | JoinAdd | Put | Exec | GetItems | CompareAndPut | TickerCall

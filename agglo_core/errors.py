@@ -16,6 +16,10 @@ class ConfigError(ValueError):
 class StageError(Exception):
     """Raised inside a process for one record; the pipeline turns it into a ``RecordError``."""
 
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
 
 # What a process may raise for one record's data: numbers too large for floats,
 # nesting deeper than Python's stack. Each fails only that record.

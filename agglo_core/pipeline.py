@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from agglo_core.config import PipelineProcess, PipelinesConfig, load_config
+from agglo_core.connstr import redact
 from agglo_core.effects import Effect, EffectFailed, RetryStrategy
 from agglo_core.errors import RECORD_FAULTS, ConfigError, RecordError, StageError, describe
 from agglo_core.records import Outcome, Record
@@ -64,6 +65,9 @@ class StageContext:
     retry: RetryStrategy
     keys: Mapping[str, bytes] = field(default_factory=dict)
     """Private keys (PEM) by the path a config names them with, read by the adapter (entwine's pemPath)."""
+    redact: Callable[[str], str] = redact
+    """Hides a connection string's secrets before it reaches an output; the adapter passes one that knows
+    each connector's secret options (the default guesses them from option names)."""
 
     @property
     def partition(self) -> str:
@@ -93,8 +97,8 @@ class CompiledPipeline:
         object.__setattr__(self, "single", tuple(_segments(self.stages, False)))
 
 
-def effect_error(result: Any) -> str | None:
-    return result.message if isinstance(result, EffectFailed) else None
+def effect_error(result: Any) -> EffectFailed | None:
+    return result if isinstance(result, EffectFailed) else None
 
 
 def gather(drivers: Iterable[Driver]) -> Generator[list[Effect], list[Any], list[Any]]:
@@ -140,7 +144,7 @@ def run_each(items: list[Item], process: str, make: Callable[[Item], Driver]) ->
     returns = yield from gather(make(it) for it in items)
     for it, value in zip(items, returns, strict=True):
         if isinstance(value, StageError):
-            it.fail(process, str(value))
+            it.fail(process, str(value), value.transient)
         else:
             it.event = value
 
@@ -214,7 +218,8 @@ def _run_pipeline(pipe: CompiledPipeline, items: list[Item], inv: Invocation,
 class Plan:
     """An immutable, compiled config. Compile once per process; run many batches through it."""
 
-    def __init__(self, config: PipelinesConfig, keys: Mapping[str, bytes] | None = None) -> None:
+    def __init__(self, config: PipelinesConfig, keys: Mapping[str, bytes] | None = None,
+                 redact: Callable[[str], str] = redact) -> None:
         from agglo_core.processes import compile_stage
 
         self.config = config
@@ -225,7 +230,7 @@ class Plan:
             stages = []
             for j, proc in enumerate(p.processes):
                 retry = RetryStrategy(proc.retryStrategy.numRetries, proc.retryStrategy.initialBackOffMs)
-                ctx = StageContext(config, p.name, proc, retry, keys or {})
+                ctx = StageContext(config, p.name, proc, retry, keys or {}, redact)
                 try:
                     stages.append(compile_stage(config.process(proc.name), ctx))
                 except ConfigError as e:
@@ -278,11 +283,13 @@ class Plan:
             return stop.value
 
 
-def compile_plan(config: PipelinesConfig | str | bytes | dict, keys: Mapping[str, bytes] | None = None) -> Plan:
+def compile_plan(config: PipelinesConfig | str | bytes | dict, keys: Mapping[str, bytes] | None = None,
+                 redact: Callable[[str], str] = redact) -> Plan:
     """Load (if needed) and compile a config. Raises ``ConfigError`` listing every problem.
 
-    ``keys``: the PEM private keys the config names by path (entwine), read by the caller.
+    ``keys``: the PEM private keys the config names by path (entwine), read by the caller. ``redact``: see
+    ``StageContext.redact``.
     """
     if not isinstance(config, PipelinesConfig):
         config = load_config(config)
-    return Plan(config, keys)
+    return Plan(config, keys, redact)

@@ -144,7 +144,7 @@ class AggregatorStage:
         for it, key, groups, delta, mark in updates:
             answer = answers[key]
             if (err := effect_error(answer)) is not None:
-                it.fail(self.name, f"could not update state in '{self._store}': {err}", transient=True)
+                it.fail(self.name, f"could not update state in '{self._store}': {err}", transient=err.transient)
                 continue
             try:
                 if mark in answer.duplicates:

@@ -79,7 +79,7 @@ class CompleterStage:
                                marks(it.record.id) if marks else "") for it, key, _, member in work]
         for (it, key, value, _), state in zip(work, added, strict=True):
             if (err := effect_error(state)) is not None:
-                it.fail(self.name, f"could not update join state in '{self._store}': {err}", transient=True)
+                it.fail(self.name, f"could not update join state in '{self._store}': {err}", transient=err.transient)
                 failed.add(key)
             elif state.closed == "complete":
                 resolved = {k: True for k in self._join_keys if k in state.members}

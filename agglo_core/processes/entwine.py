@@ -26,7 +26,6 @@ from collections.abc import Mapping
 
 from agglo_core.conditions import compile_condition
 from agglo_core.config import Entwine
-from agglo_core.connstr import redact
 from agglo_core.effects import CompareAndPut, EffectFailed, GetItems, Put, TickerCall
 from agglo_core.entwine.chain import Head, append
 from agglo_core.entwine.crypto import BadKey, Signer, object_digest
@@ -65,7 +64,7 @@ class EntwineStage:
         self._endpoint = d.tickerEndpoint
         self._interval = max(1, d.tickerInterval)
         self._signer = signer
-        self._connection = redact(ctx.config.external(d.objectStore).connectionString)
+        self._connection = ctx.redact(ctx.config.external(d.objectStore).connectionString)
         self._object_ids = IdMaker(ctx.partition, ctx.pipeline, d.name, "entwine-object")
         self._message_ids = IdMaker(ctx.partition, ctx.pipeline, d.name, d.subStreamID, "entwine-message")
         self._head_key, self._idx_prefix, self._uuid_prefix = stream_keys(d.subStreamID)

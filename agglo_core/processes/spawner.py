@@ -31,7 +31,7 @@ class SpawnerStage:
             return  # fire-and-forget
         for it, result in zip(chosen, results, strict=True):
             if (err := effect_error(result)) is not None:
-                it.fail(self.name, f"'{self._path}' failed: {err}")
+                it.fail(self.name, f"'{self._path}' failed: {err}", err.transient)
                 continue
             event = it.event
             assert event is not None

@@ -6,7 +6,6 @@ from typing import Any
 
 from agglo_core.conditions import compile_condition
 from agglo_core.config import Tee
-from agglo_core.connstr import redact
 from agglo_core.effects import Put
 from agglo_core.errors import RECORD_FAULTS, StageError, describe
 from agglo_core.ids import IdMaker
@@ -40,7 +39,7 @@ class TeeStage:
         self._extra = dict(d.additionalBody)
         external = ctx.config.external(d.outputConnectorRef)
         self._output_type = OUTPUT_TYPES[external.externalType.value]
-        self._connection = redact(external.connectionString)
+        self._connection = ctx.redact(external.connectionString)
         self._ids = IdMaker(ctx.partition, ctx.pipeline, d.name, "tee")
         self._retry = ctx.retry
         self._transformer = (TransformerStage(ctx.config.process(d.transformerRef).transformer, ctx.retry)
@@ -72,7 +71,7 @@ class TeeStage:
         web = self._output_type == "web"
         for (it, key), result in zip(sending, results, strict=True):
             if result is not None and (err := effect_error(result)) is not None:
-                it.fail(self.name, f"could not write to '{target}': {err}", transient=True)
+                it.fail(self.name, f"could not write to '{target}': {err}", transient=err.transient)
                 continue
             entry = {"uuid": key, "outputType": self._output_type, "connectionString": self._connection}
             if web:

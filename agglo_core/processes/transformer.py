@@ -99,7 +99,7 @@ class TransformerStage:
 
 def _check(path: str, result: Any) -> None:
     if (err := effect_error(result)) is not None:
-        raise StageError(f"'{path}' failed: {err}")
+        raise StageError(f"'{path}' failed: {err}", err.transient)
 
 
 def compile(d: Transformer, ctx: StageContext) -> TransformerStage:

@@ -59,18 +59,18 @@ class ExecRunner:
     def run(self, e: Exec) -> Any:
         denied = self._check(e)
         if denied:
-            return EffectFailed(denied)
+            return EffectFailed(denied, transient=False)
         if e.delay_ms:
             time.sleep(e.delay_ms / 1000)
         try:
             proc = subprocess.run([e.path, *e.args], input=orjson.dumps(e.input) + b"\n", capture_output=True,
                                   timeout=self.timeout_s, check=False)
         except subprocess.TimeoutExpired as err:
-            return EffectFailed(f"'{e.path}' timed out after {self.timeout_s:g}s; stderr: {_tail(err.stderr)}")
+            return EffectFailed(f"'{e.path}' timed out after {self.timeout_s:g}s; stderr: {_tail(err.stderr)}", transient=False)
         except OSError as err:
-            return EffectFailed(f"could not run '{e.path}': {err.strerror or err}")
+            return EffectFailed(f"could not run '{e.path}': {err.strerror or err}", transient=False)
         if proc.returncode != 0:
-            return EffectFailed(f"'{e.path}' exited with status {proc.returncode}; stderr: {_tail(proc.stderr)}")
+            return EffectFailed(f"'{e.path}' exited with status {proc.returncode}; stderr: {_tail(proc.stderr)}", transient=False)
         out = proc.stdout.strip()
         if not out:
             return None
@@ -78,7 +78,7 @@ class ExecRunner:
             return orjson.loads(out)
         except orjson.JSONDecodeError:
             return EffectFailed(f"'{e.path}' printed something that is not JSON: {_tail(out)!r}; "
-                                f"stderr: {_tail(proc.stderr)}")
+                                f"stderr: {_tail(proc.stderr)}", transient=False)
 
     def _fire_and_forget(self, e: Exec) -> None:
         def run() -> None:
