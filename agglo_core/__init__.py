@@ -14,7 +14,7 @@ from agglo_core.effects import (
     JoinAdd,
     JoinState,
     Put,
-    RetryStrategy,
+    RetryPolicy,
 )
 from agglo_core.errors import ConfigError, RecordError
 from agglo_core.pipeline import Plan, compile_plan
@@ -22,6 +22,6 @@ from agglo_core.records import Outcome, Record
 
 __all__ = [
     "ApplyDeltas", "ConfigError", "DeltasApplied", "Effect", "EffectFailed", "Exec", "JoinAdd", "JoinState",
-    "Outcome", "Plan", "PipelinesConfig", "Put", "Record", "RecordError", "RetryStrategy", "compile_plan",
+    "Outcome", "Plan", "PipelinesConfig", "Put", "Record", "RecordError", "RetryPolicy", "compile_plan",
     "load_config",
 ]

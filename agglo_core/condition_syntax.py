@@ -105,7 +105,7 @@ def _tokens(text: str) -> list[_Token]:
             out.append(_Token("path" if ch == "`" else "string", decoded, pos, end))
         elif m := _NUMBER.match(text, pos):
             end = m.end()
-            out.append(_Token("number", m.group(), pos, end, _number(m.group(), text, pos)))
+            out.append(_Token("number", m.group(), pos, end, _number_literal(m.group(), text, pos)))
         elif m := _BARE_PATH.match(text, pos):
             end = m.end()
             word = m.group()
@@ -121,7 +121,7 @@ def _tokens(text: str) -> list[_Token]:
     return out
 
 
-def _number(literal: str, text: str, pos: int) -> int | float:
+def _number_literal(literal: str, text: str, pos: int) -> int | float:
     if "." not in literal and "e" not in literal.lower():
         return int(literal)
     value = float(literal)
@@ -342,6 +342,11 @@ def parse_condition(text: str) -> Condition:
 
 
 # --- printing ------------------------------------------------------------------------------------------------
+
+
+def condition_text(condition: Condition | None) -> str | None:
+    """The condition as one line of its text form (``someNum >= 3 && name =~ '^a'``), or None when always true."""
+    return (format_condition(condition) or None) if condition is not None else None
 
 
 def format_condition(condition: Condition) -> str:

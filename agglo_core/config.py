@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    SerializeAsAny,
     StrictBool,
     StrictInt,
     StrictStr,
@@ -29,7 +30,9 @@ from pydantic import (
 from agglo_core.errors import ConfigError
 
 
-class _Model(BaseModel):
+class ConfigModel(BaseModel):
+    """The base of every config model: unknown fields are errors, values are immutable."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
@@ -51,6 +54,28 @@ class _ProtoEnum(enum.Enum):
         return obj
 
     @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_plain_validator_function(
+            cls.parse, serialization=core_schema.plain_serializer_function_ser_schema(lambda m: m.value))
+
+    @classmethod
+    def parse(cls, value: Any) -> _ProtoEnum:
+        """A member by name or number; otherwise an error that quotes the value and the choices."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            try:
+                return cls(value)
+            except ValueError:
+                pass
+        # The zero members (UnknownComparator…) mean "not set": accepted, never offered.
+        choices = ", ".join(m.value for m in cls if m.number)  # type: ignore[attr-defined]
+        shown = repr(value) if isinstance(value, str | int | float) else f"a {type(value).__name__}"
+        raise ValueError(f"{shown} is not {cls.what}; expected one of {choices}")  # type: ignore[attr-defined]
+
+    @classmethod
     def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
         return {"title": cls.__name__, "anyOf": [
             {"type": "string", "enum": [m.value for m in cls]},
@@ -58,47 +83,49 @@ class _ProtoEnum(enum.Enum):
         ]}
 
 
-def _proto_enum(name: str, members: list[tuple[str, int]]) -> type[_ProtoEnum]:
-    return _ProtoEnum(name, [(m, (m, n)) for m, n in members])  # type: ignore[return-value]
+def _proto_enum(name: str, what: str, members: list[tuple[str, int]]) -> type[_ProtoEnum]:
+    cls: Any = _ProtoEnum(name, [(m, (m, n)) for m, n in members])  # type: ignore[call-overload]
+    cls.what = what
+    return cls  # type: ignore[no-any-return]
 
 
-ExternalType = _proto_enum("ExternalType", [
+ExternalType = _proto_enum("ExternalType", "an external type", [
     ("ExternalUnknown", 0), ("ExternalKVStore", 1), ("ExternalObjectStore", 2), ("ExternalPubSub", 3),
     ("ExternalHttp", 4), ("ExternalLocalFile", 5), ("ExternalSearchIndex", 6),
 ])
-AggregationType = _proto_enum("AggregationType", [
+AggregationType = _proto_enum("AggregationType", "an aggregation type", [
     ("AggUnknown", 0), ("AggSum", 1), ("AggMax", 2), ("AggMin", 3), ("AggAvg", 4), ("AggCount", 5),
     ("AggDiscreteHistogram", 6),
 ])
-TransformationType = _proto_enum("TransformationType", [
+TransformationType = _proto_enum("TransformationType", "a transformation type", [
     ("TransformUnknown", 0), ("TransformSum", 1), ("TransformCopy", 2), ("TransformMapRegex", 3),
     ("TransformMapAdd", 4), ("TransformMapMult", 5), ("TransformCount", 6), ("TransformLeftFold", 7),
     ("TransformRightFold", 8), ("TransformMap", 9), ("TransformPopHead", 10), ("TransformPopTail", 11),
 ])
-ExistsOperator = _proto_enum("ExistsOperator", [("UnknownExists", 0), ("Exists", 1), ("NotExists", 2)])
-UnaryOperator = _proto_enum("UnaryOperator", [
+ExistsOperator = _proto_enum("ExistsOperator", "an exists operator", [("UnknownExists", 0), ("Exists", 1), ("NotExists", 2)])
+UnaryOperator = _proto_enum("UnaryOperator", "a unary operator", [
     ("UnknownUnary", 0), ("Negation", 3), ("Inversion", 4), ("LogicalNot", 5),
 ])
-BinaryOperator = _proto_enum("BinaryOperator", [
+BinaryOperator = _proto_enum("BinaryOperator", "a binary operator", [
     ("UnknownBinary", 0), ("Addition", 6), ("Subtract", 7), ("Multiply", 8), ("Divide", 9), ("Power", 10),
     ("Modulus", 11), ("RightShift", 12), ("LeftShift", 13), ("Or", 14), ("And", 15), ("Xor", 16),
 ])
-LogicalOperator = _proto_enum("LogicalOperator", [("UnknownLogical", 0), ("LogicalAnd", 17), ("LogicalOr", 18)])
-ComparatorOperator = _proto_enum("ComparatorOperator", [
+LogicalOperator = _proto_enum("LogicalOperator", "a logical operator", [("UnknownLogical", 0), ("LogicalAnd", 17), ("LogicalOr", 18)])
+ComparatorOperator = _proto_enum("ComparatorOperator", "a comparator", [
     ("UnknownComparator", 0), ("GreaterThan", 19), ("LessThan", 20), ("GreaterThanOrEqual", 21),
     ("LessThanOrEqual", 22), ("Equal", 23), ("NotEqual", 24), ("RegexMatch", 25), ("RegexNotMatch", 26),
 ])
 
 
 
-def _number(value: Any) -> int | float:
+def _strict_number(value: Any) -> int | float:
     if type(value) is int or type(value) is float:
         return value
     raise ValueError("must be a number")
 
 
 # One type, one error message; ints stay ints so large values keep their precision.
-Number = Annotated[int | float, PlainValidator(_number, json_schema_input_type=float)]
+Number = Annotated[int | float, PlainValidator(_strict_number, json_schema_input_type=float)]
 
 
 def _int64(value: Any) -> Any:
@@ -112,7 +139,7 @@ Int64 = Annotated[StrictInt, BeforeValidator(
     _int64, json_schema_input_type=int | Annotated[str, Field(pattern=r"^-?[0-9]+$")])]
 
 
-def _exactly_one(model: BaseModel, fields: tuple[str, ...], what: str, allow_none: bool = False) -> None:
+def exactly_one(model: BaseModel, fields: tuple[str, ...], what: str, allow_none: bool = False) -> None:
     present = [f for f in fields if getattr(model, f) is not None]
     if len(present) > 1 or (not present and not allow_none):
         got = ", ".join(present) if present else "none"
@@ -122,11 +149,11 @@ def _exactly_one(model: BaseModel, fields: tuple[str, ...], what: str, allow_non
 # --- conditions -------------------------------------------------------------
 
 
-class Variable(_Model):
+class Variable(ConfigModel):
     name: StrictStr = ""
 
 
-class Operand(_Model):
+class Operand(ConfigModel):
     expression: Expression | None = None
     variable: Variable | None = None
     literal: StrictStr | None = None
@@ -134,43 +161,43 @@ class Operand(_Model):
 
     @model_validator(mode="after")
     def _oneof(self) -> Operand:
-        _exactly_one(self, ("expression", "variable", "literal", "numeric"), "an operand")
+        exactly_one(self, ("expression", "variable", "literal", "numeric"), "an operand")
         return self
 
 
-class BooleanExpression(_Model):
+class BooleanExpression(ConfigModel):
     value: StrictBool = False
 
 
-class ComparatorExpression(_Model):
+class ComparatorExpression(ConfigModel):
     lhs: Operand | None = None
     rhs: Operand | None = None
     op: ComparatorOperator = ComparatorOperator("UnknownComparator")  # type: ignore[valid-type]
 
 
-class LogicalExpression(_Model):
+class LogicalExpression(ConfigModel):
     lhs: Operand | None = None
     rhs: Operand | None = None
     op: LogicalOperator = LogicalOperator("UnknownLogical")  # type: ignore[valid-type]
 
 
-class BinaryExpression(_Model):
+class BinaryExpression(ConfigModel):
     lhs: Operand | None = None
     rhs: Operand | None = None
     op: BinaryOperator = BinaryOperator("UnknownBinary")  # type: ignore[valid-type]
 
 
-class UnaryExpression(_Model):
+class UnaryExpression(ConfigModel):
     rhs: Operand | None = None
     op: UnaryOperator = UnaryOperator("UnknownUnary")  # type: ignore[valid-type]
 
 
-class ExistsOperation(_Model):
+class ExistsOperation(ConfigModel):
     key: StrictStr = ""
     op: ExistsOperator = ExistsOperator("UnknownExists")  # type: ignore[valid-type]
 
 
-class Expression(_Model):
+class Expression(ConfigModel):
     boolean: BooleanExpression | None = None
     comparator: ComparatorExpression | None = None
     logical: LogicalExpression | None = None
@@ -181,15 +208,15 @@ class Expression(_Model):
 
     @model_validator(mode="after")
     def _oneof(self) -> Expression:
-        _exactly_one(self, ("boolean", "comparator", "logical", "binary", "unary", "exists"), "an expression")
+        exactly_one(self, ("boolean", "comparator", "logical", "binary", "unary", "exists"), "an expression")
         return self
 
 
-class ExistsExpression(_Model):
+class ExistsExpression(ConfigModel):
     ops: tuple[ExistsOperation, ...] = ()
 
 
-class Condition(_Model):
+class Condition(ConfigModel):
     """An absent or empty condition (``{}``) is always true."""
 
     expression: Expression | None = None
@@ -197,7 +224,7 @@ class Condition(_Model):
 
     @model_validator(mode="after")
     def _oneof(self) -> Condition:
-        _exactly_one(self, ("expression", "exists"), "a condition", allow_none=True)
+        exactly_one(self, ("expression", "exists"), "a condition", allow_none=True)
         return self
 
 
@@ -219,156 +246,21 @@ ConditionField = Annotated[Condition, BeforeValidator(_condition_text, json_sche
 # --- processes ---------------------------------------------------------------
 
 
-class Annotation(_Model):
-    fieldKey: StrictStr = ""
-    value: StrictStr = ""
-    condition: ConditionField | None = None
+class ProcessDefinition(ConfigModel):
+    """A process definition: exactly one process kind set.
 
-
-class Annotator(_Model):
-    name: StrictStr = ""
-    annotations: tuple[Annotation, ...] = ()
-
-
-class Aggregation(_Model):
-    key: StrictStr = ""
-    aggregationType: AggregationType = AggregationType("AggUnknown")  # type: ignore[valid-type]
-    groupByKeys: tuple[StrictStr, ...] = ()
-
-
-class Aggregator(_Model):
-    name: StrictStr = ""
-    condition: ConditionField | None = None
-    stateStore: StrictStr = ""
-    aggregation: Aggregation | None = None
-    asyncCheckpoint: StrictBool = False
-    forwardState: StrictBool = False
-
-
-class Completion(_Model):
-    joinKeys: tuple[StrictStr, ...] = ()
-    timeoutMs: Int64 = 0
-
-
-class Completer(_Model):
-    name: StrictStr = ""
-    condition: ConditionField | None = None
-    stateStore: StrictStr = ""
-    completion: Completion | None = None
-
-
-class Filter(_Model):
-    name: StrictStr = ""
-    regex: StrictStr = ""
-    keepMatched: StrictBool = False
-
-
-class Runnable(_Model):
-    pathToExec: StrictStr = ""
-    cmdArgs: tuple[StrictStr, ...] = ()
-
-
-class Job(_Model):
-    runnable: Runnable | None = None
-
-
-class Spawner(_Model):
-    name: StrictStr = ""
-    condition: ConditionField | None = None
-    delayInMs: Int64 = 0
-    doSync: StrictBool = False
-    job: Job | None = None
-
-
-class Tee(_Model):
-    name: StrictStr = ""
-    condition: ConditionField | None = None
-    additionalBody: dict[str, Any] = Field(default_factory=dict)
-    transformerRef: StrictStr = ""
-    outputConnectorRef: StrictStr = ""
-
-
-class Continuation(_Model):
-    name: StrictStr = ""
-    condition: ConditionField | None = None
-
-
-class PathArgs(_Model):
-    path: StrictStr = ""
-
-
-class ValueArgs(_Model):
-    value: Number = 0
-
-
-class MapRegexArgs(_Model):
-    regex: StrictStr = ""
-    replace: StrictStr = ""
-
-
-class Transformation(_Model):
-    condition: ConditionField | None = None
-    transformationType: TransformationType = TransformationType("TransformUnknown")  # type: ignore[valid-type]
-    mapArgs: PathArgs | None = None
-    mapAddArgs: ValueArgs | None = None
-    mapMultArgs: ValueArgs | None = None
-    mapRegexArgs: MapRegexArgs | None = None
-    leftFoldArgs: PathArgs | None = None
-    rightFoldArgs: PathArgs | None = None
-
-    @model_validator(mode="after")
-    def _oneof(self) -> Transformation:
-        args = ("mapArgs", "mapAddArgs", "mapMultArgs", "mapRegexArgs", "leftFoldArgs", "rightFoldArgs")
-        _exactly_one(self, args, "a transformation", allow_none=True)
-        return self
-
-
-class TransformerSpec(_Model):
-    sourceField: StrictStr = ""
-    targetField: StrictStr = ""
-    transformation: Transformation | None = None
-
-
-class Transformer(_Model):
-    name: StrictStr = ""
-    specs: tuple[TransformerSpec, ...] = ()
-    forwardInputFields: StrictBool = False
-
-
-class Entwine(_Model):
-    name: StrictStr = ""
-    streamStateStore: StrictStr = ""
-    objectStore: StrictStr = ""
-    pemPath: StrictStr = ""
-    subStreamID: StrictStr = ""
-    tickerEndpoint: StrictStr = ""
-    tickerInterval: StrictInt = 0
-    condition: ConditionField | None = None
-
-
-PROCESS_KINDS = ("annotator", "aggregator", "completer", "filter", "spawner", "tee", "transformer",
-                 "continuation", "entwine")
-
-
-class ProcessDefinition(_Model):
-    annotator: Annotator | None = None
-    aggregator: Aggregator | None = None
-    completer: Completer | None = None
-    filter: Filter | None = None
-    spawner: Spawner | None = None
-    tee: Tee | None = None
-    transformer: Transformer | None = None
-    continuation: Continuation | None = None
-    entwine: Entwine | None = None
+    Its fields, one per kind, come from the process specs: ``agglo_core.processes.definition_model()``
+    builds the model ``load_config`` validates with. This base is what every definition answers.
+    """
 
     @model_validator(mode="after")
     def _oneof(self) -> ProcessDefinition:
-        _exactly_one(self, PROCESS_KINDS, "a process definition")
+        exactly_one(self, tuple(type(self).model_fields), "a process definition")
         return self
 
     @property
     def kind(self) -> str:
-        return next(k for k in PROCESS_KINDS if getattr(self, k) is not None)
+        return next(k for k in type(self).model_fields if getattr(self, k) is not None)
 
     @property
     def body(self) -> Any:
@@ -376,37 +268,37 @@ class ProcessDefinition(_Model):
 
     @property
     def name(self) -> str:
-        return self.body.name
+        return str(self.body.name)
 
 
 # --- pipelines and externals --------------------------------------------------
 
 
-class RetryStrategy(_Model):
+class RetryStrategy(ConfigModel):
     numRetries: StrictInt = Field(0, ge=0)
     initialBackOffMs: Int64 = Field(0, ge=0)
 
 
-class ProcessInstrumentation(_Model):
+class ProcessInstrumentation(ConfigModel):
     enableTracing: StrictBool = False
     latency: StrictBool = False
     counter: StrictBool = False
 
 
-class PipelineProcess(_Model):
+class PipelineProcess(ConfigModel):
     name: StrictStr = ""
     retryStrategy: RetryStrategy = RetryStrategy()
     instrumentation: ProcessInstrumentation = ProcessInstrumentation()
 
 
-class Checkpoint(_Model):
+class Checkpoint(ConfigModel):
     outputConnectorRef: StrictStr = ""
     # binge's own test configs spell a checkpoint this way; accepted so they load unchanged.
     outputConnector: StrictStr = ""
     externalType: ExternalType | None = None  # type: ignore[valid-type]
 
 
-class Pipeline(_Model):
+class Pipeline(ConfigModel):
     name: StrictStr = ""
     processes: tuple[PipelineProcess, ...] = ()
     checkpoint: Checkpoint | None = None
@@ -414,7 +306,7 @@ class Pipeline(_Model):
     enableMetrics: StrictBool = False
 
 
-class External(_Model):
+class External(ConfigModel):
     externalType: ExternalType = ExternalType("ExternalUnknown")  # type: ignore[valid-type]
     name: StrictStr = ""
     connectionString: StrictStr = ""
@@ -425,10 +317,10 @@ class External(_Model):
         return v.strip()
 
 
-class PipelinesConfig(_Model):
+class PipelinesConfig(ConfigModel):
     partitionUuid: StrictStr = ""
     pipelines: tuple[Pipeline, ...] = ()
-    processDefinitions: tuple[ProcessDefinition, ...] = ()
+    processDefinitions: tuple[SerializeAsAny[ProcessDefinition], ...] = ()  # dumped as the kinds they are
     externalSystems: tuple[External, ...] = ()
 
     def process(self, name: str) -> ProcessDefinition:
@@ -440,11 +332,6 @@ class PipelinesConfig(_Model):
 
 # --- loading -------------------------------------------------------------------
 
-_SECTIONS: dict[str, Any] = {
-    "pipelines": Pipeline,
-    "processDefinitions": ProcessDefinition,
-    "externalSystems": External,
-}
 
 
 def load_config(source: str | bytes | dict) -> PipelinesConfig:
@@ -453,7 +340,12 @@ def load_config(source: str | bytes | dict) -> PipelinesConfig:
     Each list element is validated on its own so that one broken process does not
     hide the problems of the others; then the cross-references are checked.
     """
-    from agglo_core.validation import check_config  # late: validation imports the models above
+    # Late: the process models live beside their processes, which import this module.
+    from agglo_core.processes import definition_model
+    from agglo_core.validation import check_config
+
+    sections: dict[str, Any] = {"pipelines": Pipeline, "processDefinitions": definition_model(),
+                                "externalSystems": External}
 
     if isinstance(source, str | bytes):
         try:
@@ -474,14 +366,14 @@ def load_config(source: str | bytes | dict) -> PipelinesConfig:
     for key, value in data.items():
         if key == "partitionUuid":
             parsed[key] = value if isinstance(value, str) else ""
-        elif key in _SECTIONS:
+        elif key in sections:
             if not isinstance(value, list):
                 problems.append(f"{key}: must be a list")
                 continue
             items, positions[key] = [], []
             for i, item in enumerate(value):
                 try:
-                    items.append(_SECTIONS[key].model_validate(item))
+                    items.append(sections[key].model_validate(item))
                     positions[key].append(i)
                 except ValidationError as e:
                     problems.extend(_format_errors(e, f"{key}[{i}]"))
@@ -528,5 +420,7 @@ def _format_errors(error: ValidationError, prefix: str) -> list[str]:
             msg = "unknown field"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
+        elif isinstance(err.get("input"), str | int | float | bool):
+            msg += f", got {json.dumps(err['input'])}"  # the value, so the reader sees what was wrong
         out.append(f"{path}: {msg}")
     return out

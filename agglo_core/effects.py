@@ -17,12 +17,14 @@ Deltas = dict[str, tuple[DeltaOp, Any]]
 
 
 @dataclass(frozen=True, slots=True)
-class RetryStrategy:
+class RetryPolicy:
+    """How often the runtime retries an effect that failed transiently (a process's binge retryStrategy)."""
+
     num_retries: int = 0
     initial_backoff_ms: int = 0
 
 
-NO_RETRY = RetryStrategy()
+NO_RETRY = RetryPolicy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +46,7 @@ class ApplyDeltas:
     store: str
     key: str
     deltas: Deltas
-    retry: RetryStrategy = NO_RETRY
+    retry: RetryPolicy = NO_RETRY
     marks: tuple[tuple[str, Deltas], ...] = ()
 
 
@@ -79,7 +81,7 @@ class JoinAdd:
     key: str
     member: str
     deadline_ms: int
-    retry: RetryStrategy = NO_RETRY
+    retry: RetryPolicy = NO_RETRY
     required: tuple[str, ...] = ()
     now_ms: int = 0
     mark: str = ""
@@ -105,7 +107,7 @@ class Put:
     target: str
     key: str
     body: dict
-    retry: RetryStrategy = NO_RETRY
+    retry: RetryPolicy = NO_RETRY
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +123,7 @@ class Exec:
     input: Any
     delay_ms: int = 0
     wait: bool = True
-    retry: RetryStrategy = NO_RETRY
+    retry: RetryPolicy = NO_RETRY
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +132,7 @@ class GetItems:
 
     store: str
     keys: tuple[str, ...]
-    retry: RetryStrategy = NO_RETRY
+    retry: RetryPolicy = NO_RETRY
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +149,7 @@ class CompareAndPut:
     expected: str | None
     writes: tuple[tuple[str, dict], ...]
     absent: tuple[str, ...] = ()
-    retry: RetryStrategy = NO_RETRY
+    retry: RetryPolicy = NO_RETRY
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +164,7 @@ class TickerCall:
     method: str
     path: str
     body: dict | None = None
-    retry: RetryStrategy = NO_RETRY
+    retry: RetryPolicy = NO_RETRY
 
 
 @dataclass(frozen=True, slots=True)

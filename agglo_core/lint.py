@@ -14,125 +14,73 @@ Rules:
   event: a group key or histogram field unique per event (an id, a time, a hash).
 * ``exec-not-allowed``: a spawner or exec transformation whose executable is not
   on the deployment's allow-list, so every record would fail there.
+* ``ignored-field``: a field binge defines that agglo accepts and does not act on
+  (``asyncCheckpoint``, a pipeline's ``checkpoint``, ``enableMetrics``).
+
+Rules about one process type live in its module (its spec's ``lint``); this
+module holds the rules that hold for every kind, and runs them all.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 from agglo_core.condition_syntax import format_operand
 from agglo_core.config import Condition, Expression, Operand, PipelinesConfig, ProcessDefinition
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    path: str
-    rule: str
-    message: str
-    level: str = "warning"  # or "error": the config is invalid
-
-    def to_dict(self) -> dict[str, str]:
-        return {"path": self.path, "level": self.level, "rule": self.rule, "message": self.message}
+from agglo_core.processes.spec import Finding, LintContext
 
 
 def lint(config: PipelinesConfig, exec_allowed: Callable[[str], bool]) -> list[Finding]:
     """Warnings about ``config``, which must be valid (``load_config`` accepted it)."""
+    from agglo_core.processes import spec_of  # late: the process modules import this one
+
+    ctx = LintContext(config, exec_allowed)
     defs = [(f"processDefinitions[{i}].{d.kind}", d) for i, d in enumerate(config.processDefinitions)]
     findings = list(_unreachable(config, defs))
+    findings.extend(_ignored_pipeline_fields(config))
     for path, d in defs:
-        findings.extend(_process(path, d, config, exec_allowed))
+        spec, body = spec_of(d), d.body
+        for guard in spec.conditions(body):
+            findings.extend(_condition(f"{path}.{guard.path}", guard.condition))
+        for ref in spec.executables(body):
+            if not exec_allowed(ref.executable):
+                findings.append(Finding(
+                    f"{path}.{ref.path}", "exec-not-allowed",
+                    f"runs '{ref.executable}', which is not on the allow-list: every record fails here unless the "
+                    f"deployment allows it (--allow-exec {ref.executable} or AGGLO_ALLOW_EXEC)"))
+        findings.extend(replace(f, path=f"{path}.{f.path}") for f in spec.lint(body, ctx))
+        findings.extend(Finding(f"{path}.{field}", "ignored-field", f"binge's {field} has no effect in agglo: "
+                                f"{_IGNORED[field]}") for field in spec.ignored if getattr(body, field))
     return findings
 
 
-# --- reachability --------------------------------------------------------------------------------------------
+_IGNORED = {
+    "asyncCheckpoint": "state is committed with every batch, in the same atomic step as its dedupe marks",
+    "checkpoint": "state is committed with every batch; there is no separate checkpoint to write",
+    "enableMetrics": "metrics are per process (instrumentation.counter and latency, on Lambda)",
+}
+
+
+def _ignored_pipeline_fields(config: PipelinesConfig) -> Iterator[Finding]:
+    for i, p in enumerate(config.pipelines):
+        for field in ("checkpoint", "enableMetrics"):
+            if getattr(p, field):
+                yield Finding(f"pipelines[{i}].{field}", "ignored-field",
+                              f"binge's {field} has no effect in agglo: {_IGNORED[field]}")
 
 
 def _unreachable(config: PipelinesConfig, defs: list[tuple[str, ProcessDefinition]]) -> Iterator[Finding]:
+    from agglo_core.processes import spec_of
+
     used = {p.name for pipe in config.pipelines for p in pipe.processes}
-    used |= {d.tee.transformerRef for _, d in defs if d.tee is not None}
+    used.update(name for _, d in defs for name in spec_of(d).uses(d.body))
     for path, d in defs:
         if d.name not in used:
             yield Finding(f"{path}.name", "unreachable-process",
                           f"no pipeline runs {d.kind} '{d.name}' and no tee uses it")
-
-
-# --- per process -----------------------------------------------------------------------------------------------
-
-
-def _process(path: str, d: ProcessDefinition, config: PipelinesConfig,
-             exec_allowed: Callable[[str], bool]) -> Iterator[Finding]:
-    body: Any = d.body
-    for cpath, condition in _conditions(path, d):
-        yield from _condition(cpath, condition)
-    kind = d.kind
-    if kind == "filter" and _matches_everything(body.regex):
-        effect = "keeps every field: it does nothing" if body.keepMatched else "drops every field of every event"
-        yield Finding(f"{path}.regex", "regex-matches-everything", f"{body.regex!r} matches every key, so the "
-                                                                   f"filter {effect}")
-    elif kind == "tee" and body.transformerRef:
-        t = config.process(body.transformerRef).transformer
-        if not t.forwardInputFields and not t.specs:
-            yield Finding(f"{path}.transformerRef", "tee-drops-every-field",
-                          f"transformer '{t.name}' has no specs and does not forward input fields, so the tee "
-                          "writes no field of the event")
-    elif kind == "aggregator":
-        yield from _aggregator(path, body)
-    elif kind == "spawner" and body.job is not None and body.job.runnable is not None:
-        yield from _exec(f"{path}.job.runnable.pathToExec", body.job.runnable.pathToExec, exec_allowed)
-    elif kind == "transformer":
-        for i, spec in enumerate(body.specs):
-            t = spec.transformation
-            for field in ("mapArgs", "leftFoldArgs", "rightFoldArgs"):
-                args = getattr(t, field)
-                if args is not None and (field == "mapArgs" or "/" in args.path):
-                    yield from _exec(f"{path}.specs[{i}].transformation.{field}.path", args.path, exec_allowed)
-
-
-def _conditions(path: str, d: ProcessDefinition) -> Iterator[tuple[str, Condition]]:
-    body: Any = d.body
-    if getattr(body, "condition", None) is not None:
-        yield f"{path}.condition", body.condition
-    for i, a in enumerate(getattr(body, "annotations", ())):
-        if a.condition is not None:
-            yield f"{path}.annotations[{i}].condition", a.condition
-    for i, spec in enumerate(getattr(body, "specs", ())):
-        if spec.transformation is not None and spec.transformation.condition is not None:
-            yield f"{path}.specs[{i}].transformation.condition", spec.transformation.condition
-
-
-def _exec(path: str, executable: str, exec_allowed: Callable[[str], bool]) -> Iterator[Finding]:
-    if not exec_allowed(executable):
-        yield Finding(path, "exec-not-allowed",
-                      f"runs '{executable}', which is not on the allow-list: every record fails here unless the "
-                      f"deployment allows it (--allow-exec {executable} or AGGLO_ALLOW_EXEC)")
-
-
-# Field names whose values are unique per event: ids, times, hashes (a user id is not: per-user state is normal).
-_PER_EVENT = frozenset({"id", "uuid", "guid", "nonce", "timestamp", "ts", "time", "datetime", "hash", "githash", "sha"})
-_PER_EVENT_SUFFIXES = ("uuid", "guid", "timestamp", "eventid", "messageid", "requestid", "traceid", "spanid")
-
-
-def _per_event(field: str) -> bool:
-    last = re.split(r"[.:]", field)[-1]
-    flat = last.lower().replace("_", "").replace("-", "")
-    return flat in _PER_EVENT or flat.endswith(_PER_EVENT_SUFFIXES) or re.search(r"[a-z]At$", last) is not None
-
-
-def _aggregator(path: str, body: Any) -> Iterator[Finding]:
-    agg = body.aggregation
-    for i, group in enumerate(agg.groupByKeys):
-        if _per_event(group):
-            yield Finding(f"{path}.aggregation.groupByKeys[{i}]", "aggregator-high-cardinality",
-                          f"grouping by '{group}' (unique per event: an id, a time or a hash) keeps one state item "
-                          "per event: state grows without bound and no group aggregates anything")
-    if agg.aggregationType.value == "AggDiscreteHistogram" and _per_event(agg.key):
-        yield Finding(f"{path}.aggregation.key", "aggregator-high-cardinality",
-                      f"a histogram of '{agg.key}' (unique per event: an id, a time or a hash) gains a bucket per "
-                      "event and "
-                      f"grows without bound{'' if agg.groupByKeys else ' in a single state item (no group key)'}")
 
 
 # --- regexes ------------------------------------------------------------------------------------------------
@@ -141,7 +89,7 @@ def _aggregator(path: str, body: Any) -> Iterator[Finding]:
 _PROBES = ("", "a", "Z", "0", " ", "\n", "é", "-", "internal:name", "someDict.someFixed", "\U0001F600")
 
 
-def _matches_everything(pattern: str) -> bool:
+def matches_everything(pattern: str) -> bool:
     try:
         search = re.compile(pattern).search
     except re.error:
@@ -174,7 +122,7 @@ def _condition(path: str, c: Condition) -> Iterator[Finding]:
     if why:
         yield Finding(path, "condition-never-true", f"this condition is never true: {why}")
     for regex_path, pattern in _regex_literals(c.expression, f"{path}.expression") if c.expression else ():
-        if _matches_everything(pattern):
+        if matches_everything(pattern):
             yield Finding(regex_path, "regex-matches-everything",
                           f"{pattern!r} matches every string: the comparison only tests that the value is a string")
 
@@ -264,7 +212,7 @@ def _comparator(c: Any) -> tuple[str, str]:
         for side, kind in ((c.lhs, lk), (c.rhs, rk)):
             if kind not in (_ANY, _STRING):
                 return _FALSE, f"{format_operand(side)} is {kind}, and regexes match strings"
-        if op == "RegexNotMatch" and c.rhs.literal is not None and _matches_everything(c.rhs.literal):
+        if op == "RegexNotMatch" and c.rhs.literal is not None and matches_everything(c.rhs.literal):
             return _FALSE, f"{format_operand(c.rhs)} matches every string, so !~ never holds"
         return _BOOL, ""
     if _ANY not in (lk, rk) and lk != rk:

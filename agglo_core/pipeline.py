@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from agglo_core.config import PipelineProcess, PipelinesConfig, load_config
 from agglo_core.connstr import redact
-from agglo_core.effects import Effect, EffectFailed, RetryStrategy
+from agglo_core.effects import Effect, EffectFailed, RetryPolicy
 from agglo_core.errors import RECORD_FAULTS, ConfigError, RecordError, StageError, describe
 from agglo_core.records import Outcome, Record
 
@@ -62,7 +62,7 @@ class StageContext:
     config: PipelinesConfig
     pipeline: str
     process: PipelineProcess
-    retry: RetryStrategy
+    retry: RetryPolicy
     keys: Mapping[str, bytes] = field(default_factory=dict)
     """Private keys (PEM) by the path a config names them with, read by the adapter (entwine's pemPath)."""
     redact: Callable[[str], str] = redact
@@ -229,7 +229,7 @@ class Plan:
         for i, p in enumerate(config.pipelines):
             stages = []
             for j, proc in enumerate(p.processes):
-                retry = RetryStrategy(proc.retryStrategy.numRetries, proc.retryStrategy.initialBackOffMs)
+                retry = RetryPolicy(proc.retryStrategy.numRetries, proc.retryStrategy.initialBackOffMs)
                 ctx = StageContext(config, p.name, proc, retry, keys or {}, redact)
                 try:
                     stages.append(compile_stage(config.process(proc.name), ctx))

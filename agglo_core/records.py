@@ -14,7 +14,6 @@ class Record:
 
     id: str
     payload: Any
-    attributes: dict[str, str] = field(default_factory=dict)
     source: str = ""
 
 

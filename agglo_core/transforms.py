@@ -193,12 +193,31 @@ def compile_transformation(t: Any) -> ValueFn | ExecTransform:
         return _elementwise(lambda x: x * mult, ttype)
     if ttype == "TransformMapRegex":
         return _map_regex(t.mapRegexArgs.regex, t.mapRegexArgs.replace)
+    runs = executable_of(t)
     if ttype == "TransformMap":
         return ExecTransform("map", t.mapArgs.path)
     if ttype in ("TransformLeftFold", "TransformRightFold"):
         right = ttype == "TransformRightFold"
-        path = (t.rightFoldArgs if right else t.leftFoldArgs).path
-        if path in BUILTIN_REDUCERS:
-            return _fold(path, right)
-        return ExecTransform("rightfold" if right else "leftfold", path)
+        if runs is None:
+            return _fold((t.rightFoldArgs if right else t.leftFoldArgs).path, right)
+        return ExecTransform("rightfold" if right else "leftfold", runs[1])
     raise AssertionError(f"unvalidated transformation type {ttype}")
+
+
+_FOLDS = {"TransformLeftFold": "leftFoldArgs", "TransformRightFold": "rightFoldArgs"}
+
+
+def executable_of(t: Any) -> tuple[str, str] | None:
+    """(args field, path) of the executable a transformation runs, or None.
+
+    The one rule for what runs an executable: a map always does; a fold does unless its path names a built-in
+    reducer.
+    """
+    ttype = t.transformationType.value
+    if ttype == "TransformMap" and t.mapArgs is not None:
+        return "mapArgs", t.mapArgs.path
+    field = _FOLDS.get(ttype)
+    args = getattr(t, field) if field else None
+    if args is not None and args.path not in BUILTIN_REDUCERS:
+        return field, args.path  # type: ignore[return-value]
+    return None

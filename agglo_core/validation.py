@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
 
 from agglo_core.config import (
     Condition,
@@ -14,13 +13,7 @@ from agglo_core.config import (
     PipelinesConfig,
     ProcessDefinition,
 )
-from agglo_core.transforms import BUILTIN_REDUCERS, go_template_problem
-
-KV = "ExternalKVStore"
-_ARGS_FOR = {
-    "TransformMapRegex": "mapRegexArgs", "TransformMapAdd": "mapAddArgs", "TransformMapMult": "mapMultArgs",
-    "TransformMap": "mapArgs", "TransformLeftFold": "leftFoldArgs", "TransformRightFold": "rightFoldArgs",
-}
+from agglo_core.processes.spec import CheckContext, ExternalRef
 
 
 def check_config(config: PipelinesConfig, positions: dict[str, list[int]],
@@ -59,8 +52,9 @@ def check_config(config: PipelinesConfig, positions: dict[str, list[int]],
             add(f"{path}.{d.kind}.name: duplicate process name '{name}'")
         processes.setdefault(name, d)
 
+    ctx = CheckContext(externals, processes, frozenset(invalid_names))
     for path, d in defs:
-        problems.extend(_check_process(f"{path}.{d.kind}", d, externals, processes, invalid_names))
+        problems.extend(_check_process(f"{path}.{d.kind}", d, ctx))
 
     names: set[str] = set()
     for path, p in pipes:
@@ -81,122 +75,41 @@ def check_config(config: PipelinesConfig, positions: dict[str, list[int]],
     return problems
 
 
-def _check_process(path: str, d: ProcessDefinition, externals: dict[str, str],
-                   processes: dict[str, ProcessDefinition], invalid_names: set[str]) -> Iterator[str]:
-    body: Any = d.body
-    if getattr(body, "condition", None) is not None:
-        yield from _check_condition(f"{path}.condition", body.condition)
+def _check_process(path: str, d: ProcessDefinition, ctx: CheckContext) -> Iterator[str]:
+    from agglo_core.processes import spec_of  # late: the process modules import this one
 
-    def store(field: str, want: str, what: str) -> Iterator[str]:
-        ref = getattr(body, field)
-        if not ref:
-            yield f"{path}.{field}: must name an external system ({what})"
-        elif ref in invalid_names:
-            return
-        elif ref not in externals:
-            yield f"{path}.{field}: no external system named '{ref}'"
-        elif externals[ref] != want:
-            yield f"{path}.{field}: '{ref}' is {externals[ref]}, but a {what} is needed ({want})"
-
-    kind = d.kind
-    if kind == "annotator":
-        for i, a in enumerate(body.annotations):
-            if not a.fieldKey:
-                yield f"{path}.annotations[{i}].fieldKey: must not be empty"
-            if a.condition is not None:
-                yield from _check_condition(f"{path}.annotations[{i}].condition", a.condition)
-    elif kind == "aggregator":
-        yield from store("stateStore", KV, "key-value store")
-        agg = body.aggregation
-        if agg is None:
-            yield f"{path}.aggregation: must be set"
-        else:
-            if not agg.key:
-                yield f"{path}.aggregation.key: must not be empty"
-            if agg.aggregationType.value == "AggUnknown":
-                yield f"{path}.aggregation.aggregationType: must be set"
-            for i, g in enumerate(agg.groupByKeys):
-                if not g:
-                    yield f"{path}.aggregation.groupByKeys[{i}]: must not be empty"
-    elif kind == "completer":
-        yield from store("stateStore", KV, "key-value store")
-        c = body.completion
-        if c is None or not c.joinKeys:
-            yield f"{path}.completion.joinKeys: must name at least one key"
-        if c is not None and c.timeoutMs <= 0:
-            yield f"{path}.completion.timeoutMs: must be positive"
-    elif kind == "filter":
-        yield from _check_regex(f"{path}.regex", body.regex)
-    elif kind == "spawner":
-        if body.job is None or body.job.runnable is None or not body.job.runnable.pathToExec:
-            yield f"{path}.job.runnable.pathToExec: must name an executable"
-        if body.delayInMs < 0:
-            yield f"{path}.delayInMs: must not be negative"
-    elif kind == "tee":
-        ref = body.outputConnectorRef
-        if not ref:
-            yield f"{path}.outputConnectorRef: must name an external system"
-        elif ref not in externals and ref not in invalid_names:
-            yield f"{path}.outputConnectorRef: no external system named '{ref}'"
-        tref = body.transformerRef
-        if tref and tref not in invalid_names:
-            if tref not in processes:
-                yield f"{path}.transformerRef: no transformer named '{tref}'"
-            elif processes[tref].kind != "transformer":
-                yield f"{path}.transformerRef: '{tref}' is a {processes[tref].kind}, not a transformer"
-    elif kind == "transformer":
-        for i, spec in enumerate(body.specs):
-            yield from _check_transformation(f"{path}.specs[{i}].transformation", spec.transformation)
-    elif kind == "entwine":
-        yield from store("streamStateStore", KV, "key-value store")
-        yield from store("objectStore", "ExternalObjectStore", "object store")
-        if not body.subStreamID:
-            yield f"{path}.subStreamID: must not be empty"
-        if body.tickerInterval < 0:
-            yield f"{path}.tickerInterval: must not be negative"
+    spec, body = spec_of(d), d.body
+    for guard in spec.conditions(body):
+        yield from _check_condition(f"{path}.{guard.path}", guard.condition)
+    for ref in spec.externals:
+        yield from _check_reference(f"{path}.{ref.field}", getattr(body, ref.field), ref, ctx)
+    for where, message in spec.check(body, ctx):
+        yield f"{path}.{where}: {message}"
 
 
-def _check_transformation(path: str, t: Any) -> Iterator[str]:
-    if t is None:
-        yield f"{path}: must be set"
+def _check_reference(path: str, name: str, ref: ExternalRef, ctx: CheckContext) -> Iterator[str]:
+    what = f" ({ref.what})" if ref.external_type else ""
+    if not name:
+        yield f"{path}: must name an external system{what}"
+    elif name in ctx.invalid_names:
         return
-    ttype = t.transformationType.value
-    if ttype == "TransformUnknown":
-        yield f"{path}.transformationType: must be set"
-    if t.condition is not None:
-        yield from _check_condition(f"{path}.condition", t.condition)
-    want = _ARGS_FOR.get(ttype)
-    given = [a for a in _ARGS_FOR.values() if getattr(t, a) is not None]
-    for a in given:
-        if a != want:
-            yield f"{path}.{a}: not used by {ttype}"
-    if want is None:
-        return
-    args = getattr(t, want)
-    if args is None:
-        yield f"{path}.{want}: must be set for {ttype}"
-    elif want == "mapRegexArgs":
-        yield from _check_regex(f"{path}.mapRegexArgs.regex", args.regex)
-        try:
-            groups = re.compile(args.regex).groups
-        except re.error:
-            return
-        problem = go_template_problem(args.replace, groups, set(re.compile(args.regex).groupindex))
-        if problem:
-            yield f"{path}.mapRegexArgs.replace: {problem}"
-    elif want == "mapArgs":
-        if not args.path:
-            yield f"{path}.mapArgs.path: must name an executable"
-    elif want in ("leftFoldArgs", "rightFoldArgs") and args.path not in BUILTIN_REDUCERS and "/" not in args.path:
-        yield (f"{path}.{want}.path: '{args.path}' is neither a built-in reducer "
-               f"({'|'.join(BUILTIN_REDUCERS)}) nor a path to an executable (containing '/')")
+    elif name not in ctx.externals:
+        yield f"{path}: no external system named '{name}'"
+    elif ref.external_type and ctx.externals[name] != ref.external_type:
+        yield f"{path}: '{name}' is {ctx.externals[name]}, but a {ref.what} is needed ({ref.external_type})"
 
 
-def _check_regex(path: str, pattern: str) -> Iterator[str]:
+def regex_problem(pattern: str) -> str | None:
     try:
         re.compile(pattern)
     except re.error as e:
-        yield f"{path}: bad regex {pattern!r}: {e}"
+        return f"bad regex {pattern!r}: {e}"
+    return None
+
+
+def _check_regex(path: str, pattern: str) -> Iterator[str]:
+    if (problem := regex_problem(pattern)) is not None:
+        yield f"{path}: {problem}"
 
 
 def _check_condition(path: str, c: Condition) -> Iterator[str]:

@@ -14,13 +14,30 @@ them in the same order.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+from pydantic import StrictStr
+
 from agglo_core.conditions import compile_condition
-from agglo_core.config import Completer
+from agglo_core.config import ConditionField, ConfigModel, Int64
 from agglo_core.effects import JoinAdd
 from agglo_core.ids import IdMaker
 from agglo_core.paths import MISSING, compile_getter
 from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error
 from agglo_core.processes.aggregator import render
+from agglo_core.processes.spec import CheckContext, ExternalRef, Problem, ProcessSpec
+
+
+class Completion(ConfigModel):
+    joinKeys: tuple[StrictStr, ...] = ()
+    timeoutMs: Int64 = 0
+
+
+class Completer(ConfigModel):
+    name: StrictStr = ""
+    condition: ConditionField | None = None
+    stateStore: StrictStr = ""
+    completion: Completion | None = None
 
 
 class CompleterStage:
@@ -99,3 +116,41 @@ class CompleterStage:
 
 def compile(d: Completer, ctx: StageContext) -> CompleterStage:
     return CompleterStage(d, ctx)
+
+
+def _check(d: Completer, ctx: CheckContext) -> Iterator[Problem]:
+    c = d.completion
+    if c is None or not c.joinKeys:
+        yield "completion.joinKeys", "must name at least one key"
+    if c is not None and c.timeoutMs <= 0:
+        yield "completion.timeoutMs", "must be positive"
+
+
+def _describe(d: Completer) -> list[str]:
+    c = d.completion
+    return [] if c is None else [f"join on {', '.join(c.joinKeys)} within {c.timeoutMs} ms"]
+
+
+_DOC = """\
+join events on the value of `joinKeys` within `timeoutMs`.
+The join value is that of the first join key present in the event; events
+with none pass through. The output carries `internal:completion:<name>`:
+`triggered`, `complete` (every join key seen; also
+`internal:completion:state:<name>` = `{"value", "resolved", "deadline"}`) or
+`timedout` (the join's deadline passed; the join is removed and a later event
+starts a new one). Adding a member and closing the join is one atomic step,
+so two instances completing one join at once emit one `complete`.
+
+```json
+{"completer": {"name": "BuildDeployed", "stateStore": "State",
+  "completion": {"joinKeys": ["head", "cicdVcsHash"], "timeoutMs": 3600000}}}
+```
+"""
+
+SPEC = ProcessSpec(
+    kind="completer", doc=_DOC, proto_field=3, model=Completer, compile=compile,
+    summary="Joins events on the values of `joinKeys` within `timeoutMs`: each event learns whether it "
+            "completed the join, timed it out or left it open; exactly one event closes a join.",
+    externals=(ExternalRef("stateStore", "ExternalKVStore", "key-value store", frozenset({"JoinAdd"})),),
+    check=_check, describe=_describe,
+)

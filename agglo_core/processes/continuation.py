@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from pydantic import StrictStr
+
 from agglo_core.conditions import compile_condition
-from agglo_core.config import Continuation
+from agglo_core.config import ConditionField, ConfigModel
 from agglo_core.pipeline import Invocation, StageContext
+from agglo_core.processes.spec import ProcessSpec
+
+
+class Continuation(ConfigModel):
+    name: StrictStr = ""
+    condition: ConditionField | None = None
 
 
 class ContinuationStage:
@@ -20,3 +28,26 @@ class ContinuationStage:
 
 def compile(d: Continuation, ctx: StageContext) -> ContinuationStage:
     return ContinuationStage(d)
+
+
+_DOC = """\
+where the condition is false, this pipeline stops for this
+event: no output, no error.
+
+```json
+{"continuation": {"name": "OnlyPushes", "condition": {"exists": {"ops": [{"key": "pusher", "op": "Exists"}]}}}}
+```
+"""
+
+def _describe(d: Continuation) -> list[str]:
+    from agglo_core.condition_syntax import condition_text  # late: only the authoring tools describe
+
+    return [f"continue only if {text}" if (text := condition_text(d.condition)) else "always continues"]
+
+
+SPEC = ProcessSpec(
+    kind="continuation", doc=_DOC, proto_field=8, model=Continuation, compile=compile,
+    summary="Stops the pipeline for events where its condition is false: no output, no error.",
+    gates_pipeline=True,
+    describe=_describe,
+)

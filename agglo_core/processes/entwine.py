@@ -22,22 +22,36 @@ Store layout (in ``streamStateStore``), for substream S: ``entwine/S/head``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+
+from pydantic import StrictInt, StrictStr
 
 from agglo_core.conditions import compile_condition
-from agglo_core.config import Entwine
+from agglo_core.config import ConditionField, ConfigModel
 from agglo_core.effects import CompareAndPut, EffectFailed, GetItems, Put, TickerCall
 from agglo_core.entwine.chain import Head, append
 from agglo_core.entwine.crypto import BadKey, Signer, object_digest
 from agglo_core.errors import ConfigError
 from agglo_core.ids import IdMaker
 from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error
+from agglo_core.processes.spec import CheckContext, ExternalRef, Problem, ProcessSpec
 
 OUTPUT = "internal:entwine:output"
 MAX_APPEND = 40
 """Messages appended in one head check at most (a DynamoDB transaction holds 100 items: two per message)."""
 MAX_CONFLICTS = 50
 """Head checks lost in a row (to other instances) before the remaining records fail, to be redelivered."""
+
+
+class Entwine(ConfigModel):
+    name: StrictStr = ""
+    streamStateStore: StrictStr = ""
+    objectStore: StrictStr = ""
+    pemPath: StrictStr = ""
+    subStreamID: StrictStr = ""
+    tickerEndpoint: StrictStr = ""
+    tickerInterval: StrictInt = 0
+    condition: ConditionField | None = None
 
 
 def stream_keys(sub_stream: str) -> tuple[str, str, str]:
@@ -235,3 +249,37 @@ def compile(d: Entwine, ctx: StageContext) -> EntwineStage:
     except BadKey as e:
         raise ConfigError([f"{where}: pemPath '{d.pemPath}': {e}"]) from None
     return EntwineStage(d, ctx, signer)
+
+
+def _check(d: Entwine, ctx: CheckContext) -> Iterator[Problem]:
+    if not d.subStreamID:
+        yield "subStreamID", "must not be empty"
+    if d.tickerInterval < 0:
+        yield "tickerInterval", "must not be negative"
+
+
+_DOC = """\
+store the event in `objectStore`, append it to the signed
+substream `subStreamID` kept in `streamStateStore`, and anchor the substream to
+the ticker at `tickerEndpoint` every `tickerInterval` messages (0 counts as 1);
+`pemPath` is the substream's private key. See [Entwine](#entwine-provable-order-across-independent-pipelines).
+
+```json
+{"entwine": {"name": "EntwineA", "streamStateStore": "KVStore", "objectStore": "ObjectStore",
+  "pemPath": "out/a.pem", "subStreamID": "e546e731-2b86-43cd-b847-764f437a7835",
+  "tickerEndpoint": "127.0.0.1:9080", "tickerInterval": 1, "condition": {}}}
+```
+"""
+
+SPEC = ProcessSpec(
+    kind="entwine", doc=_DOC, proto_field=9, model=Entwine, compile=compile,
+    summary="Stores each event in an object store and appends it to its substream's signed hash chain, "
+            "anchored to an entwine ticker every `tickerInterval` messages, so anyone can later prove what "
+            "happened and in which order.",
+    externals=(
+        ExternalRef("streamStateStore", "ExternalKVStore", "key-value store",
+                    frozenset({"GetItems", "CompareAndPut"})),
+        ExternalRef("objectStore", "ExternalObjectStore", "object store", frozenset({"Put"})),
+    ),
+    check=_check,
+)

@@ -8,14 +8,25 @@ beginning with ``internal:`` always survive (agglo's own bookkeeping).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
-from agglo_core.config import Filter
+from pydantic import StrictBool, StrictStr
+
+from agglo_core.config import ConfigModel
 from agglo_core.pipeline import Invocation, StageContext
+from agglo_core.processes.spec import CheckContext, Finding, LintContext, Problem, ProcessSpec
+from agglo_core.validation import regex_problem
 
 INTERNAL = "internal:"
 _CACHE_LIMIT = 4096  # keys whose verdicts are remembered; keys that never repeat just miss
 _DROP, _KEEP, _FILTER = 0, 1, 2  # a top-level key: gone, kept as it is (internal:), kept and filtered within
+
+
+class Filter(ConfigModel):
+    name: StrictStr = ""
+    regex: StrictStr = ""
+    keepMatched: StrictBool = False
 
 
 class FilterStage:
@@ -69,3 +80,35 @@ class FilterStage:
 
 def compile(d: Filter, ctx: StageContext) -> FilterStage:
     return FilterStage(d)
+
+
+def _check(d: Filter, ctx: CheckContext) -> Iterator[Problem]:
+    if (problem := regex_problem(d.regex)) is not None:
+        yield "regex", problem
+
+
+def _lint(d: Filter, ctx: LintContext) -> Iterator[Finding]:
+    from agglo_core.lint import matches_everything  # late: running a pipeline never loads lint
+
+    if matches_everything(d.regex):
+        effect = "keeps every field: it does nothing" if d.keepMatched else "drops every field of every event"
+        yield Finding("regex", "regex-matches-everything", f"{d.regex!r} matches every key, so the filter {effect}")
+
+
+_DOC = """\
+drop the keys whose name matches `regex` (unanchored), at every
+level of nesting including maps inside lists; with `keepMatched`, keep only the
+matching keys (a kept map is filtered in turn, as in binge).
+
+```json
+{"filter": {"name": "DropSecrets", "regex": "^(password|token)$", "keepMatched": false}}
+```
+"""
+
+SPEC = ProcessSpec(
+    kind="filter", doc=_DOC, proto_field=4, model=Filter, compile=compile,
+    summary="Drops the keys whose names match `regex` at every level of nesting (with `keepMatched`, keeps "
+            "only those); `internal:` keys always survive.",
+    check=_check, lint=_lint, conditions=lambda d: iter(()),
+    describe=lambda d: [f"{'keep' if d.keepMatched else 'drop'} keys matching /{d.regex}/"],
+)

@@ -2,18 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+from pydantic import StrictBool, StrictStr
+
 from agglo_core.conditions import compile_condition
-from agglo_core.config import Spawner
-from agglo_core.effects import Exec, RetryStrategy
+from agglo_core.config import ConditionField, ConfigModel, Int64
+from agglo_core.effects import Exec, RetryPolicy
 from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error
+from agglo_core.processes.spec import CheckContext, ExecRef, Problem, ProcessSpec
 
 OUTPUT = "internal:spawn:output"
+
+
+class Runnable(ConfigModel):
+    pathToExec: StrictStr = ""
+    cmdArgs: tuple[StrictStr, ...] = ()
+
+
+class Job(ConfigModel):
+    runnable: Runnable | None = None
+
+
+class Spawner(ConfigModel):
+    name: StrictStr = ""
+    condition: ConditionField | None = None
+    delayInMs: Int64 = 0
+    doSync: StrictBool = False
+    job: Job | None = None
 
 
 class SpawnerStage:
     pure = False
 
-    def __init__(self, d: Spawner, retry: RetryStrategy) -> None:
+    def __init__(self, d: Spawner, retry: RetryPolicy) -> None:
         self.name = d.name
         self._cond = compile_condition(d.condition)
         runnable = d.job.runnable  # type: ignore[union-attr]
@@ -41,3 +63,35 @@ class SpawnerStage:
 
 def compile(d: Spawner, ctx: StageContext) -> SpawnerStage:
     return SpawnerStage(d, ctx.retry)
+
+
+def _check(d: Spawner, ctx: CheckContext) -> Iterator[Problem]:
+    if d.job is None or d.job.runnable is None or not d.job.runnable.pathToExec:
+        yield "job.runnable.pathToExec", "must name an executable"
+    if d.delayInMs < 0:
+        yield "delayInMs", "must not be negative"
+
+
+def _executables(d: Spawner) -> Iterator[ExecRef]:
+    if d.job is not None and d.job.runnable is not None and d.job.runnable.pathToExec:
+        yield ExecRef("job.runnable.pathToExec", d.job.runnable.pathToExec, d.condition)
+
+
+_DOC = """\
+run `job.runnable.pathToExec` with `cmdArgs` and the event on
+stdin, after `delayInMs`. With `doSync`, `{<name>: <its JSON output>}` is
+appended to `internal:spawn:output`; without, it is fire-and-forget.
+
+```json
+{"spawner": {"name": "Notify", "doSync": true, "delayInMs": 0,
+  "job": {"runnable": {"pathToExec": "/usr/local/bin/notify", "cmdArgs": ["--channel", "ci"]}}}}
+```
+"""
+
+SPEC = ProcessSpec(
+    kind="spawner", doc=_DOC, proto_field=5, model=Spawner, compile=compile,
+    summary=f"Runs an executable with the event as JSON on stdin, after `delayInMs`; with `doSync` its JSON "
+            f"answer is kept under `{OUTPUT}`. Runs only executables the deployment allows.",
+    check=_check, executables=_executables,
+    describe=lambda d: ["waits for its output" if d.doSync else "fire and forget"],
+)

@@ -2,21 +2,81 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from typing import Any
 
+from pydantic import StrictBool, StrictStr, model_validator
+
 from agglo_core.conditions import compile_condition
-from agglo_core.config import Transformer
-from agglo_core.effects import Exec, RetryStrategy
+from agglo_core.config import ConditionField, ConfigModel, Number, TransformationType, exactly_one
+from agglo_core.effects import Exec, RetryPolicy
 from agglo_core.errors import StageError
 from agglo_core.paths import MISSING, compile_getter, json_type, set_path, split_path
 from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error, run_each
-from agglo_core.transforms import ExecTransform, compile_transformation
+from agglo_core.processes.spec import CheckContext, ExecRef, Guard, Problem, ProcessSpec
+from agglo_core.transforms import (
+    BUILTIN_REDUCERS,
+    ExecTransform,
+    compile_transformation,
+    executable_of,
+    go_template_problem,
+)
+from agglo_core.validation import regex_problem
 
 INTERNAL = "internal:"
 
 
+class PathArgs(ConfigModel):
+    path: StrictStr = ""
+
+
+class ValueArgs(ConfigModel):
+    value: Number = 0
+
+
+class MapRegexArgs(ConfigModel):
+    regex: StrictStr = ""
+    replace: StrictStr = ""
+
+
+ARGS = ("mapArgs", "mapAddArgs", "mapMultArgs", "mapRegexArgs", "leftFoldArgs", "rightFoldArgs")
+ARGS_FOR = {
+    "TransformMapRegex": "mapRegexArgs", "TransformMapAdd": "mapAddArgs", "TransformMapMult": "mapMultArgs",
+    "TransformMap": "mapArgs", "TransformLeftFold": "leftFoldArgs", "TransformRightFold": "rightFoldArgs",
+}
+
+
+class Transformation(ConfigModel):
+    condition: ConditionField | None = None
+    transformationType: TransformationType = TransformationType("TransformUnknown")  # type: ignore[valid-type]
+    mapArgs: PathArgs | None = None
+    mapAddArgs: ValueArgs | None = None
+    mapMultArgs: ValueArgs | None = None
+    mapRegexArgs: MapRegexArgs | None = None
+    leftFoldArgs: PathArgs | None = None
+    rightFoldArgs: PathArgs | None = None
+
+    @model_validator(mode="after")
+    def _oneof(self) -> Transformation:
+        exactly_one(self, ARGS, "a transformation", allow_none=True)
+        return self
+
+
+class TransformerSpec(ConfigModel):
+    sourceField: StrictStr = ""
+    targetField: StrictStr = ""
+    transformation: Transformation | None = None
+
+
+class Transformer(ConfigModel):
+    name: StrictStr = ""
+    specs: tuple[TransformerSpec, ...] = ()
+    forwardInputFields: StrictBool = False
+
+
 class TransformerStage:
-    def __init__(self, d: Transformer, retry: RetryStrategy) -> None:
+    def __init__(self, d: Transformer, retry: RetryPolicy) -> None:
         self.name = d.name
         self._forward = d.forwardInputFields
         self._retry = retry
@@ -83,7 +143,7 @@ class TransformerStage:
         acc = items[0]
         for x in items[1:]:
             [acc] = yield [Exec(fn.path, (), {"acc": acc, "value": x}, retry=self._retry)]
-            _check(fn.path, acc)
+            _check_result(fn.path, acc)
         return acc
 
     def _exec_map(self, path: str, value: Any) -> Driver:
@@ -91,16 +151,119 @@ class TransformerStage:
         inputs = list(value.values()) if type(value) is dict else value if type(value) is list else [value]
         results = yield [Exec(path, (), x, retry=self._retry) for x in inputs]
         for r in results:
-            _check(path, r)
+            _check_result(path, r)
         if type(value) is dict:
             return dict(zip(value, results, strict=True))
         return list(results) if type(value) is list else results[0]
 
 
-def _check(path: str, result: Any) -> None:
+def _check_result(path: str, result: Any) -> None:
     if (err := effect_error(result)) is not None:
         raise StageError(f"'{path}' failed: {err}", err.transient)
 
 
 def compile(d: Transformer, ctx: StageContext) -> TransformerStage:
     return TransformerStage(d, ctx.retry)
+
+
+def _check(d: Transformer, ctx: CheckContext) -> Iterator[Problem]:
+    for i, spec in enumerate(d.specs):
+        yield from _check_transformation(f"specs[{i}].transformation", spec.transformation)
+
+
+def _check_transformation(path: str, t: Transformation | None) -> Iterator[Problem]:
+    if t is None:
+        yield path, "must be set"
+        return
+    ttype = t.transformationType.value
+    if ttype == "TransformUnknown":
+        yield f"{path}.transformationType", "must be set"
+    want = ARGS_FOR.get(ttype)
+    for a in ARGS:
+        if a != want and getattr(t, a) is not None:
+            yield f"{path}.{a}", f"not used by {ttype}"
+    if want is None:
+        return
+    args = getattr(t, want)
+    if args is None:
+        yield f"{path}.{want}", f"must be set for {ttype}"
+    elif want == "mapRegexArgs":
+        if (problem := regex_problem(args.regex)) is not None:
+            yield f"{path}.mapRegexArgs.regex", problem
+            return
+        compiled = re.compile(args.regex)
+        if (problem := go_template_problem(args.replace, compiled.groups, set(compiled.groupindex))) is not None:
+            yield f"{path}.mapRegexArgs.replace", problem
+    elif want == "mapArgs":
+        if not args.path:
+            yield f"{path}.mapArgs.path", "must name an executable"
+    elif want in ("leftFoldArgs", "rightFoldArgs") and args.path not in BUILTIN_REDUCERS and "/" not in args.path:
+        yield (f"{path}.{want}.path", f"'{args.path}' is neither a built-in reducer ({'|'.join(BUILTIN_REDUCERS)}) "
+                                      "nor a path to an executable (containing '/')")
+
+
+def _conditions(d: Transformer) -> Iterator[Guard]:
+    for i, s in enumerate(d.specs):
+        if s.transformation is not None and s.transformation.condition is not None:
+            yield Guard(f"specs[{i}].transformation.condition",
+                        f"spec {s.sourceField or '(event)'} -> {s.targetField or '(root)'}", s.transformation.condition)
+
+
+def _executables(d: Transformer) -> Iterator[ExecRef]:
+    for i, s in enumerate(d.specs):
+        t = s.transformation
+        runs = executable_of(t) if t is not None else None
+        if runs is not None:
+            field, path = runs
+            yield ExecRef(f"specs[{i}].transformation.{field}.path", path, t.condition)  # type: ignore[union-attr]
+
+
+def _describe(d: Transformer) -> list[str]:
+    from agglo_core.condition_syntax import condition_text  # late: only the authoring tools describe
+
+    lines = []
+    for s in d.specs:
+        t = s.transformation
+        cond = condition_text(t.condition) if t else None
+        lines.append(f"{s.sourceField or '(event)'} -> {s.targetField or '(root)'}: "
+                     f"{t.transformationType.value.removeprefix('Transform') if t else '?'}"
+                     + (f" if {cond}" if cond else ""))
+    return lines
+
+
+_DOC = """\
+build an output from `specs`. The output starts as the input
+with `forwardInputFields`, else empty (plus the `internal:` keys). For each
+spec whose condition holds on the input, the value at `sourceField` (the whole
+input if empty) is transformed and written at `targetField` (merged into the
+output's root if empty; the result must then be a map). A missing source skips
+the spec.
+
+```json
+{"transformer": {"name": "RemovePrefix", "forwardInputFields": true, "specs": [
+  {"sourceField": "someVocab", "targetField": "someVocabSansPrefix",
+   "transformation": {"transformationType": "TransformMapRegex",
+                      "mapRegexArgs": {"regex": "buzz/(.*)", "replace": "$1"}}}]}}
+```
+
+| transformationType | arguments | result |
+|---|---|---|
+| `TransformCopy` | | the value |
+| `TransformSum` / `TransformCount` | | sum of a list of numbers / length of a list or map |
+| `TransformMapAdd` / `TransformMapMult` | `mapAddArgs` / `mapMultArgs`: `{"value": n}` | on a number, element-wise on a list, value-wise on a map |
+| `TransformMapRegex` | `mapRegexArgs`: `{"regex", "replace"}` | every match replaced; `$1`, `${1}`, `${name}`, `$$` as in Go; on a string, a list or map of strings |
+| `TransformPopHead` / `TransformPopTail` | | the first / last element (null for an empty list) |
+| `TransformMap` | `mapArgs`: `{"path": "/usr/local/bin/tool"}` | the executable run once per element (list), per value (map) or once |
+| `TransformLeftFold` / `TransformRightFold` | `leftFoldArgs` / `rightFoldArgs`: `{"path": …}` | a real fold: `sum`, `count`, `min`, `max`, `concat`, or an executable (a path with `/`) that reads `{"acc", "value"}` and prints the new accumulator; the first (last, for a right fold) element starts the accumulator; an empty list folds to null |
+
+A value of the wrong shape (say, `TransformSum` of a string) fails the record
+with a message saying what was expected.
+"""
+
+SPEC = ProcessSpec(
+    kind="transformer", doc=_DOC, proto_field=7, model=Transformer, compile=compile,
+    summary="Builds a new event from `specs`: each copies, sums, counts, pops, maps (by regex, arithmetic or "
+            "an executable) or folds a source field into a target field; `forwardInputFields` starts from the "
+            "input event.",
+    check=_check, conditions=_conditions, executables=_executables, describe=_describe,
+)

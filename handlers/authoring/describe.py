@@ -1,15 +1,8 @@
-"""How the authoring tools show a config's parts: conditions as one line of text, effects as JSON."""
+"""How the authoring tools show effects: as JSON, without the system they go to."""
 
 from __future__ import annotations
 
-from agglo_core.condition_syntax import format_condition
-from agglo_core.config import Condition
 from agglo_core.effects import ApplyDeltas, CompareAndPut, Effect, GetItems, JoinAdd, Put, TickerCall
-
-
-def condition_text(condition: Condition | None) -> str | None:
-    """The condition as one line of its text form (``someNum >= 3 && name =~ '^a'``), or None when always true."""
-    return (format_condition(condition) or None) if condition is not None else None
 
 
 def describe_effect(e: Effect) -> dict:

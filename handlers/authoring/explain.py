@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from agglo_core import DeltasApplied, EffectFailed, JoinState, Plan, Record
+from agglo_core.condition_syntax import condition_text
 from agglo_core.conditions import compile_condition
 from agglo_core.config import ProcessDefinition
 from agglo_core.errors import RECORD_FAULTS, describe
 from agglo_core.pipeline import CompiledPipeline, Invocation, Item
-from handlers.authoring.describe import condition_text, describe_effect
+from agglo_core.processes import spec_of
+from handlers.authoring.describe import describe_effect
 from handlers.runtime.boot import UsageError, build_runtime
 from handlers.sources import Unreadable
 from handlers.sources.jsonfile import open_events, read_events
@@ -44,20 +46,11 @@ class Step:
 
 
 def _conditions(d: ProcessDefinition, event: dict) -> list[tuple[str, str, bool]]:
-    body = d.body
-    guarded: list[tuple[str, Any]] = []
-    if d.kind == "annotator":
-        guarded = [(f"annotation {a.fieldKey}", a.condition) for a in body.annotations]
-    elif d.kind == "transformer":
-        guarded = [(f"spec {s.sourceField or '(event)'} -> {s.targetField or '(root)'}",
-                    s.transformation.condition if s.transformation else None) for s in body.specs]
-    elif hasattr(body, "condition"):
-        guarded = [("condition", body.condition)]
     out = []
-    for what, cond in guarded:
-        text, predicate = condition_text(cond), compile_condition(cond)
+    for guard in spec_of(d).conditions(d.body):
+        text, predicate = condition_text(guard.condition), compile_condition(guard.condition)
         if text is not None and predicate is not None:
-            out.append((what, text, bool(predicate(event))))
+            out.append((guard.what, text, bool(predicate(event))))
     return out
 
 

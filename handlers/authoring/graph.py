@@ -10,7 +10,6 @@ layout, pipe ``--format dot`` into ``dot -Tsvg``.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,9 +17,10 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from agglo_core import ConfigError, PipelinesConfig, load_config
+from agglo_core.condition_syntax import condition_text
 from agglo_core.config import ProcessDefinition
 from agglo_core.connstr import redact
-from handlers.authoring.describe import condition_text
+from agglo_core.processes import spec_of
 
 
 @dataclass
@@ -54,52 +54,11 @@ def _when(cond: Any, prefix: str = "if ") -> str | None:
 
 def _describe(d: ProcessDefinition) -> tuple[list[str], list[tuple[str, str | None]], list[tuple[str, str | None]]]:
     """What a process does (lines), and the externals and executables it touches, each with its condition."""
-    body, kind = d.body, d.kind
-    lines: list[str] = []
-    stores: list[tuple[str, str | None]] = []
-    execs: list[tuple[str, str | None]] = []
-    if kind == "annotator":
-        lines = [f"{a.fieldKey} = {json.dumps(a.value)}" + (f" {_when(a.condition)}" if _when(a.condition) else "")
-                 for a in body.annotations]
-    elif kind == "filter":
-        lines = [f"{'keep' if body.keepMatched else 'drop'} keys matching /{body.regex}/"]
-    elif kind == "transformer":
-        for s in body.specs:
-            t = s.transformation
-            kind_name = t.transformationType.value.removeprefix("Transform") if t else "?"
-            cond = _when(t.condition) if t else None
-            lines.append(f"{s.sourceField or '(event)'} -> {s.targetField or '(root)'}: {kind_name}"
-                         + (f" {cond}" if cond else ""))
-            for args in (t.mapArgs, t.leftFoldArgs, t.rightFoldArgs) if t else ():
-                if args is not None and "/" in args.path:
-                    execs.append((args.path, cond))
-    elif kind == "aggregator":
-        agg = body.aggregation
-        if agg is not None:
-            lines = [f"{agg.aggregationType.value} of {agg.key}"
-                     + (f" by {', '.join(agg.groupByKeys)}" if agg.groupByKeys else "")]
-        stores = [(body.stateStore, _when(body.condition))]
-    elif kind == "completer":
-        c = body.completion
-        if c is not None:
-            lines = [f"join on {', '.join(c.joinKeys)} within {c.timeoutMs} ms"]
-        stores = [(body.stateStore, _when(body.condition))]
-    elif kind == "tee":
-        if body.transformerRef:
-            lines.append(f"through {body.transformerRef}")
-        if body.additionalBody:
-            lines.append(f"+ {json.dumps(body.additionalBody, ensure_ascii=False)}")
-        stores = [(body.outputConnectorRef, _when(body.condition))]
-    elif kind == "spawner":
-        runnable = body.job.runnable if body.job else None
-        lines = ["waits for its output" if body.doSync else "fire and forget"]
-        if runnable is not None:
-            execs = [(runnable.pathToExec, _when(body.condition))]
-    elif kind == "continuation":
-        lines = [_when(body.condition, "continue only if ") or "always continues"]
-    elif kind == "entwine":
-        stores = [(body.streamStateStore, _when(body.condition)), (body.objectStore, _when(body.condition))]
-    return lines, [s for s in stores if s[0]], execs
+    spec, body = spec_of(d), d.body
+    when = _when(getattr(body, "condition", None))
+    stores = [(name, when) for ref in spec.externals if (name := getattr(body, ref.field))]
+    execs = [(ref.executable, _when(ref.condition)) for ref in spec.executables(body)]
+    return spec.describe(body), stores, execs
 
 
 def build(config: PipelinesConfig) -> Graph:
@@ -128,7 +87,7 @@ def build(config: PipelinesConfig) -> Graph:
             g.nodes[node_id] = Node(node_id, [d.name, f"({d.kind})", *lines], "process")
             g.edges.append(Edge(ids[-1], node_id, label_next))
             ids.append(node_id)
-            label_next = _when(d.body.condition) if d.kind == "continuation" else None
+            label_next = _when(d.body.condition) if spec_of(d).gates_pipeline else None
             g.edges.extend(Edge(node_id, outside_node(name, False), cond, True) for name, cond in stores)
             g.edges.extend(Edge(node_id, outside_node(path, True), cond, True) for path, cond in execs)
         out_id = f"p{pi}_out"

@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Any
 
-from agglo_core.config import PipelinesConfig
+from agglo_core.processes import config_model
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _CONDITION_TEXT = {
@@ -21,7 +21,7 @@ _CONDITION_TEXT = {
 
 
 def config_schema() -> dict[str, Any]:
-    schema = PipelinesConfig.model_json_schema()
+    schema = config_model().model_json_schema()
     _describe_condition_text(schema)
     return {"$schema": SCHEMA_DIALECT, **schema, "title": "agglo pipeline config",
             "required": ["partitionUuid"]}

@@ -23,17 +23,12 @@ from agglo_core.condition_syntax import (
 )
 from agglo_core.conditions import compile_condition
 from agglo_core.config import (
-    Aggregator,
-    Annotation,
     BinaryExpression,
     BinaryOperator,
     BooleanExpression,
     ComparatorExpression,
     ComparatorOperator,
-    Completer,
     Condition,
-    Continuation,
-    Entwine,
     ExistsExpression,
     ExistsOperation,
     ExistsOperator,
@@ -41,13 +36,18 @@ from agglo_core.config import (
     LogicalExpression,
     LogicalOperator,
     Operand,
-    Spawner,
-    Tee,
-    Transformation,
     UnaryExpression,
     UnaryOperator,
     Variable,
 )
+from agglo_core.processes.aggregator import Aggregator
+from agglo_core.processes.annotator import Annotation
+from agglo_core.processes.completer import Completer
+from agglo_core.processes.continuation import Continuation
+from agglo_core.processes.entwine import Entwine
+from agglo_core.processes.spawner import Spawner
+from agglo_core.processes.tee import Tee
+from agglo_core.processes.transformer import Transformation
 
 
 def parsed(text: str) -> dict:

@@ -8,8 +8,8 @@ import xml.dom.minidom
 from builders import cmp, config, exists, external, kv, lit, num, var
 
 from agglo_core import load_config
+from agglo_core.condition_syntax import condition_text
 from agglo_core.config import Condition
-from handlers.authoring.describe import condition_text
 from handlers.authoring.graph import build, dot, mermaid, svg
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
