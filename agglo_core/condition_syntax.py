@@ -238,7 +238,7 @@ class _Parser:
                 return self.exists_call("NotExists"), 0
             rhs, rhs_first, depth = self.expression(_UNARY)
             return _wrap(Expression(unary=UnaryExpression(
-                op=UnaryOperator(_PREFIX[tok.text]), rhs=self.operand(rhs, rhs_first)))), depth + 1
+                op=UnaryOperator[_PREFIX[tok.text]], rhs=self.operand(rhs, rhs_first)))), depth + 1
         if tok.kind == "op" and tok.text == "(":
             inner, _, depth = self.expression(_OR)
             self.expect(")", "')'")
@@ -270,7 +270,7 @@ class _Parser:
         if arg.kind != "path":
             raise self.error(f"exists() takes a path (a.b.0 or `any key`), found {_describe(arg)}", arg)
         self.expect(")", "')' after the path of exists(")
-        return _wrap(Expression(exists=ExistsOperation(key=arg.text, op=ExistsOperator(op))))
+        return _wrap(Expression(exists=ExistsOperation(key=arg.text, op=ExistsOperator[op])))
 
 
 def _infix_level(tok: _Token) -> int | None:
@@ -290,11 +290,11 @@ def _wrap(expression: Expression) -> Operand:
 def _build(symbol: str, lhs: Operand, rhs: Operand) -> Operand:
     if symbol in _LOGICAL:
         return _wrap(Expression(logical=LogicalExpression(
-            op=LogicalOperator(_LOGICAL[symbol][0]), lhs=lhs, rhs=rhs)))
+            op=LogicalOperator[_LOGICAL[symbol][0]], lhs=lhs, rhs=rhs)))
     if symbol in _BINARY:
-        return _wrap(Expression(binary=BinaryExpression(op=BinaryOperator(_BINARY[symbol][0]), lhs=lhs, rhs=rhs)))
+        return _wrap(Expression(binary=BinaryExpression(op=BinaryOperator[_BINARY[symbol][0]], lhs=lhs, rhs=rhs)))
     return _wrap(Expression(comparator=ComparatorExpression(
-        op=ComparatorOperator(_COMPARATORS[symbol]), lhs=lhs, rhs=rhs)))
+        op=ComparatorOperator[_COMPARATORS[symbol]], lhs=lhs, rhs=rhs)))
 
 
 def _describe(tok: _Token) -> str:
@@ -402,13 +402,13 @@ def _expression_text(e: Expression) -> tuple[str, int]:
         raise ValueError("an expression must set one of boolean|comparator|logical|binary|unary|exists")
     symbol = _symbol(node.op)
     level = _LOGICAL[symbol][1] if kind == "logical" else _BINARY[symbol][1] if kind == "binary" else _COMPARE
-    lhs, lhs_level = _operand_text(_need(node.lhs, f"the left side of '{symbol}'"))
-    rhs, rhs_level = _operand_text(_need(node.rhs, f"the right side of '{symbol}'"))
+    left, left_level = _operand_text(_need(node.lhs, f"the left side of '{symbol}'"))
+    right, right_level = _operand_text(_need(node.rhs, f"the right side of '{symbol}'"))
     if symbol == "**":
-        left_ok, right_ok = lhs_level > _POWER, rhs_level >= _UNARY
+        left_ok, right_ok = left_level > _POWER, right_level >= _UNARY
     else:
-        left_ok, right_ok = lhs_level >= level + (kind == "comparator"), rhs_level > level
-    return f"{lhs if left_ok else f'({lhs})'} {symbol} {rhs if right_ok else f'({rhs})'}", level
+        left_ok, right_ok = left_level >= level + (kind == "comparator"), right_level > level
+    return f"{left if left_ok else f'({left})'} {symbol} {right if right_ok else f'({right})'}", level
 
 
 def format_operand(operand: Operand) -> str:

@@ -87,7 +87,7 @@ def json_equal(a: Any, b: Any) -> bool:
         return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
     if type(a) is dict:
         return a.keys() == b.keys() and all(json_equal(v, b[k]) for k, v in a.items())
-    return a == b
+    return a == b  # type: ignore[no-any-return]
 
 
 def _compare(op: str, a: Any, b: Any) -> bool:
@@ -98,7 +98,7 @@ def _compare(op: str, a: Any, b: Any) -> bool:
     if op == "NotEqual":
         return not json_equal(a, b)
     if type(a) is str or _is_number(a):
-        return _ORDER[op](a, b)
+        return _ORDER[op](a, b)  # type: ignore[no-any-return]
     return False
 
 

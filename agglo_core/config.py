@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import json
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import (
     BaseModel,
@@ -36,22 +36,33 @@ class ConfigModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class _ProtoEnum(enum.Enum):
-    """A proto enum: JSON gives the name (or, as protojson allows, the number)."""
+class ProtoEnum(enum.Enum):
+    """A proto enum: JSON gives the name (or, as protojson allows, the number).
+
+    Each enum says what its values are (``what``), for error messages; its zero
+    member (``UnknownComparator``…) means "not set".
+    """
+
+    number: int
+    what: ClassVar[str]
+
+    def __init_subclass__(cls, what: str = "", **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.what = what
+
+    def __new__(cls, name: str, number: int) -> ProtoEnum:
+        obj = object.__new__(cls)
+        obj._value_ = name
+        obj.number = number
+        return obj
 
     @classmethod
     def _missing_(cls, value: object) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             for member in cls:
-                if member.number == value:  # type: ignore[attr-defined]
+                if member.number == value:
                     return member
         return None
-
-    def __new__(cls, name: str, number: int) -> _ProtoEnum:
-        obj = object.__new__(cls)
-        obj._value_ = name
-        obj.number = number  # type: ignore[attr-defined]
-        return obj
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
@@ -61,60 +72,109 @@ class _ProtoEnum(enum.Enum):
             cls.parse, serialization=core_schema.plain_serializer_function_ser_schema(lambda m: m.value))
 
     @classmethod
-    def parse(cls, value: Any) -> _ProtoEnum:
+    def parse(cls, value: Any) -> ProtoEnum:
         """A member by name or number; otherwise an error that quotes the value and the choices."""
         if isinstance(value, cls):
             return value
-        if isinstance(value, str | int) and not isinstance(value, bool):
-            try:
-                return cls(value)
-            except ValueError:
-                pass
+        member = cls.__members__.get(value) if isinstance(value, str) else cls._missing_(value)
+        if member is not None:
+            return member
         # The zero members (UnknownComparator…) mean "not set": accepted, never offered.
-        choices = ", ".join(m.value for m in cls if m.number)  # type: ignore[attr-defined]
+        choices = ", ".join(m.value for m in cls if m.number)
         shown = repr(value) if isinstance(value, str | int | float) else f"a {type(value).__name__}"
-        raise ValueError(f"{shown} is not {cls.what}; expected one of {choices}")  # type: ignore[attr-defined]
+        raise ValueError(f"{shown} is not {cls.what}; expected one of {choices}")
 
     @classmethod
     def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
         return {"title": cls.__name__, "anyOf": [
             {"type": "string", "enum": [m.value for m in cls]},
-            {"type": "integer", "enum": [m.number for m in cls]},  # type: ignore[attr-defined]
+            {"type": "integer", "enum": [m.number for m in cls]},
         ]}
 
 
-def _proto_enum(name: str, what: str, members: list[tuple[str, int]]) -> type[_ProtoEnum]:
-    cls: Any = _ProtoEnum(name, [(m, (m, n)) for m, n in members])  # type: ignore[call-overload]
-    cls.what = what
-    return cls  # type: ignore[no-any-return]
 
 
-ExternalType = _proto_enum("ExternalType", "an external type", [
-    ("ExternalUnknown", 0), ("ExternalKVStore", 1), ("ExternalObjectStore", 2), ("ExternalPubSub", 3),
-    ("ExternalHttp", 4), ("ExternalLocalFile", 5), ("ExternalSearchIndex", 6),
-])
-AggregationType = _proto_enum("AggregationType", "an aggregation type", [
-    ("AggUnknown", 0), ("AggSum", 1), ("AggMax", 2), ("AggMin", 3), ("AggAvg", 4), ("AggCount", 5),
-    ("AggDiscreteHistogram", 6),
-])
-TransformationType = _proto_enum("TransformationType", "a transformation type", [
-    ("TransformUnknown", 0), ("TransformSum", 1), ("TransformCopy", 2), ("TransformMapRegex", 3),
-    ("TransformMapAdd", 4), ("TransformMapMult", 5), ("TransformCount", 6), ("TransformLeftFold", 7),
-    ("TransformRightFold", 8), ("TransformMap", 9), ("TransformPopHead", 10), ("TransformPopTail", 11),
-])
-ExistsOperator = _proto_enum("ExistsOperator", "an exists operator", [("UnknownExists", 0), ("Exists", 1), ("NotExists", 2)])
-UnaryOperator = _proto_enum("UnaryOperator", "a unary operator", [
-    ("UnknownUnary", 0), ("Negation", 3), ("Inversion", 4), ("LogicalNot", 5),
-])
-BinaryOperator = _proto_enum("BinaryOperator", "a binary operator", [
-    ("UnknownBinary", 0), ("Addition", 6), ("Subtract", 7), ("Multiply", 8), ("Divide", 9), ("Power", 10),
-    ("Modulus", 11), ("RightShift", 12), ("LeftShift", 13), ("Or", 14), ("And", 15), ("Xor", 16),
-])
-LogicalOperator = _proto_enum("LogicalOperator", "a logical operator", [("UnknownLogical", 0), ("LogicalAnd", 17), ("LogicalOr", 18)])
-ComparatorOperator = _proto_enum("ComparatorOperator", "a comparator", [
-    ("UnknownComparator", 0), ("GreaterThan", 19), ("LessThan", 20), ("GreaterThanOrEqual", 21),
-    ("LessThanOrEqual", 22), ("Equal", 23), ("NotEqual", 24), ("RegexMatch", 25), ("RegexNotMatch", 26),
-])
+class ExternalType(ProtoEnum, what="an external type"):
+    ExternalUnknown = "ExternalUnknown", 0
+    ExternalKVStore = "ExternalKVStore", 1
+    ExternalObjectStore = "ExternalObjectStore", 2
+    ExternalPubSub = "ExternalPubSub", 3
+    ExternalHttp = "ExternalHttp", 4
+    ExternalLocalFile = "ExternalLocalFile", 5
+    ExternalSearchIndex = "ExternalSearchIndex", 6
+
+
+class AggregationType(ProtoEnum, what="an aggregation type"):
+    AggUnknown = "AggUnknown", 0
+    AggSum = "AggSum", 1
+    AggMax = "AggMax", 2
+    AggMin = "AggMin", 3
+    AggAvg = "AggAvg", 4
+    AggCount = "AggCount", 5
+    AggDiscreteHistogram = "AggDiscreteHistogram", 6
+
+
+class TransformationType(ProtoEnum, what="a transformation type"):
+    TransformUnknown = "TransformUnknown", 0
+    TransformSum = "TransformSum", 1
+    TransformCopy = "TransformCopy", 2
+    TransformMapRegex = "TransformMapRegex", 3
+    TransformMapAdd = "TransformMapAdd", 4
+    TransformMapMult = "TransformMapMult", 5
+    TransformCount = "TransformCount", 6
+    TransformLeftFold = "TransformLeftFold", 7
+    TransformRightFold = "TransformRightFold", 8
+    TransformMap = "TransformMap", 9
+    TransformPopHead = "TransformPopHead", 10
+    TransformPopTail = "TransformPopTail", 11
+
+
+class ExistsOperator(ProtoEnum, what="an exists operator"):
+    UnknownExists = "UnknownExists", 0
+    Exists = "Exists", 1
+    NotExists = "NotExists", 2
+
+
+class UnaryOperator(ProtoEnum, what="a unary operator"):
+    UnknownUnary = "UnknownUnary", 0
+    Negation = "Negation", 3
+    Inversion = "Inversion", 4
+    LogicalNot = "LogicalNot", 5
+
+
+class BinaryOperator(ProtoEnum, what="a binary operator"):
+    UnknownBinary = "UnknownBinary", 0
+    Addition = "Addition", 6
+    Subtract = "Subtract", 7
+    Multiply = "Multiply", 8
+    Divide = "Divide", 9
+    Power = "Power", 10
+    Modulus = "Modulus", 11
+    RightShift = "RightShift", 12
+    LeftShift = "LeftShift", 13
+    Or = "Or", 14
+    And = "And", 15
+    Xor = "Xor", 16
+
+
+class LogicalOperator(ProtoEnum, what="a logical operator"):
+    UnknownLogical = "UnknownLogical", 0
+    LogicalAnd = "LogicalAnd", 17
+    LogicalOr = "LogicalOr", 18
+
+
+class ComparatorOperator(ProtoEnum, what="a comparator"):
+    UnknownComparator = "UnknownComparator", 0
+    GreaterThan = "GreaterThan", 19
+    LessThan = "LessThan", 20
+    GreaterThanOrEqual = "GreaterThanOrEqual", 21
+    LessThanOrEqual = "LessThanOrEqual", 22
+    Equal = "Equal", 23
+    NotEqual = "NotEqual", 24
+    RegexMatch = "RegexMatch", 25
+    RegexNotMatch = "RegexNotMatch", 26
+
+
 
 
 
@@ -172,29 +232,29 @@ class BooleanExpression(ConfigModel):
 class ComparatorExpression(ConfigModel):
     lhs: Operand | None = None
     rhs: Operand | None = None
-    op: ComparatorOperator = ComparatorOperator("UnknownComparator")  # type: ignore[valid-type]
+    op: ComparatorOperator = ComparatorOperator.UnknownComparator
 
 
 class LogicalExpression(ConfigModel):
     lhs: Operand | None = None
     rhs: Operand | None = None
-    op: LogicalOperator = LogicalOperator("UnknownLogical")  # type: ignore[valid-type]
+    op: LogicalOperator = LogicalOperator.UnknownLogical
 
 
 class BinaryExpression(ConfigModel):
     lhs: Operand | None = None
     rhs: Operand | None = None
-    op: BinaryOperator = BinaryOperator("UnknownBinary")  # type: ignore[valid-type]
+    op: BinaryOperator = BinaryOperator.UnknownBinary
 
 
 class UnaryExpression(ConfigModel):
     rhs: Operand | None = None
-    op: UnaryOperator = UnaryOperator("UnknownUnary")  # type: ignore[valid-type]
+    op: UnaryOperator = UnaryOperator.UnknownUnary
 
 
 class ExistsOperation(ConfigModel):
     key: StrictStr = ""
-    op: ExistsOperator = ExistsOperator("UnknownExists")  # type: ignore[valid-type]
+    op: ExistsOperator = ExistsOperator.UnknownExists
 
 
 class Expression(ConfigModel):
@@ -287,15 +347,15 @@ class ProcessInstrumentation(ConfigModel):
 
 class PipelineProcess(ConfigModel):
     name: StrictStr = ""
-    retryStrategy: RetryStrategy = RetryStrategy()
-    instrumentation: ProcessInstrumentation = ProcessInstrumentation()
+    retryStrategy: RetryStrategy = Field(default_factory=RetryStrategy)
+    instrumentation: ProcessInstrumentation = Field(default_factory=ProcessInstrumentation)
 
 
 class Checkpoint(ConfigModel):
     outputConnectorRef: StrictStr = ""
     # binge's own test configs spell a checkpoint this way; accepted so they load unchanged.
     outputConnector: StrictStr = ""
-    externalType: ExternalType | None = None  # type: ignore[valid-type]
+    externalType: ExternalType | None = None
 
 
 class Pipeline(ConfigModel):
@@ -307,7 +367,7 @@ class Pipeline(ConfigModel):
 
 
 class External(ConfigModel):
-    externalType: ExternalType = ExternalType("ExternalUnknown")  # type: ignore[valid-type]
+    externalType: ExternalType = ExternalType.ExternalUnknown
     name: StrictStr = ""
     connectionString: StrictStr = ""
 

@@ -92,7 +92,9 @@ def set_path(event: dict, segs: tuple[str, ...], value: Any) -> dict:
         out = event.copy()
         out[segs[0]] = value
         return out
-    return _assoc(event, segs, 0, value)
+    out = _assoc(event, segs, 0, value)
+    assert type(out) is dict
+    return out
 
 
 def _assoc(node: Any, segs: tuple[str, ...], i: int, value: Any) -> Any:

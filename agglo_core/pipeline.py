@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from agglo_core.config import PipelineProcess, PipelinesConfig, load_config
 from agglo_core.connstr import redact
@@ -75,14 +75,20 @@ class StageContext:
 
 
 class Stage(Protocol):
+    """A compiled process: a ``PureStage`` when ``pure``, else an ``EffectfulStage``."""
+
     name: str
     pure: bool
 
-    def apply(self, event: dict, inv: Invocation) -> dict | None:
-        """Pure stages: the next event, or None to stop this pipeline for this record."""
 
+class PureStage(Stage, Protocol):
+    def apply(self, event: dict, inv: Invocation) -> dict | None:
+        """The next event, or None to stop this pipeline for this record."""
+
+
+class EffectfulStage(Stage, Protocol):
     def run(self, items: list[Item], inv: Invocation) -> Driver:
-        """Effectful stages: update ``items`` in place, yielding effects as needed."""
+        """Update ``items`` in place, yielding effects as needed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +162,7 @@ Adapters use it for per-process metrics and traces; the core itself keeps no tim
 """
 
 
-def _apply_pure(stages: Sequence[Stage], items: list[Item], inv: Invocation) -> bool:
+def _apply_pure(stages: Sequence[PureStage], items: list[Item], inv: Invocation) -> bool:
     """Run consecutive pure stages record by record; True when some record stopped or failed."""
     stopped = False
     for it in items:
@@ -198,11 +204,11 @@ def _run_pipeline(pipe: CompiledPipeline, items: list[Item], inv: Invocation,
             observe(pipe.name, stage.name, len(live), -1)
         n_in = len(live)
         if stage.pure:
-            if _apply_pure(segment, live, inv):
+            if _apply_pure(cast(Sequence[PureStage], segment), live, inv):
                 live = [it for it in live if it.event is not None]
         else:
             try:
-                yield from stage.run(live, inv)
+                yield from cast(EffectfulStage, stage).run(live, inv)
             except RECORD_FAULTS as e:
                 # A fault outside any one record's handling: fail what is left, never drop it silently.
                 for it in live:
@@ -280,7 +286,8 @@ class Plan:
             while True:
                 effects = gen.send(perform(effects))
         except StopIteration as stop:
-            return stop.value
+            outcomes: list[Outcome] = stop.value
+            return outcomes
 
 
 def compile_plan(config: PipelinesConfig | str | bytes | dict, keys: Mapping[str, bytes] | None = None,

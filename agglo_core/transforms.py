@@ -98,6 +98,7 @@ def go_replacement(template: str) -> str | Callable[[re.Match], str]:
         return "".join(lit for lit, _ in pieces).replace("\\", "\\\\")
     if len(pieces) == 1:
         group = pieces[0][1]
+        assert group is not None
         return lambda m: m.group(group) or ""
     return lambda m: "".join([lit if g is None else (m.group(g) or "") for lit, g in pieces])
 
@@ -138,7 +139,7 @@ def _numeric(fn: Callable[[Any, Any], Any], name: str) -> Callable[[Any, Any], A
 
 BUILTIN_REDUCERS: dict[str, Callable[[Any, Any], Any]] = {
     "sum": _numeric(lambda a, b: a + b, "sum"),
-    "count": len,  # special-cased in _fold: the number of elements
+    "count": lambda acc, _: acc,  # special-cased in _fold: the number of elements
     "min": _numeric(min, "min"),
     "max": _numeric(max, "max"),
     "concat": _concat,

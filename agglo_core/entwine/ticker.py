@@ -138,7 +138,7 @@ class Ticker:
     def genesis(self, sub_stream: str, now_ms: int) -> dict:
         """The substream's genesis message (made once, signed by the ticker, anchored to the head)."""
         _check_id(sub_stream)
-        existing = self.state.get(f"genesis/{sub_stream}")
+        existing: dict | None = self.state.get(f"genesis/{sub_stream}")
         if existing is not None:
             return existing
         head = self.head(now_ms)

@@ -46,8 +46,9 @@ def definition_model() -> type[ProcessDefinition]:
 @cache
 def config_model() -> type[PipelinesConfig]:
     """The whole config's model with its process definitions spelled out (for the JSON schema)."""
+    definition = definition_model()
     return create_model("PipelinesConfig", __base__=PipelinesConfig,
-                        processDefinitions=(tuple[definition_model(), ...], ()))  # type: ignore[valid-type]
+                        processDefinitions=(tuple[definition, ...], ()))  # type: ignore[valid-type]
 
 
 def compile_stage(definition: ProcessDefinition, ctx: StageContext) -> Stage:

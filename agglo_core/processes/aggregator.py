@@ -33,7 +33,7 @@ NIL = "nil"
 
 class Aggregation(ConfigModel):
     key: StrictStr = ""
-    aggregationType: AggregationType = AggregationType("AggUnknown")  # type: ignore[valid-type]
+    aggregationType: AggregationType = AggregationType.AggUnknown
     groupByKeys: tuple[StrictStr, ...] = ()
 
 
@@ -124,15 +124,15 @@ class AggregatorStage:
         combined: dict[str, Deltas] = {}
         marks: dict[str, list[tuple[str, Deltas]]] = {}
         seen: set[str] = set()
-        updates = []
+        updates: list[tuple[Item, str, tuple[str, ...], Deltas, str]] = []
         for it in items:
             event = it.event
             if cond is not None and not cond(event):  # type: ignore[arg-type]
                 continue
-            delta = _delta_for(kind, get(event))
+            delta = _delta_for(kind, get(event))  # type: ignore[arg-type]
             if delta is None:
                 continue
-            groups = tuple([render(g(event)) for g in self._groups])
+            groups = tuple([render(g(event)) for g in self._groups])  # type: ignore[arg-type]
             key = self.state_key(groups)
             merged = dict(combined.get(key, {}))
             try:

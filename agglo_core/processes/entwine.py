@@ -92,7 +92,8 @@ class EntwineStage:
         if not chosen:
             return
         keys = [self._object_ids(it.record.id) for it in chosen]
-        stored = yield [Put(self._objects, k, it.event, self._retry) for k, it in zip(keys, chosen, strict=True)]
+        stored = yield [Put(self._objects, k, it.event, self._retry)  # type: ignore[arg-type]
+                        for k, it in zip(keys, chosen, strict=True)]
         pending = []
         for it, key, result in zip(chosen, keys, stored, strict=True):
             if (err := effect_error(result)) is not None:

@@ -10,7 +10,7 @@ from pydantic import Field, StrictStr
 
 from agglo_core.conditions import compile_condition
 from agglo_core.config import ConditionField, ConfigModel
-from agglo_core.effects import Put
+from agglo_core.effects import Effect, Put
 from agglo_core.errors import RECORD_FAULTS, StageError, describe
 from agglo_core.ids import IdMaker
 from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error, run_each
@@ -55,7 +55,7 @@ class TeeStage:
         self._connection = ctx.redact(external.connectionString)
         self._ids = IdMaker(ctx.partition, ctx.pipeline, d.name, "tee")
         self._retry = ctx.retry
-        self._transformer = (TransformerStage(ctx.config.process(d.transformerRef).transformer, ctx.retry)
+        self._transformer = (TransformerStage(ctx.config.process(d.transformerRef).body, ctx.retry)
                              if d.transformerRef else None)
 
     def _body(self, event: dict, inv: Invocation) -> dict:
@@ -69,7 +69,8 @@ class TeeStage:
             bodies = yield from self._bodies_via_exec(chosen)
         else:
             bodies = [self._body_or_error(it.event, inv) for it in chosen]  # type: ignore[arg-type]
-        sending, puts = [], []
+        sending: list[tuple[Item, str]] = []
+        puts: list[Effect] = []
         ids, target, retry = self._ids, self._target, self._retry
         for it, body in zip(chosen, bodies, strict=True):
             if type(body) is StageError:
@@ -104,8 +105,9 @@ class TeeStage:
         holders = [Item(it.record, it.event) for it in chosen]  # type: ignore[arg-type]
         transformer = self._transformer
         assert transformer is not None
-        yield from run_each(holders, transformer.name, lambda h: transformer.drive(h.event))
-        return [StageError(h.error[1]) if h.error else deep_merge(h.event, self._extra) for h in holders]
+        yield from run_each(holders, transformer.name, lambda h: transformer.drive(h.event))  # type: ignore[arg-type]
+        return [StageError(h.error[1]) if h.error else deep_merge(h.event, self._extra)  # type: ignore[arg-type]
+                for h in holders]
 
 
 def compile(d: Tee, ctx: StageContext) -> TeeStage:

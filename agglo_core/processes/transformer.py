@@ -49,7 +49,7 @@ ARGS_FOR = {
 
 class Transformation(ConfigModel):
     condition: ConditionField | None = None
-    transformationType: TransformationType = TransformationType("TransformUnknown")  # type: ignore[valid-type]
+    transformationType: TransformationType = TransformationType.TransformUnknown
     mapArgs: PathArgs | None = None
     mapAddArgs: ValueArgs | None = None
     mapMultArgs: ValueArgs | None = None
@@ -81,7 +81,8 @@ class TransformerStage:
         self._forward = d.forwardInputFields
         self._retry = retry
         self._specs = [
-            (compile_condition(s.transformation.condition), compile_getter(s.sourceField) if s.sourceField else None,
+            (compile_condition(s.transformation.condition),  # type: ignore[union-attr]
+             compile_getter(s.sourceField) if s.sourceField else None,
              split_path(s.targetField) if s.targetField else None, s.targetField,
              compile_transformation(s.transformation))
             for s in d.specs
@@ -110,11 +111,11 @@ class TransformerStage:
             value = event if get is None else get(event)
             if value is MISSING:
                 continue
-            out = self._put(out, segs, target, fn(value))
+            out = self._put(out, segs, target, fn(value))  # type: ignore[operator]  # pure: no executables
         return out
 
     def run(self, items: list[Item], inv: Invocation) -> Driver:
-        yield from run_each(items, self.name, lambda it: self.drive(it.event))
+        yield from run_each(items, self.name, lambda it: self.drive(it.event))  # type: ignore[arg-type]
 
     def drive(self, event: dict) -> Driver:
         """This transformer on one event, running executables through exec effects."""

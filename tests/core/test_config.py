@@ -156,7 +156,7 @@ def test_a_valid_config_loads() -> None:
     assert loaded.partitionUuid == PARTITION
     assert [d.kind for d in loaded.processDefinitions] == ["tee", "transformer", "filter", "aggregator",
                                                           "completer"]
-    assert loaded.external("Bus").externalType is ExternalType("ExternalPubSub")
+    assert loaded.external("Bus").externalType is ExternalType.ExternalPubSub
     assert loaded.process("T").tee.transformerRef == "X"
 
 
@@ -297,9 +297,9 @@ def test_enum_numbers_load_in_a_whole_config() -> None:
                                                                   for e, n in zip(externals, (1, 4), strict=True)])
     data["processDefinitions"][0]["aggregator"]["aggregation"]["aggregationType"] = 1
     loaded = assert_loads(data)
-    assert loaded.external("State").externalType is ExternalType("ExternalKVStore")
-    assert loaded.external("Web").externalType is ExternalType("ExternalHttp")
-    assert loaded.process("A").aggregator.aggregation.aggregationType is AggregationType("AggSum")
+    assert loaded.external("State").externalType is ExternalType.ExternalKVStore
+    assert loaded.external("Web").externalType is ExternalType.ExternalHttp
+    assert loaded.process("A").aggregator.aggregation.aggregationType is AggregationType.AggSum
     assert loaded == assert_loads(config(aggregator("A"), tee("T", out="Web"), externals=externals))
 
 
