@@ -134,7 +134,7 @@ class NoTests(LookupError):
     """A config named with ``-c`` that no test file beside it tests."""
 
 
-def tests_of(config: str) -> list[str]:
+def files_testing(config: str) -> list[str]:
     """The test files beside ``config`` that test it (by their ``config``, or by their name)."""
     if not os.path.isfile(config):
         raise FileNotFoundError(config)
@@ -150,7 +150,7 @@ def run_files(paths: list[str], out: IO[str], configs: Sequence[str] = ()) -> in
     """Run the tests in ``paths`` (files, or directories searched for test files) and those of ``configs``."""
     try:
         files = list(dict.fromkeys(os.path.normpath(f) for f in
-                                   [*_discover(paths), *(t for c in configs for t in tests_of(c))]))
+                                   [*_discover(paths), *(t for c in configs for t in files_testing(c))]))
     except FileNotFoundError as e:
         print(f"agglo: no such file or directory: {e.args[0]}", file=sys.stderr)
         return 2
