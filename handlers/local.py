@@ -394,10 +394,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args, extras = p.parse_known_args(argv)
     # argparse takes a command's positional paths in one run only: in `lint a.json -c b.json c.json` (or
     # `test -c x.json dir/`) the later ones come back unparsed. They are paths all the same.
-    positional = getattr(args, "positional_paths", None)
-    if extras and (positional is None or any(e.startswith("-") for e in extras)):
-        p.error(f"unrecognized arguments: {' '.join(extras)}")
     if extras:
+        positional: str | None = getattr(args, "positional_paths", None)
+        if positional is None or any(e.startswith("-") for e in extras):
+            p.error(f"unrecognized arguments: {' '.join(extras)}")
         setattr(args, positional, [*(getattr(args, positional) or []), *extras])
     if (check := getattr(args, "check", None)) is not None:
         check(args)  # what argparse cannot say by itself: -c and positional configs together, at least one
