@@ -181,7 +181,7 @@ PORT = _whole(0, 65535)
 
 
 class _Collect(argparse.Action):
-    """Positional paths and each ``-c`` go to one list in the order given: neither form replaces the other."""
+    """Positional paths and each ``-c`` go to one list: neither form replaces what the other gave."""
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
