@@ -1,18 +1,26 @@
-# Everything sets itself up: a virtualenv in .venv with the package and its extras.
-VENV   ?= .venv
-PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-stamp
-EXTRAS ?= dev
+# Everything sets itself up in a virtualenv in .venv: `make run` installs the package alone (what running a
+# pipeline needs), `make test`, `lint` and `typecheck` every extra and the development tools on top.
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install test lint run bench clean system-deps
+.PHONY: install test lint typecheck run bench clean system-deps
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
+$(VENV)/bin/python:
+	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
-	touch $(STAMP)
 
-install: $(STAMP)
+$(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e .
+	touch $@
+
+# The dev install includes the plain one, so it refreshes both stamps: `make run` after it installs nothing.
+$(DEV_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@ $(RUN_STAMP)
+
+install: $(DEV_STAMP)
 
 # The tests start a real redis-server; install Debian's when it is missing and we may (root).
 system-deps:
@@ -22,17 +30,21 @@ system-deps:
 	    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; }; \
 	  else echo "make test needs redis-server: sudo apt-get install redis-server (or brew install redis)"; exit 1; fi; }
 
-test: $(STAMP) system-deps
+test: $(DEV_STAMP) system-deps
 	$(PY) -m pytest
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check agglo_core handlers tests benchmarks
 
-run: $(STAMP)
+# Files and strictness: [tool.mypy] in pyproject.toml.
+typecheck: $(DEV_STAMP)
+	$(VENV)/bin/mypy
+
+run: $(RUN_STAMP)
 	rm -rf out
 	$(VENV)/bin/agglo run -c pipelines/basic.json -i events/basic.jsonl
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	POWERTOOLS_LOG_LEVEL=ERROR $(PY) -m benchmarks.run > benchmarks/last-run.md.new
 	mv benchmarks/last-run.md.new benchmarks/last-run.md
 	cat benchmarks/last-run.md

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -58,7 +59,8 @@ def run(runtime: Runtime, raw: IO[bytes], name: str, out: IO[bytes], err: IO[str
     for batch in _batches(read_events(open_events(raw))):
         records = [Record(f"{name}#{line}", event, source=name) for line, event in batch]
         outcomes = runtime.process(records)
-        chunks, errors = [], []
+        chunks: list[bytes] = []
+        errors: list[dict[str, Any]] = []
         for (line, _), outcome in zip(batch, outcomes, strict=True):
             chunks.extend(dumps(event) for _, event in outcome.outputs)
             errors.extend({"line": line, "pipeline": e.pipeline, "process": e.process, "error": e.message}
@@ -128,48 +130,162 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
     return invoke.main(args)
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples keep their lines; an option's help ends with its default when it has one worth saying."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or action.default in (None, False, argparse.SUPPRESS) or \
+                not (action.option_strings or action.nargs in ("?", "*")):
+            return text
+        return text + " (default: %(default)s)"
+
+
+def _examples(*lines: str) -> str:
+    return ("example:\n" if len(lines) == 1 else "examples:\n") + "\n".join("  " + line for line in lines)
+
+
+def _whole(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``minimum`` (to ``maximum``); anything else is refused, saying why."""
+
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f"from {minimum} to {maximum}" if maximum is not None else f"{minimum} or more"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return value
+
+    return whole
+
+
+def _seconds(zero_allowed: bool) -> Callable[[str], float]:
+    """An argparse type: a finite number of seconds, more than 0 (or 0 too when ``zero_allowed``)."""
+
+    def seconds(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero_allowed):
+            raise argparse.ArgumentTypeError(f"must be {'0 or more' if zero_allowed else 'more than 0'} seconds, "
+                                             f"got {text}")
+        return value
+
+    return seconds
+
+
+PORT = _whole(0, 65535)
+
+
+class _Collect(argparse.Action):
+    """Positional paths and each ``-c`` go to one list: neither form replaces what the other gave."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        given = values if isinstance(values, list) else [values]
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), *given])
+
+
+def _many_configs(sp: argparse.ArgumentParser, what: str) -> None:
+    """CONFIG ... and -c CONFIG (repeatable), both into ``configs``; at least one is needed."""
+    sp.add_argument("configs", nargs="*", action=_Collect, metavar="CONFIG", help=what)
+    sp.add_argument("-c", "--config", dest="configs", action=_Collect, metavar="CONFIG",
+                    help="the same as a positional CONFIG (repeatable)")
+
+    def check(args: argparse.Namespace) -> None:
+        if not args.configs:
+            sp.error("give at least one config: CONFIG ... or -c CONFIG")
+
+    sp.set_defaults(check=check, positional_paths="configs")
+
+
+def _single_config(sp: argparse.ArgumentParser, legacy_positional: bool = False) -> None:
+    """-c CONFIG; ``legacy_positional`` still takes the config as the one positional argument (not shown)."""
+    if not legacy_positional:
+        sp.add_argument("-c", "--config", required=True, help="the pipeline config (JSON)")
+        return
+    sp.add_argument("-c", "--config", help="the pipeline config (JSON); required")
+    sp.add_argument("legacy_config", nargs="?", help=argparse.SUPPRESS)
+
+    def check(args: argparse.Namespace) -> None:
+        legacy = args.legacy_config
+        if legacy is not None and args.config is not None and legacy != args.config:
+            sp.error("give the config once: -c CONFIG")
+        args.config = args.config or legacy
+        if args.config is None:
+            sp.error("the following arguments are required: -c/--config")
+
+    sp.set_defaults(check=check)
+
+
+def _add_command(sub: Any, name: str, summary: str, examples: Sequence[str], **kwargs: Any) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=summary, description=summary, epilog=_examples(*examples),
+                          formatter_class=_HelpFormatter, **kwargs)
+
+
+def _exec_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--allow-exec", action="append", metavar="PATH",
+                    help="allow spawners and exec transforms to run PATH (repeatable; also AGGLO_ALLOW_EXEC)")
+    sp.add_argument("--exec-timeout", type=_seconds(zero_allowed=False), default=30.0, metavar="SECONDS",
+                    help="how long an executable may run before its record fails")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="agglo", description="Run binge-format event pipelines locally.")
-    sub = p.add_subparsers(dest="command", required=True)
+    """The whole ``agglo`` grammar: one config is ``-c CONFIG``; commands taking several also take them as
+    positional paths. Every command's help ends with examples (tests/e2e/test_cli_grammar.py runs them)."""
+    p = argparse.ArgumentParser(prog="agglo", description="Run binge-format event pipelines locally.",
+                                formatter_class=_HelpFormatter, epilog=_examples(
+                                    "agglo run -c pipelines/basic.json -i events/basic.jsonl",
+                                    "agglo test pipelines/"))
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("-c", "--config", required=True, help="pipeline config (JSON)")
-        sp.add_argument("--allow-exec", action="append", metavar="PATH",
-                        help="allow spawners and exec transforms to run PATH (repeatable; also AGGLO_ALLOW_EXEC)")
-        sp.add_argument("--exec-timeout", type=float, default=30.0, metavar="SECONDS")
-
-    r = sub.add_parser("run", help="process JSON events from a file or stdin (binge's standalone mode)")
-    common(r)
-    r.add_argument("-i", "--input", default="-", help="JSON lines, a JSON array or a JSON document; .gz too")
-    r.add_argument("-o", "--output", default="-", help="where outputs go as JSON lines (default stdout)")
+    r = _add_command(sub, "run", "process JSON events from a file or stdin (binge's standalone mode)", [
+        "agglo run -c pipelines/basic.json -i events/basic.jsonl -o outputs.jsonl",
+        "agglo run -c pipelines/basic.json -i events/basic.jsonl --explain 2"])
+    _single_config(r)
+    _exec_options(r)
+    r.add_argument("-i", "--input", default="-",
+                   help="JSON lines, a JSON array or a JSON document, gzipped or not ('-': stdin)")
+    r.add_argument("-o", "--output", default="-", help="where outputs go as JSON lines ('-': stdout)")
     r.add_argument("--dedupe", action="store_true",
                    help="treat records seen before (same file and line) as redeliveries: state changes once")
-    r.add_argument("--explain", nargs="?", type=int, const=1, default=0, metavar="N",
-                   help="instead of the outputs, show how the first N events (default 1) went through each "
-                        "process: conditions, changes, effects")
+    r.add_argument("--explain", nargs="?", type=_whole(1), const=1, metavar="N",
+                   help="instead of the outputs, show how the first N events (1 when N is left out) went "
+                        "through each process: conditions, changes, effects")
     r.set_defaults(func=_cmd_run)
 
-    v = sub.add_parser("validate", help="check a config and list every problem with its JSON path")
-    v.add_argument("-c", "--config", required=True)
+    v = _add_command(sub, "validate", "check a config and list every problem with its JSON path",
+                     ["agglo validate -c pipelines/basic.json"])
+    _single_config(v)
     v.set_defaults(func=_cmd_validate)
 
-    s = sub.add_parser("serve", help="an HTTP daemon that runs each POSTed event (binge's daemon modes)")
-    common(s)
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8080)
-    s.add_argument("--path", default="/binge")
-    s.add_argument("--max-body", type=int, default=1 << 20, metavar="BYTES")
+    s = _add_command(sub, "serve", "an HTTP daemon that runs each POSTed event (binge's daemon modes)", [
+        "agglo serve -c pipelines/basic.json --port 8080",
+        "agglo serve -c pipelines/basic.json --durable /var/lib/agglo --workers 4"])
+    _single_config(s)
+    _exec_options(s)
+    s.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    s.add_argument("--port", type=PORT, default=8080, help="the port to listen on")
+    s.add_argument("--path", default="/binge", help="the path events are POSTed to")
+    s.add_argument("--max-body", type=_whole(1), default=1 << 20, metavar="BYTES",
+                   help="larger bodies are refused with 413")
     s.add_argument("--durable", metavar="DIR", help="queue events durably in DIR and answer 202 (persistent daemon)")
-    s.add_argument("--workers", type=int, default=2, help="worker threads processing the durable queue")
+    s.add_argument("--workers", type=_whole(1), default=2, help="worker threads processing the durable queue")
     s.set_defaults(func=_cmd_serve)
 
-    i = sub.add_parser("invoke", help="run a SAM template's function once with an event (sam local invoke, "
-                                      "without a container)")
-    i.add_argument("function", metavar="FUNCTION_LOGICAL_ID")
-    i.add_argument("-e", "--event", metavar="EVENT_FILE", help="the event as JSON ('-' for stdin; default {})")
-    i.add_argument("-t", "--template", default="template.yaml")
+    i = _add_command(sub, "invoke", "run a SAM template's function once with an event (sam local invoke, "
+                                    "without a container); the pipeline config comes from the function's "
+                                    "environment, as on Lambda", [
+        "agglo invoke PipelineFunction -e events/sqs.json --env-vars env.json"])
+    i.add_argument("function", metavar="FUNCTION_LOGICAL_ID", help="the function's logical id in the template")
+    i.add_argument("-e", "--event", metavar="EVENT_FILE", help="the event as JSON ('-': stdin; none given: {})")
+    i.add_argument("-t", "--template", default="template.yaml", help="the SAM template (sam's -t)")
     i.add_argument("--env-vars", metavar="ENV_JSON", help='SAM\'s env.json: {"LogicalId": {"VAR": "value"}}')
-    i.add_argument("--parameter-overrides", nargs="+", metavar="KEY=VALUE")
+    i.add_argument("--parameter-overrides", nargs="+", metavar="KEY=VALUE",
+                   help="template parameters, as sam takes them")
     i.set_defaults(func=_cmd_invoke)
     _entwine_commands(sub)
     _authoring_commands(sub)
@@ -182,78 +298,118 @@ def _command(module: str, name: str = "main") -> Callable[[argparse.Namespace], 
     def command(args: argparse.Namespace) -> int:
         import importlib
 
-        return getattr(importlib.import_module(module), name)(args)
+        result: int = getattr(importlib.import_module(module), name)(args)
+        return result
 
     return command
 
 
 def _entwine_commands(sub: Any) -> None:
     """entwine: the ticker daemon and the substream tools (handlers/entwine/ticker.py, handlers/entwine/cli.py)."""
-    t = sub.add_parser("ticker", help="entwine's ticker: a signed hash chain substreams anchor to")
-    tsub = t.add_subparsers(dest="ticker_command", required=True)
-    ts = tsub.add_parser("serve", help="serve the ticker's REST API (binge's paths)")
-    ts.add_argument("--host", default="127.0.0.1")
-    ts.add_argument("--port", type=int, default=9080)
-    ts.add_argument("--interval", type=float, default=0, metavar="SECONDS", help="tick by itself this often")
+    t = _add_command(sub, "ticker", "entwine's ticker: a signed hash chain substreams anchor to",
+                     ["agglo ticker serve --state sqlite:ticker.db --interval 1"])
+    tsub = t.add_subparsers(dest="ticker_command", required=True, metavar="COMMAND")
+    ts = _add_command(tsub, "serve", "serve the ticker's REST API (binge's paths)", [
+        "agglo ticker serve --state sqlite:ticker.db --interval 1",
+        "agglo ticker serve --state redis://localhost:6379/0 --key ticker.pem --port 9080"])
+    ts.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    ts.add_argument("--port", type=PORT, default=9080, help="the port to listen on")
+    ts.add_argument("--interval", type=_seconds(zero_allowed=True), default=0, metavar="SECONDS",
+                    help="tick by itself this often (0: only when asked, POST /api/v1/tick)")
     ts.add_argument("--state", required=True, metavar="sqlite:PATH|redis://…|dynamo:tableName=T",
                     help="where the chain is kept (shared by every ticker process on a redis:// or dynamo: store)")
-    ts.add_argument("--key", metavar="PEM", help="the ticker's private key (default: one kept in the state)")
-    ts.add_argument("--max-body", type=int, default=16 << 20, metavar="BYTES")
+    ts.add_argument("--key", metavar="PEM", help="the ticker's private key (none given: one kept in the state)")
+    ts.add_argument("--max-body", type=_whole(1), default=16 << 20, metavar="BYTES",
+                    help="larger bodies are refused with 413")
     ts.set_defaults(func=_command("handlers.entwine.ticker", "serve"))
-    e = sub.add_parser("entwine", help="ask the ticker about order; re-verify substreams")
-    esub = e.add_subparsers(dest="entwine_command", required=True)
-    hb = esub.add_parser("happened-before", help="did SS:UUID:IDX happen before SS:UUID:IDX? (exit 0 if so)")
-    hb.add_argument("--ticker", required=True, metavar="URL")
-    hb.add_argument("lhs", metavar="SS:UUID:IDX")
-    hb.add_argument("rhs", metavar="SS:UUID:IDX")
+    e = _add_command(sub, "entwine", "ask the ticker about order; re-verify substreams", [
+        "agglo entwine verify -c pipelines/entwine-a.json --ticker http://127.0.0.1:9080"])
+    esub = e.add_subparsers(dest="entwine_command", required=True, metavar="COMMAND")
+    hb = _add_command(esub, "happened-before", "did SS:UUID:IDX happen before SS:UUID:IDX? (exit 0 if so)", [
+        "agglo entwine happened-before --ticker http://127.0.0.1:9080 "
+        "EntwineA:0b7e4a1e-6d3c-4c1b-9f7e-2f1d4c3b2a10:3 EntwineB:9c1d2e3f-4a5b-4c6d-8e7f-0a1b2c3d4e5f:1"])
+    hb.add_argument("--ticker", required=True, metavar="URL", help="the ticker's base URL")
+    hb.add_argument("lhs", metavar="SS:UUID:IDX", help="a message: substream, uuid and index")
+    hb.add_argument("rhs", metavar="SS:UUID:IDX", help="the message it is compared with")
     hb.set_defaults(func=_command("handlers.entwine.cli", "happened_before"))
-    ev = esub.add_parser("verify", help="re-verify each entwine substream of a config and its stored objects")
-    ev.add_argument("-c", "--config", required=True)
+    ev = _add_command(esub, "verify", "re-verify each entwine substream of a config and its stored objects", [
+        "agglo entwine verify -c pipelines/entwine-a.json --ticker http://127.0.0.1:9080"])
+    _single_config(ev)
     ev.add_argument("--ticker", metavar="URL", help="also check each genesis against the ticker's key")
     ev.set_defaults(func=_command("handlers.entwine.cli", "verify"))
 
 
 def _authoring_commands(sub: Any) -> None:
     """The authoring tools (handlers/authoring/)."""
-    t = sub.add_parser("test", help="run config unit tests (*.agglo-test.yaml / .json) without any cloud")
-    t.add_argument("paths", nargs="*", default=["."], metavar="PATH", help="test files or directories (default .)")
-    t.set_defaults(func=_command("handlers.authoring.testing"))
+    t = _add_command(sub, "test", "run config unit tests (*.agglo-test.yaml / .json) without any cloud", [
+        "agglo test pipelines/",
+        "agglo test -c pipelines/basic.json -c pipelines/gcp.json"])
+    t.add_argument("paths", nargs="*", metavar="PATH",
+                   help="test files, or directories to find them in (neither PATH nor -c given: .)")
+    t.add_argument("-c", "--config", dest="configs", action="append", metavar="CONFIG",
+                   help="run the tests of CONFIG: the test files beside it that test it (repeatable)")
+    t.set_defaults(func=_command("handlers.authoring.testing"), positional_paths="paths")
 
-    g = sub.add_parser("genevents", help="generate events from a binge generator schema, as JSON lines")
-    g.add_argument("-s", "--schema", required=True, help="generator schema (JSON)")
-    g.add_argument("-n", "--count", type=int, default=100, metavar="N", help="how many events (default 100)")
-    g.add_argument("--seed", type=int, help="the same seed gives the same events (default: random)")
+    g = _add_command(sub, "genevents", "generate events from a binge generator schema, as JSON lines", [
+        "agglo genevents -s tests/fixtures/binge/generators/examples__basic__basic_event_gen.json -n 3 --seed 1"])
+    g.add_argument("-s", "--schema", required=True, help="the generator schema (JSON; not a pipeline config)")
+    g.add_argument("-n", "--count", type=_whole(0), default=100, metavar="N", help="how many events")
+    g.add_argument("--seed", type=int, help="the same seed gives the same events (none given: random)")
     g.set_defaults(func=_command("handlers.authoring.genevents"))
 
-    d = sub.add_parser("graph", help="draw a config's pipelines (mermaid, dot or svg) on stdout")
-    d.add_argument("config", metavar="CONFIG")
-    d.add_argument("--format", choices=("mermaid", "dot", "svg"), default="mermaid")
+    d = _add_command(sub, "graph", "draw a config's pipelines (mermaid, dot or svg) on stdout", [
+        "agglo graph -c pipelines/basic.json --format svg"],
+        usage="%(prog)s [-h] -c CONFIG [--format {mermaid,dot,svg}]")
+    _single_config(d, legacy_positional=True)
+    d.add_argument("--format", choices=("mermaid", "dot", "svg"), default="mermaid", help="the picture's format")
     d.set_defaults(func=_command("handlers.authoring.graph"))
 
-    lt = sub.add_parser("lint", help="validate configs, then warn about what a reviewer would flag")
-    lt.add_argument("configs", nargs="+", metavar="CONFIG")
-    lt.add_argument("--format", choices=("text", "json"), default="text")
+    lt = _add_command(sub, "lint", "validate configs, then warn about what a reviewer would flag", [
+        "agglo lint pipelines/basic.json pipelines/gcp.json",
+        "agglo lint --format json --strict -c pipelines/basic.json"])
+    _many_configs(lt, "the configs to check")
+    lt.add_argument("--format", choices=("text", "json"), default="text", help="one finding a line, or JSON")
     lt.add_argument("--strict", action="store_true", help="warnings fail too (exit status 1)")
     lt.add_argument("--allow-exec", action="append", metavar="PATH",
                     help="an executable the deployment allows (repeatable; also AGGLO_ALLOW_EXEC)")
     lt.set_defaults(func=_command("handlers.authoring.lint"))
 
-    sc = sub.add_parser("schema", help="print the JSON Schema of a config, for editors")
+    sc = _add_command(sub, "schema", "print the JSON Schema of a config, for editors",
+                      ["agglo schema > agglo.schema.json"])
     sc.set_defaults(func=_command("handlers.authoring.schema"))
 
-    f = sub.add_parser("fmt", help="print a config re-indented; --conditions rewrites its conditions as text")
-    f.add_argument("configs", nargs="+", metavar="CONFIG")
+    f = _add_command(sub, "fmt", "print a config re-indented; --conditions rewrites its conditions as text", [
+        "agglo fmt --conditions -c pipelines/basic.json",
+        "agglo fmt --conditions --to ast -w pipelines/basic.json pipelines/gcp.json"])
+    _many_configs(f, "the configs to format (several only with -w)")
     f.add_argument("--conditions", action="store_true", help="rewrite every condition (as text unless --to ast)")
-    f.add_argument("--to", choices=("string", "ast"), help="the form --conditions writes (default string)")
+    f.add_argument("--to", choices=("string", "ast"), help="the form --conditions writes (none given: string)")
     f.add_argument("-w", "--write", action="store_true", help="rewrite each CONFIG in place instead of printing")
     f.set_defaults(func=_command("handlers.authoring.fmt"))
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line as the command sees it (exits 2 with the usage when it is wrong)."""
+    p = parser()
+    args, extras = p.parse_known_args(argv)
+    # argparse takes a command's positional paths in one run only: in `lint a.json -c b.json c.json` (or
+    # `test -c x.json dir/`) the later ones come back unparsed. They are paths all the same.
+    if extras:
+        positional: str | None = getattr(args, "positional_paths", None)
+        if positional is None or any(e.startswith("-") for e in extras):
+            p.error(f"unrecognized arguments: {' '.join(extras)}")
+        setattr(args, positional, [*(getattr(args, positional) or []), *extras])
+    if (check := getattr(args, "check", None)) is not None:
+        check(args)  # what argparse cannot say by itself: -c and positional configs together, at least one
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("AGGLO_LOG_LEVEL", "WARNING"), format="agglo: %(message)s")
-    args = parser().parse_args(argv)
+    args = parse_args(argv)
     try:
-        return args.func(args)
+        result: int = args.func(args)
+        return result
     except UsageError as e:
         print(f"agglo: {e}", file=sys.stderr)
         return 2

@@ -331,9 +331,6 @@ def main(args: Any) -> int:
 
     import orjson
 
-    if args.count < 0:
-        print("agglo: genevents -n must be 0 or more", file=sys.stderr)
-        return 2
     try:
         spec = load_schema(args.schema)
         generator = Generator(spec, random.Random(args.seed))

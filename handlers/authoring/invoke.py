@@ -50,7 +50,7 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -174,7 +174,6 @@ class Resolver:
     template: dict
     overrides: dict[str, str] = field(default_factory=dict)
     region: str = "us-east-1"
-    unresolved: list[str] = field(default_factory=list)
 
     def pseudo(self) -> dict[str, Any]:
         return {"AWS::Region": self.region, "AWS::AccountId": ACCOUNT_ID, "AWS::StackName": STACK_NAME,
@@ -345,7 +344,7 @@ def read_env_vars(path: str | None, function: Function) -> dict[str, str]:
 
 
 def function_environment(function: Function, template: dict, overrides: dict[str, str],
-                         env_vars: dict[str, str], shell: dict[str, str] | None = None,
+                         env_vars: dict[str, str], shell: Mapping[str, str] | None = None,
                          warn: IO[str] | None = None) -> dict[str, str]:
     """The variables the function sees from its template and env.json (see the module docstring)."""
     shell = os.environ if shell is None else shell

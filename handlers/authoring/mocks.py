@@ -53,7 +53,7 @@ class MockExecs:
         self._mocks = {path: _Answering(answers) for path, answers in mocks.items()}
 
     def perform(self, effects: list[Exec]) -> list[Any]:
-        results = []
+        results: list[Any] = []
         for e in effects:
             mock = self._mocks.get(e.path)
             if mock is None:

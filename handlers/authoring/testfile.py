@@ -225,7 +225,7 @@ def _test(r: _Reader, raw: Any, path: Path, config: PipelinesConfig) -> TestCase
     if not isinstance(name, str) or not name:
         r.problem((*path, "name"), "every test needs a name")
         name = f"test {path[-1]}"
-    given = raw.get("input")
+    given: Any = raw.get("input")
     events = given if isinstance(given, list) else [given]
     if given is None or not events or not all(isinstance(e, dict) for e in events):
         r.problem((*path, "input"), "must be an event (an object) or a list of events")
@@ -261,7 +261,7 @@ def _test(r: _Reader, raw: Any, path: Path, config: PipelinesConfig) -> TestCase
                               "or one object for the last event")
             expect[pipe] = [None if s is None else _expectation(r, s, (*at, i)) for i, s in enumerate(spec)]
         else:
-            expect[pipe] = [None] * (len(events) - 1) + [_expectation(r, spec, at)]
+            expect[pipe] = [*([None] * (len(events) - 1)), _expectation(r, spec, at)]
     effects: dict[str, list[Any]] = {}
     for target, items in r.mapping(raw.get("effects"), (*path, "effects"),
                                    "an object: external system or executable -> list of effects").items():
@@ -284,6 +284,24 @@ def _default_config(path: str) -> str:
     return base
 
 
+def _config_path(path: str, data: Any) -> Any:
+    """Where the config of the test file at ``path`` is (its ``config``, else the one it is named after);
+    the ``config`` value itself when that is not a string."""
+    name = data.get("config", _default_config(path)) if isinstance(data, dict) else _default_config(path)
+    return os.path.join(os.path.dirname(path), name) if isinstance(name, str) else name
+
+
+def tested_config(path: str) -> str:
+    """The path of the config the test file at ``path`` tests; for a file that cannot be read (or names no
+    config) the one it is named after, so that its problems are reported with that config's tests."""
+    try:
+        data, _ = _parse(path)
+    except TestFileError:
+        data = None
+    config = _config_path(path, data)
+    return config if isinstance(config, str) else _config_path(path, None)
+
+
 def load_test_file(path: str) -> TestFile:
     """The tests in ``path`` and the config they test; ``TestFileError`` listing every problem."""
     data, positions = _parse(path)
@@ -293,11 +311,11 @@ def load_test_file(path: str) -> TestFile:
     for key in data:
         if key not in ("config", "tests"):
             r.problem((key,), "unknown field (expected config, tests)")
-    config_name = data.get("config", _default_config(path))
-    if not isinstance(config_name, str):
+    config_path = _config_path(path, data)
+    if not isinstance(config_path, str):
         r.problem(("config",), "must be the config's path, relative to this file")
         raise TestFileError(r.problems)
-    result = TestFile(path, os.path.join(os.path.dirname(path), config_name))
+    result = TestFile(path, config_path)
     try:
         with open(result.config_path, "rb") as f:
             result.config = load_config(f.read())

@@ -10,7 +10,7 @@ import difflib
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
 from agglo_core import Plan, Record, RecordError
@@ -23,6 +23,7 @@ from handlers.authoring.testfile import (
     TestFileError,
     is_test_file,
     load_test_file,
+    tested_config,
 )
 
 
@@ -91,7 +92,12 @@ def run_test(tf: TestFile, plan: Plan, case: TestCase) -> list[str]:
     name = os.path.basename(tf.path)
     outcomes = [runtime.process([Record(f"{name}::{case.name}#{i + 1}", event, source=name)])[0]
                 for i, event in enumerate(case.events)]
-    failures = []
+    failures: list[str] = []
+    if not case.expect and not case.effects:  # nothing to compare: the test asks only that every event goes through
+        for i, outcome in enumerate(outcomes):
+            which = f", event {i + 1}" if len(case.events) > 1 else ""
+            failures.extend(f"pipeline {e.pipeline}{which}: it failed in process '{e.process}': {e.message}"
+                            for e in outcome.errors)
     for pipe, expectations in case.expect.items():
         for i, exp in enumerate(expectations):
             if exp is None:
@@ -124,11 +130,33 @@ def _discover(paths: list[str]) -> Iterator[str]:
             raise FileNotFoundError(path)
 
 
-def run_files(paths: list[str], out: IO[str]) -> int:
+class NoTests(LookupError):
+    """A config named with ``-c`` that no test file beside it tests."""
+
+
+def files_testing(config: str) -> list[str]:
+    """The test files beside ``config`` that test it (by their ``config``, or by their name)."""
+    if not os.path.isfile(config):
+        raise FileNotFoundError(config)
+    directory, target = os.path.dirname(config), os.path.realpath(config)
+    found = [os.path.join(directory, name) for name in sorted(os.listdir(directory or "."))
+             if is_test_file(name) and os.path.realpath(tested_config(os.path.join(directory, name))) == target]
+    if not found:
+        raise NoTests(config)
+    return found
+
+
+def run_files(paths: list[str], out: IO[str], configs: Sequence[str] = ()) -> int:
+    """Run the tests in ``paths`` (files, or directories searched for test files) and those of ``configs``."""
     try:
-        files = list(dict.fromkeys(_discover(paths)))
+        files = list(dict.fromkeys(os.path.normpath(f) for f in
+                                   [*_discover(paths), *(t for c in configs for t in files_testing(c))]))
     except FileNotFoundError as e:
         print(f"agglo: no such file or directory: {e.args[0]}", file=sys.stderr)
+        return 2
+    except NoTests as e:
+        print(f"agglo: no test file beside {e.args[0]} tests it (*.agglo-test.yaml, .yml, .json named after it "
+              "or naming it as config)", file=sys.stderr)
         return 2
     if not files:
         print(f"agglo: no test files (*.agglo-test.yaml, .yml, .json) under {' '.join(paths)}", file=sys.stderr)
@@ -168,4 +196,6 @@ def run_files(paths: list[str], out: IO[str]) -> int:
 
 
 def main(args: Any) -> int:
-    return run_files(args.paths, sys.stdout)
+    """``agglo test [PATH ...] [-c CONFIG ...]``: neither given runs every test file under the current directory."""
+    configs = args.configs or []
+    return run_files(args.paths or ([] if configs else ["."]), sys.stdout, configs)

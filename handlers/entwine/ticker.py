@@ -119,9 +119,12 @@ class TickerApp:
             raise TickerError(404, f"no such endpoint /api/v1/{'/'.join(parts)}")
         return route()
 
-    def _register(self, body: dict) -> dict:
-        self.call(lambda t: t.register(body.get("subStreamID"), body.get("publicKey")))
-        return {"subStreamID": body.get("subStreamID")}
+    def _register(self, body: dict[str, Any]) -> dict:
+        # Any JSON may come in: the ticker checks both values and answers 400 for what it cannot take.
+        sub_stream: Any = body.get("subStreamID")
+        public_pem: Any = body.get("publicKey")
+        self.call(lambda t: t.register(sub_stream, public_pem))
+        return {"subStreamID": sub_stream}
 
     def _genesis(self, sub_stream: str, now: int) -> dict:
         message = self.call(lambda t: t.genesis(sub_stream, now))

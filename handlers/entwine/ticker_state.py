@@ -28,7 +28,8 @@ class _Overlay:
     """Reads through to the store, seeing this transaction's own writes first."""
 
     def __init__(self, read: Any) -> None:
-        self._read, self.writes = read, {}
+        self._read = read
+        self.writes: dict[str, Any] = {}
 
     def get(self, key: str) -> Any:
         return self.writes[key] if key in self.writes else self._read(key)

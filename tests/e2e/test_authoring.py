@@ -36,6 +36,19 @@ def test_the_example_pipelines_pass_their_tests():
     assert not (REPO / "pipelines" / "out").exists()
 
 
+def test_c_runs_the_tests_of_one_config_and_positional_paths_add_to_them():
+    cases = len(yaml.safe_load((REPO / "pipelines" / "basic.agglo-test.yaml").read_text())["tests"])
+    only = run_agglo(["test", "-c", "pipelines/basic.json"], REPO)
+    assert only.returncode == 0, only.stdout.decode() + only.stderr.decode()
+    assert only.stdout.decode().splitlines()[0].startswith("pipelines/basic.agglo-test.yaml ")
+    assert "traffic-bifurcate" not in only.stdout.decode() and summary(only.stdout) == (cases, 0)
+    both = run_agglo(["test", "-c", "pipelines/basic.json", "pipelines/gcp.agglo-test.yaml"], REPO)
+    assert both.returncode == 0 and "pipelines/gcp.agglo-test.yaml ." in both.stdout.decode()
+    assert summary(both.stdout)[0] > cases
+    missing = run_agglo(["test", "-c", "pipelines/entwine-a.json"], REPO)
+    assert missing.returncode == 2 and b"no test file beside pipelines/entwine-a.json tests it" in missing.stderr
+
+
 def mocked_config(tmp_path: pathlib.Path) -> pathlib.Path:
     """A tee to an HTTP service and a spawner whose executable would leave a mark if it ever ran."""
     marker = tmp_path / "ran"

@@ -9,6 +9,8 @@ import random
 import shutil
 import sqlite3
 import stat
+import subprocess
+import sys
 import time
 
 import pytest
@@ -547,3 +549,30 @@ def test_readme_quick_start(tmp_path):
     assert len(list((tmp_path / "out" / "before-events").iterdir())) == 20
     assert len(list((tmp_path / "out" / "after-events").iterdir())) == 20
 
+
+
+RUN_NEEDS = {"pydantic", "pydantic_core", "orjson", "annotated_types", "typing_extensions", "typing_inspection"}
+"""What ``pip install agglo`` (no extras, what ``make run`` installs) brings, by top-level module."""
+
+LOADED_THIRD_PARTY = """\
+import sys, sysconfig
+before = set(sys.modules)  # what the interpreter loads by itself (site's .pth hooks), not agglo
+from handlers.local import main
+status = main(["run", "-c", "pipelines/basic.json", "-i", "events/basic.jsonl", "-o", "outputs.jsonl"])
+site = sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]
+print(" ".join(sorted({name.partition(".")[0] for name, module in list(sys.modules.items())
+                       if name not in before and (getattr(module, "__file__", None) or "").startswith(site)})))
+sys.exit(status)
+"""
+
+
+def test_make_runs_pipeline_needs_nothing_beyond_the_plain_install(tmp_path):
+    shutil.copytree(REPO / "pipelines", tmp_path / "pipelines")
+    shutil.copytree(REPO / "events", tmp_path / "events")
+    proc = subprocess.run([sys.executable, "-c", LOADED_THIRD_PARTY], cwd=tmp_path, capture_output=True,
+                          check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()
+    loaded = set(proc.stdout.decode().split())
+    assert "orjson" in loaded and "pydantic" in loaded
+    assert loaded <= RUN_NEEDS, f"agglo run loads {sorted(loaded - RUN_NEEDS)}: make run does not install it"
+    assert len(json_lines((tmp_path / "outputs.jsonl").read_bytes())) == 20

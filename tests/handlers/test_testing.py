@@ -8,10 +8,12 @@ import pathlib
 
 import pytest
 from builders import config, external
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agglo_core import Plan
 from handlers.authoring import testfile
-from handlers.authoring.testing import run_files, run_test
+from handlers.authoring.testing import files_testing, run_files, run_test
 
 
 def hook_config() -> dict:
@@ -106,3 +108,76 @@ def test_a_missing_config_and_a_run_summary(tmp_path):
     assert "c.agglo-test.yaml .\n" in text and "lost.agglo-test.yaml E\n" in text
     assert f"lost.agglo-test.yaml:1:1: config: cannot read the config {tmp_path}/lost.json" in text
     assert text.rstrip().endswith("1 passed, 0 failed, 1 error(s) " + "=" * 24)
+
+
+# --- a test that compares nothing still asks that every event goes through -----------------------------------
+
+def mark_config() -> dict:
+    """One annotator: it fails an event that already has the field it sets."""
+    return config({"annotator": {"name": "Mark", "annotations": [{"fieldKey": "flag", "value": "true"}]}})
+
+
+EVENTS = st.lists(st.fixed_dictionaries({"n": st.integers()}, optional={"flag": st.text(max_size=3)}),
+                  min_size=1, max_size=5)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=EVENTS)
+def test_a_test_with_neither_expect_nor_effects_fails_exactly_when_an_event_fails(tmp_path, events):
+    [found] = failures(tmp_path, [{"name": "goes through", "input": events}], mark_config())
+    failing = [i + 1 for i, e in enumerate(events) if "flag" in e]
+    assert len(found) == len(failing)
+    for problem, number in zip(found, failing, strict=True):
+        which = f", event {number}" if len(events) > 1 else ""
+        assert problem.startswith(f"pipeline P{which}: it failed in process 'Mark': ")
+        assert "flag" in problem  # the pipeline's own error is reported
+
+
+def test_expect_or_effects_decide_alone_whether_a_failing_pipeline_fails_the_test(tmp_path):
+    flagged = {"flag": "x"}
+    results = failures(tmp_path, [
+        {"name": "failure expected", "input": flagged, "expect": {"P": {"error_contains": "flag"}}},
+        {"name": "effects only", "input": flagged, "effects": {"/opt/tool": []}},
+        {"name": "nothing compared", "input": flagged},
+    ], mark_config())
+    assert results[0] == [] and results[1] == []
+    assert len(results[2]) == 1 and "it failed in process 'Mark'" in results[2][0]
+
+
+def test_a_failing_test_that_compares_nothing_is_reported_by_agglo_test(tmp_path):
+    (tmp_path / "c.json").write_text(json.dumps(mark_config()))
+    (tmp_path / "c.agglo-test.json").write_text(json.dumps({"tests": [
+        {"name": "clean", "input": {"n": 1}}, {"name": "flagged", "input": {"flag": 1}}]}))
+    out = io.StringIO()
+    assert run_files([str(tmp_path)], out) == 1
+    assert "c.agglo-test.json .F\n" in out.getvalue() and "1 passed, 1 failed" in out.getvalue()
+
+
+# --- -c CONFIG: the tests of a config ----------------------------------------------------------------------------
+
+def test_the_tests_of_a_config_are_the_files_beside_it_that_test_it(tmp_path, monkeypatch):
+    (tmp_path / "a.json").write_text(json.dumps(mark_config()))
+    (tmp_path / "b.json").write_text(json.dumps(mark_config()))
+    case = {"tests": [{"name": "t", "input": {"n": 1}}]}
+    (tmp_path / "a.agglo-test.json").write_text(json.dumps(case))                        # by its name
+    (tmp_path / "more.agglo-test.json").write_text(json.dumps({"config": "a.json", **case}))  # by config:
+    (tmp_path / "b.agglo-test.json").write_text(json.dumps(case))                        # another config's
+    (tmp_path / "odd.agglo-test.json").write_text(json.dumps({"config": "./b.json", **case}))
+    (tmp_path / "a.agglo-test.yaml").write_text("tests: [unclosed\n")                    # broken, named after a
+    assert files_testing(str(tmp_path / "a.json")) == [str(tmp_path / n) for n in (
+        "a.agglo-test.json", "a.agglo-test.yaml", "more.agglo-test.json")]
+    assert files_testing(str(tmp_path / "b.json")) == [str(tmp_path / n) for n in ("b.agglo-test.json",
+                                                                                "odd.agglo-test.json")]
+    monkeypatch.chdir(tmp_path)
+    assert files_testing("b.json") == ["b.agglo-test.json", "odd.agglo-test.json"]
+    out = io.StringIO()  # a file given both ways runs once
+    assert run_files(["b.agglo-test.json"], out, ["b.json"]) == 0
+    assert out.getvalue().count("b.agglo-test.json") == 1 and "2 passed, 0 failed" in out.getvalue()
+
+
+def test_a_config_without_tests_or_missing_is_a_usage_error(tmp_path, capsys):
+    (tmp_path / "a.json").write_text(json.dumps(mark_config()))
+    assert run_files([], io.StringIO(), [str(tmp_path / "a.json")]) == 2
+    assert f"no test file beside {tmp_path}/a.json tests it" in capsys.readouterr().err
+    assert run_files([], io.StringIO(), [str(tmp_path / "gone.json")]) == 2
+    assert f"no such file or directory: {tmp_path}/gone.json" in capsys.readouterr().err
