@@ -243,8 +243,6 @@ def compile(d: Entwine, ctx: StageContext) -> EntwineStage:
     pem = ctx.keys.get(d.pemPath) if isinstance(ctx.keys, Mapping) else None
     if pem is None:
         raise ConfigError([f"{where}: no private key loaded for pemPath '{d.pemPath}'"])
-    if not d.tickerEndpoint:
-        raise ConfigError([f"{where}: tickerEndpoint must name the ticker (host:port or a URL)"])
     try:
         signer = Signer(pem)
     except BadKey as e:
@@ -253,6 +251,10 @@ def compile(d: Entwine, ctx: StageContext) -> EntwineStage:
 
 
 def _check(d: Entwine, ctx: CheckContext) -> Iterator[Problem]:
+    if not d.pemPath:
+        yield "pemPath", "must name a PEM private key file"
+    if not d.tickerEndpoint:
+        yield "tickerEndpoint", "must name the ticker (host:port or a URL)"
     if not d.subStreamID:
         yield "subStreamID", "must not be empty"
     if d.tickerInterval < 0:

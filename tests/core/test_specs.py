@@ -237,3 +237,12 @@ def test_lint_says_which_binge_fields_agglo_ignores() -> None:
     data["pipelines"][0].update({"enableMetrics": False, "checkpoint": None})
     del data["processDefinitions"][0]["aggregator"]["asyncCheckpoint"]
     assert lint(load_config(data), lambda p: True) == []
+
+
+def test_entwine_names_its_key_and_ticker_in_validation_not_at_compile_time() -> None:
+    kv = {"name": "KV", "externalType": "ExternalKVStore", "connectionString": "mem:kv"}
+    objects = {"name": "O", "externalType": "ExternalObjectStore", "connectionString": "mem:o"}
+    data = config([{"entwine": {"name": "E", "streamStateStore": "KV", "objectStore": "O", "subStreamID": "s"}}],
+                  externals=[kv, objects])
+    assert problems(data) == ["processDefinitions[0].entwine.pemPath: must name a PEM private key file",
+                              "processDefinitions[0].entwine.tickerEndpoint: must name the ticker (host:port or a URL)"]
