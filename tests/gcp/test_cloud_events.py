@@ -13,7 +13,7 @@ import pytest
 from builders import PARTITION, config, external, kv
 from servers import start_function
 
-from handlers.sources import Item
+from handlers.sources import TriggerRecord
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -125,7 +125,7 @@ def test_the_config_can_come_from_gcs(storage, gcs_emulator, monkeypatch):
     gcp_functions.reset()
     try:
         app = gcp_functions.app()
-        outcomes = app.run([Item("1", {"a": 1}), Item("2", {"b": 1})], "test")
+        outcomes = app.run([TriggerRecord("1", {"a": 1}), TriggerRecord("2", {"b": 1})], "test")
         assert [bool(o.outputs) for o in outcomes] == [True, False]
     finally:
         gcp_functions.reset()
