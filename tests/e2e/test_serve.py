@@ -133,9 +133,9 @@ def test_get_on_the_event_path_is_405(server):
     assert request(server.port, "GET", "/binge")[0] == 405
 
 
-def test_record_error_is_500_naming_pipeline_and_process(server):
+def test_a_record_whose_data_is_at_fault_is_422_naming_pipeline_and_process(server):
     status, answer = post_json(server.port, {"seen": "already", "someNum": 1})
-    assert status == 500
+    assert status == 422
     assert answer["outputs"] == []
     [err] = answer["errors"]
     assert (err["pipeline"], err["process"]) == (PIPELINE, "Mark")
