@@ -20,7 +20,14 @@ from agglo_core.ids import IdMaker
 from agglo_core.pipeline import StageObserver
 from handlers.connectors import Connector, Registry
 from handlers.runtime.execs import ExecRunner
-from handlers.runtime.settlement import RetryBudget, RetryLimits, SettlementPolicy, Verdict, backoff_s
+from handlers.runtime.settlement import (
+    DEFAULT_LIMITS,
+    RetryBudget,
+    RetryLimits,
+    SettlementPolicy,
+    Verdict,
+    backoff_s,
+)
 from handlers.sources import Unreadable
 
 log = logging.getLogger("agglo.runtime")
@@ -76,7 +83,7 @@ class Runtime:
     def __init__(self, plan: Plan, connectors: dict[str, Connector], execs: ExecRunner | None = None,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
                  observe: StageObserver | None = None, dedupe: bool = True,
-                 rand: Callable[[], float] = random.random, retry_limits: RetryLimits = RetryLimits()) -> None:
+                 rand: Callable[[], float] = random.random, retry_limits: RetryLimits = DEFAULT_LIMITS) -> None:
         self.plan = plan
         self.connectors = connectors
         self.execs = execs or ExecRunner()

@@ -122,6 +122,9 @@ class RetryLimits:
     budget_s: float = 10.0
 
 
+DEFAULT_LIMITS = RetryLimits()
+
+
 def backoff_s(attempt: int, initial_backoff_ms: int, retry_after_ms: int | None, limits: RetryLimits,
               rand: Callable[[], float]) -> float:
     """The sleep before retry ``attempt`` (0 for the first): full jitter over a capped exponential.

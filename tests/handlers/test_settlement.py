@@ -16,6 +16,7 @@ from handlers.connectors import local_registry
 from handlers.runtime.driver import Runtime
 from handlers.runtime.execs import ExecRunner
 from handlers.runtime.settlement import (
+    DEFAULT_LIMITS,
     FAILED,
     POISON_WITHOUT_DEAD_LETTER,
     STREAMS,
@@ -113,7 +114,7 @@ class Scripted:
         return [self.answer(len(self.calls)) for _ in effects]
 
 
-def runtime_with(answer, retries: int, backoff_ms: int, limits: RetryLimits = RetryLimits(), tmp_path=None):
+def runtime_with(answer, retries: int, backoff_ms: int, limits: RetryLimits = DEFAULT_LIMITS, tmp_path=None):
     cfg = config({"tee": {"name": "Out", "outputConnectorRef": "Out"}},
                  externals=(external("ExternalLocalFile", "Out", str(tmp_path)),), retries=retries)
     cfg["pipelines"][0]["processes"][0]["retryStrategy"]["initialBackOffMs"] = backoff_ms
