@@ -245,3 +245,29 @@ def test_a_contended_ticker_answers_503_with_retry_after(tmp_path):
                                                                                               headers=dict(headers))))
     assert seen["status"].startswith("503") and seen["headers"]["Retry-After"] == "1"
     assert b"contended" in body
+
+
+def test_a_dynamo_ticker_state_that_stays_contended_refuses_with_503_after_its_cap(aws):
+    from handlers.connectors.aws import client, options
+    from handlers.entwine.ticker_state import Contention, DynamoTickerState
+
+    ddb = client("dynamodb")
+    ddb.create_table(TableName="ticker", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                     BillingMode="PAY_PER_REQUEST")
+    sleeps: list[float] = []
+    state = DynamoTickerState(options("dynamo:tableName=ticker"), Contention(sleeps.append, lambda: 0.5, attempts=4))
+    runs = []
+
+    def contended(tx):
+        runs.append(1)
+        ddb.update_item(TableName="ticker", Key={"pk": {"S": "ticker/version"}}, UpdateExpression="ADD v :one",
+                        ExpressionAttributeValues={":one": {"N": "1"}})  # another instance commits first
+        tx.put("k", len(runs))
+
+    with pytest.raises(TickerError) as refused:
+        state.run(contended)
+    assert refused.value.status == 503 and len(runs) == 4 and sleeps == [0.0025, 0.005, 0.01]
+    assert "Item" not in ddb.get_item(TableName="ticker", Key={"pk": {"S": "ticker/k"}})
+    assert state.run(lambda tx: tx.put("k", 7) or "ok") == "ok"
+    assert state.run(lambda tx: tx.get("k")) == 7
