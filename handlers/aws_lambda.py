@@ -33,11 +33,10 @@ from typing import Any
 
 from agglo_core import Outcome
 from handlers.runtime.driver import Runtime
-from handlers.runtime.settlement import FAILED, SettlementPolicy, Trigger, Verdict
+from handlers.runtime.settlement import FAILED, RETRY_AFTER_S, SettlementPolicy, Trigger, Verdict, http_status
 from handlers.sources import aws as sources
 
 S3_CHUNK = 500
-RETRY_AFTER_S = 1
 
 
 class RecordsFailed(RuntimeError):
@@ -247,10 +246,9 @@ class LambdaApp:
         outputs = [e for _, e in outcome.outputs]
         if verdict is Verdict.DONE:
             return _http_response(200, {"outputs": outputs})
-        errors = {"errors": [e.to_dict() for e in outcome.errors], "outputs": outputs}
-        if verdict is Verdict.RETRY:
-            return _http_response(503, errors, {"Retry-After": str(RETRY_AFTER_S)})
-        return _http_response(422, errors)
+        status = http_status([verdict])
+        return _http_response(status, {"errors": [e.to_dict() for e in outcome.errors], "outputs": outputs},
+                              {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None)
 
 
 def _http_response(status: int, body: Any, headers: dict[str, str] | None = None) -> dict:

@@ -42,13 +42,12 @@ import orjson
 
 from agglo_core import Outcome
 from handlers.runtime.driver import Runtime
-from handlers.runtime.settlement import FAILED, SettlementPolicy, Trigger, Verdict
+from handlers.runtime.settlement import FAILED, RETRY_AFTER_S, SettlementPolicy, Trigger, Verdict, http_status
 from handlers.sources import TriggerRecord
 from handlers.sources import gcp as sources
 
 CHUNK = 500
 MAX_BODY = 10 << 20
-RETRY_AFTER_S = 1
 log = logging.getLogger("agglo.gcp")
 
 
@@ -194,9 +193,10 @@ class CloudFunctionApp:
         verdicts = self.runtime.settle(outcomes, SettlementPolicy(Trigger.HTTP))
         answer = {"outputs": [e for o in outcomes for _, e in o.outputs],
                   "errors": [e.to_dict() for o in outcomes for e in o.errors]}
-        if Verdict.RETRY in verdicts:
-            return answer, 503, {"Retry-After": str(RETRY_AFTER_S)}
-        return answer, 422 if Verdict.REPORT in verdicts else 200
+        status = http_status(verdicts)
+        if status == 503:
+            return answer, status, {"Retry-After": str(RETRY_AFTER_S)}
+        return answer, status
 
 
 def _http_id(key: str | None, event: dict, n: int) -> str:

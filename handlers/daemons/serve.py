@@ -27,7 +27,7 @@ import orjson
 
 from agglo_core import Record
 from handlers.runtime.driver import Runtime
-from handlers.runtime.settlement import SettlementPolicy, Trigger, Verdict
+from handlers.runtime.settlement import RETRY_AFTER_S, SettlementPolicy, Trigger, Verdict, http_status
 
 log = logging.getLogger("agglo.serve")
 JSON = [("Content-Type", "application/json")]
@@ -36,16 +36,14 @@ _STATUS = {200: "200 OK", 202: "202 Accepted", 400: "400 Bad Request", 403: "403
            413: "413 Content Too Large", 422: "422 Unprocessable Content", 500: "500 Internal Server Error",
            503: "503 Service Unavailable"}
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
-RETRY_AFTER_S = 1
-"""What a 503 asks the client to wait, in seconds, unless the answer says otherwise."""
 
 
-def answer(start: StartResponse, status: int, body: Any, retry_after_s: int = RETRY_AFTER_S) -> Iterable[bytes]:
+def answer(start: StartResponse, status: int, body: Any) -> Iterable[bytes]:
     """A JSON answer; every 503 says when to come back (``Retry-After``)."""
     data = orjson.dumps(body)
     headers = [*JSON, ("Content-Length", str(len(data)))]
     if status == 503:
-        headers.append(("Retry-After", str(retry_after_s)))
+        headers.append(("Retry-After", str(RETRY_AFTER_S)))
     start(_STATUS[status], headers)
     return [data]
 
@@ -72,7 +70,6 @@ def record_id(environ: dict, body: bytes) -> str:
     return f"http:{key}" if key else "http:sha256:" + hashlib.sha256(body).hexdigest()
 
 
-_HTTP_STATUS = {Verdict.DONE: 200, Verdict.RETRY: 503, Verdict.REPORT: 422}
 _HTTP_POLICY = SettlementPolicy(Trigger.HTTP)
 
 
@@ -106,11 +103,11 @@ class ServeApp:
         if self.queue is not None:
             return answer(start, 202, {"queued": self.queue.put(rid, body)})
         [outcome] = self.runtime.process([Record(rid, event, source="http")])
-        [verdict] = self.runtime.settle([outcome], _HTTP_POLICY)
+        verdicts = self.runtime.settle([outcome], _HTTP_POLICY)
         outputs = [e for _, e in outcome.outputs]
-        if verdict is Verdict.DONE:
+        if verdicts == [Verdict.DONE]:
             return answer(start, 200, {"outputs": outputs})
-        return answer(start, _HTTP_STATUS[verdict], {"errors": [e.to_dict() for e in outcome.errors],
+        return answer(start, http_status(verdicts), {"errors": [e.to_dict() for e in outcome.errors],
                                                      "outputs": outputs})
 
 

@@ -106,6 +106,16 @@ class SettlementPolicy:
 FAILED = frozenset({Verdict.RETRY, Verdict.REPORT})
 """Verdicts the platform is told about as failed (``batchItemFailures``, a failed invocation, a nack)."""
 
+RETRY_AFTER_S = 1
+"""The ``Retry-After`` of a 503: when a caller may send a transiently failed request again."""
+
+
+def http_status(verdicts: Sequence[Verdict]) -> int:
+    """An HTTP answer for a request's records: 503 if any may succeed later, else 422 if any is poison."""
+    if Verdict.RETRY in verdicts:
+        return 503
+    return 422 if Verdict.REPORT in verdicts else 200
+
 
 # --- the runtime's own retries ---------------------------------------------------------------------
 

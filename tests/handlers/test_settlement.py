@@ -27,6 +27,7 @@ from handlers.runtime.settlement import (
     Trigger,
     Verdict,
     backoff_s,
+    http_status,
 )
 
 # --- the policy ------------------------------------------------------------------------------------
@@ -76,6 +77,12 @@ def test_a_transient_failure_on_its_last_delivery_is_settled_as_permanent():
     queue = SettlementPolicy(Trigger.QUEUE, max_deliveries=3)
     assert [queue.verdict(outcome(True), n) for n in (1, 2, 3, 4)] == [Verdict.RETRY, Verdict.RETRY,
                                                                       Verdict.REPORT, Verdict.REPORT]
+
+
+@given(st.lists(st.sampled_from([Verdict.DONE, Verdict.RETRY, Verdict.REPORT]), min_size=1, max_size=5))
+def test_an_http_answer_says_whether_sending_again_can_help(verdicts):
+    status = http_status(verdicts)
+    assert status == (503 if Verdict.RETRY in verdicts else 422 if Verdict.REPORT in verdicts else 200)
 
 
 # --- backoff and the batch's budget ----------------------------------------------------------------
