@@ -33,7 +33,15 @@ from typing import Any
 
 from agglo_core import Outcome
 from handlers.runtime.driver import Runtime
-from handlers.runtime.settlement import FAILED, RETRY_AFTER_S, SettlementPolicy, Trigger, Verdict, http_status
+from handlers.runtime.settlement import (
+    FAILED,
+    RETRY_AFTER_S,
+    RetryBudget,
+    SettlementPolicy,
+    Trigger,
+    Verdict,
+    http_status,
+)
 from handlers.sources import aws as sources
 
 S3_CHUNK = 500
@@ -157,14 +165,16 @@ class LambdaApp:
     def policy(self, trigger: str) -> SettlementPolicy:
         return SettlementPolicy(Trigger(trigger), self.dead_letter, self.stream_failure_destination)
 
-    def run(self, items: list[sources.TriggerRecord], trigger: str) -> list[Outcome]:
-        outcomes = self.runtime.process([i.record(trigger) for i in items])
+    def run(self, items: list[sources.TriggerRecord], trigger: str, budget: RetryBudget | None = None
+            ) -> list[Outcome]:
+        outcomes = self.runtime.process([i.record(trigger) for i in items], budget)
         self.instruments.report(trigger, outcomes)
         return outcomes
 
-    def settled(self, items: list[sources.TriggerRecord], trigger: str) -> list[tuple[Outcome, Verdict]]:
+    def settled(self, items: list[sources.TriggerRecord], trigger: str, budget: RetryBudget | None = None
+                ) -> list[tuple[Outcome, Verdict]]:
         """Run ``items`` and settle each."""
-        outcomes = self.run(items, trigger)
+        outcomes = self.run(items, trigger, budget)
         return list(zip(outcomes, self.runtime.settle(outcomes, self.policy(trigger)), strict=True))
 
     def __call__(self, event: Any, context: Any) -> Any:
@@ -196,9 +206,10 @@ class LambdaApp:
         if fifo:
             # In order, one at a time: after a failure the processor skips the rest of that group unrun.
             processor: Any = SqsFifoPartialProcessor(skip_group_on_error=True)
+            budget = self.runtime.retry_budget()  # the invocation's, not each record's
 
             def settlement_of(report_id: str) -> tuple[Outcome, Verdict]:
-                [settled] = self.settled([by_report_id[report_id]], trigger)
+                [settled] = self.settled([by_report_id[report_id]], trigger, budget)
                 return settled
         else:
             processor = BatchProcessor({sources.SQS: EventType.SQS, sources.KINESIS: EventType.KinesisDataStreams,
@@ -224,8 +235,9 @@ class LambdaApp:
         """The invocation fails if any record must be delivered again or reported: Lambda retries the event."""
         settled: list[tuple[Outcome, Verdict]] = []
         if trigger == sources.S3:
+            budget = self.runtime.retry_budget()  # the invocation's, not each chunk's
             for chunk in _s3_chunks(event):
-                settled.extend(self.settled(chunk, trigger))
+                settled.extend(self.settled(chunk, trigger, budget))
         else:
             settled = self.settled(sources.sns_items(event), trigger)
         unsettled = [o for o, v in settled if v in FAILED]

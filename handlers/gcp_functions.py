@@ -42,7 +42,15 @@ import orjson
 
 from agglo_core import Outcome
 from handlers.runtime.driver import Runtime
-from handlers.runtime.settlement import FAILED, RETRY_AFTER_S, SettlementPolicy, Trigger, Verdict, http_status
+from handlers.runtime.settlement import (
+    FAILED,
+    RETRY_AFTER_S,
+    RetryBudget,
+    SettlementPolicy,
+    Trigger,
+    Verdict,
+    http_status,
+)
 from handlers.sources import TriggerRecord
 from handlers.sources import gcp as sources
 
@@ -126,8 +134,8 @@ class CloudFunctionApp:
         runtime = Runtime.build(plan, gcp_registry(), ExecRunner(allow_list_from(None)))
         return cls(runtime, os.environ.get("AGGLO_DEAD_LETTER") or None)
 
-    def run(self, items: list[TriggerRecord], source: str) -> list[Outcome]:
-        outcomes = self.runtime.process([i.record(source) for i in items])
+    def run(self, items: list[TriggerRecord], source: str, budget: RetryBudget | None = None) -> list[Outcome]:
+        outcomes = self.runtime.process([i.record(source) for i in items], budget)
         for o in outcomes:
             for e in o.errors:
                 log.error("record failed: %s", e.message, extra={
@@ -149,8 +157,9 @@ class CloudFunctionApp:
         if kind == sources.PUBSUB_PUBLISHED:
             self.settle(self.run([sources.pubsub_item(data["message"])], "pubsub"), Trigger.PUBSUB)
         elif kind == sources.GCS_FINALIZED:
+            budget = self.runtime.retry_budget()  # the invocation's, not each chunk's
             for chunk in self._gcs_chunks(*sources.gcs_object(data)):
-                self.settle(self.run(chunk, "gcs"), Trigger.GCS)
+                self.settle(self.run(chunk, "gcs", budget), Trigger.GCS)
         else:
             raise ValueError(f"unsupported CloudEvent type {kind!r} (supported: {sources.PUBSUB_PUBLISHED}, "
                              f"{sources.GCS_FINALIZED})")

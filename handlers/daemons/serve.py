@@ -27,7 +27,7 @@ import orjson
 
 from agglo_core import Record
 from handlers.runtime.driver import Runtime
-from handlers.runtime.settlement import RETRY_AFTER_S, SettlementPolicy, Trigger, Verdict, http_status
+from handlers.runtime.settlement import RETRY_AFTER_S, SettlementPolicy, Trigger, http_status
 
 log = logging.getLogger("agglo.serve")
 JSON = [("Content-Type", "application/json")]
@@ -103,12 +103,11 @@ class ServeApp:
         if self.queue is not None:
             return answer(start, 202, {"queued": self.queue.put(rid, body)})
         [outcome] = self.runtime.process([Record(rid, event, source="http")])
-        verdicts = self.runtime.settle([outcome], _HTTP_POLICY)
+        status = http_status(self.runtime.settle([outcome], _HTTP_POLICY))
         outputs = [e for _, e in outcome.outputs]
-        if verdicts == [Verdict.DONE]:
+        if status == 200:
             return answer(start, 200, {"outputs": outputs})
-        return answer(start, http_status(verdicts), {"errors": [e.to_dict() for e in outcome.errors],
-                                                     "outputs": outputs})
+        return answer(start, status, {"errors": [e.to_dict() for e in outcome.errors], "outputs": outputs})
 
 
 def gunicorn_app(load: Callable[[], Any], options: dict) -> Any:

@@ -99,10 +99,14 @@ class Runtime:
     def build(cls, plan: Plan, registry: Registry, execs: ExecRunner | None = None, **kw: Any) -> Runtime:
         return cls(plan, registry.build_all(plan.config), execs, **kw)
 
-    def process(self, records: Sequence[Record]) -> list[Outcome]:
-        """Run a batch. Records whose payload is ``Unreadable`` fail with its message without running."""
+    def process(self, records: Sequence[Record], budget: RetryBudget | None = None) -> list[Outcome]:
+        """Run a batch. Records whose payload is ``Unreadable`` fail with its message without running.
+
+        ``budget``: the time its retries may sleep, together; pass one to share it between the parts of
+        one invocation (an object read in chunks, a FIFO batch run record by record).
+        """
         readable = [r for r in records if not isinstance(r.payload, Unreadable)]
-        budget = RetryBudget(self.retry_limits)  # one batch's retries sleep this long at most, together
+        budget = budget or self.retry_budget()
 
         def perform(effects: list[Effect]) -> list[Any]:
             return self.perform(effects, budget)
@@ -114,6 +118,9 @@ class Runtime:
             return list(outcomes)
         return [Outcome(r, errors=[RecordError(r.id, None, None, r.payload.message)])
                 if isinstance(r.payload, Unreadable) else next(outcomes) for r in records]
+
+    def retry_budget(self) -> RetryBudget:
+        return RetryBudget(self.retry_limits)
 
     def settle(self, outcomes: Sequence[Outcome], policy: SettlementPolicy,
                deliveries: Sequence[int] | None = None) -> list[Verdict]:
@@ -156,7 +163,7 @@ class Runtime:
 
         ``budget`` is the batch's time left for retries (a fresh one when not given).
         """
-        budget = budget or RetryBudget(self.retry_limits)
+        budget = budget or self.retry_budget()
         targets = [_target(e) for e in effects]
         first = targets[0] if targets else None
         if targets.count(first) == len(targets):  # the common case: one stage's effects to one system

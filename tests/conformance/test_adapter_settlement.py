@@ -282,3 +282,40 @@ def test_durable_queue_parks_poison_in_failed_and_keeps_transient_queued(endpoin
     assert orjson.loads(body) == POISON and orjson.loads(errors)[0]["process"] == "Mark"
     assert sorted(b["n"] for _, b in endpoint.hook.requests if not b.get("flaky")) == [1, 2]
     assert [b["n"] for _, b in endpoint.hook.requests if b.get("flaky")] == [100, 100]  # refused, then accepted
+
+
+# --- Lambda: S3 (an asynchronous invocation) -------------------------------------------------------
+
+def s3_event(bucket: str, key: str) -> dict:
+    return {"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1", "eventName": "ObjectCreated:Put",
+        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+               "object": {"key": key, "size": 1, "eTag": "x"}}}]}
+
+
+def test_s3_dead_letters_poison_fails_for_transient_and_its_chunks_share_one_retry_budget(
+        lambda_stack, endpoint, tmp_path, monkeypatch):
+    """Three chunks, each with a record the endpoint refuses: all three together sleep within one budget."""
+    from agglo_core import compile_plan
+    from handlers import aws_lambda
+    from handlers.runtime.driver import Runtime
+    from handlers.runtime.settlement import RetryLimits
+
+    monkeypatch.setattr(aws_lambda, "S3_CHUNK", 2)
+    client("s3").create_bucket(Bucket="input")
+    lines = [GOOD, FLAKY, POISON, {"n": 100, "flaky": True, "k": 2}, LAST, {"n": 100, "flaky": True, "k": 3}]
+    client("s3").put_object(Bucket="input", Key="in.jsonl", Body="\n".join(json.dumps(e) for e in lines).encode())
+    cfg = pipeline(endpoint, kv(cs="dynamo:tableName=state"), lambda_stack.letters)
+    cfg["pipelines"][0]["processes"][2]["retryStrategy"] = {"numRetries": 50, "initialBackOffMs": 1000}
+    sleeps: list[float] = []
+    runtime = Runtime.build(compile_plan(cfg), aws_lambda.aws_registry(), sleep=sleeps.append, rand=lambda: 1.0,
+                            retry_limits=RetryLimits(max_sleep_s=1, budget_s=2.5))
+    app = aws_lambda.LambdaApp(runtime, dead_letter="Letters")
+    with pytest.raises(aws_lambda.RecordsFailed, match="3 of 6 record"):
+        app(s3_event("input", "in.jsonl"), lambda_context())  # Lambda retries the event, then OnFailure
+    assert sleeps == [1, 1]  # not 2 per chunk: the invocation's budget
+    [letter] = dead_letters(lambda_stack.letters)
+    assert letter["record"] == "input/in.jsonl@null#3" and letter["event"]["n"] == 10
+    endpoint.down = False
+    assert app(s3_event("input", "in.jsonl"), lambda_context()) == {"records": 6, "failed": 1, "deadLettered": 1}
+    assert lambda_total() == 1 + 100 + 100 + 2 + 100  # the redelivered event counted each record once
