@@ -159,7 +159,7 @@ class LambdaApp:
 
         plan = compile_with_keys(read_config_source())
         runtime = Runtime.build(plan, aws_registry(), ExecRunner(allow_list_from(None)))
-        return cls(runtime, os.environ.get("AGGLO_DEAD_LETTER") or None,
+        return cls(runtime, runtime.dead_letter_target(os.environ.get("AGGLO_DEAD_LETTER")),
                    os.environ.get("AGGLO_STREAM_ON_FAILURE", "").lower() in ("1", "true", "yes"))
 
     def policy(self, trigger: str) -> SettlementPolicy:

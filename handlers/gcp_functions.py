@@ -132,7 +132,7 @@ class CloudFunctionApp:
         _configure_logging()
         plan = compile_with_keys(read_config_source())
         runtime = Runtime.build(plan, gcp_registry(), ExecRunner(allow_list_from(None)))
-        return cls(runtime, os.environ.get("AGGLO_DEAD_LETTER") or None)
+        return cls(runtime, runtime.dead_letter_target(os.environ.get("AGGLO_DEAD_LETTER")))
 
     def run(self, items: list[TriggerRecord], source: str, budget: RetryBudget | None = None) -> list[Outcome]:
         outcomes = self.runtime.process([i.record(source) for i in items], budget)

@@ -119,6 +119,13 @@ class Runtime:
         return [Outcome(r, errors=[RecordError(r.id, None, None, r.payload.message)])
                 if isinstance(r.payload, Unreadable) else next(outcomes) for r in records]
 
+    def dead_letter_target(self, name: str | None) -> str | None:
+        """``name`` (``AGGLO_DEAD_LETTER``) checked at cold start: a typo would otherwise loop every poison record."""
+        if name and name not in self.connectors:
+            raise ValueError(f"AGGLO_DEAD_LETTER names '{name}', which is not an external system of the config "
+                             f"(it has: {', '.join(sorted(self.connectors)) or 'none'})")
+        return name or None
+
     def retry_budget(self) -> RetryBudget:
         return RetryBudget(self.retry_limits)
 

@@ -319,3 +319,11 @@ def test_s3_dead_letters_poison_fails_for_transient_and_its_chunks_share_one_ret
     endpoint.down = False
     assert app(s3_event("input", "in.jsonl"), lambda_context()) == {"records": 6, "failed": 1, "deadLettered": 1}
     assert lambda_total() == 1 + 100 + 100 + 2 + 100  # the redelivered event counted each record once
+
+
+def test_a_dead_letter_name_the_config_does_not_have_fails_the_cold_start(lambda_stack):
+    from handlers import aws_lambda
+
+    lambda_stack.configure(AGGLO_DEAD_LETTER="Leters")
+    with pytest.raises(ValueError, match="AGGLO_DEAD_LETTER names 'Leters'.*Letters"):
+        aws_lambda.handler(sqs_event([GOOD]), lambda_context())
