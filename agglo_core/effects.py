@@ -174,11 +174,15 @@ class EffectFailed:
     ``transient``: an outside system failed and retrying may help (a timeout, a throttle, a 503).
     Otherwise the record's own data is at fault (a body the system refuses, an executable that
     rejects its input): retrying cannot help, and the record is settled at once.
+
+    ``retry_after_ms``: how long the outside system asked to be left alone (a ``Retry-After``,
+    a throttle's hint); the runtime waits at least that long before retrying, within its cap.
     """
 
     message: str
     details: dict = field(default_factory=dict)
     transient: bool = True
+    retry_after_ms: int | None = None
 
     def __str__(self) -> str:
         return self.message

@@ -55,7 +55,7 @@ def measure() -> dict[str, Any]:
             results = {}
             for label, dedupe, offset in (("without dedupe", False, 0), ("with dedupe", True, RECORDS)):
                 aws_lambda.reset()
-                app = aws_lambda.App.from_environment()
+                app = aws_lambda.LambdaApp.from_environment()
                 app.runtime = Runtime(app.runtime.plan, app.runtime.connectors, app.runtime.execs,
                                       observe=app.runtime.observe, dedupe=dedupe)
                 aws_lambda._app = app

@@ -4,17 +4,24 @@ One handler for every trigger (see ``handlers.sources.aws``). At cold start it
 reads ``AGGLO_CONFIG``, compiles the plan and builds the connectors once; boto3
 clients are created on first use.
 
-* SQS, Kinesis, DynamoDB Streams: the batch runs at once, and failed records are
-  returned in ``batchItemFailures`` (Powertools' batch utilities), so only they
-  are retried. SQS FIFO queues run in order and, after a failure, fail the rest of
-  that message group without running it.
-* S3 and SNS (asynchronous invocations): failed records go to the external
-  system named by ``AGGLO_DEAD_LETTER`` when it is set; otherwise the invocation
-  fails after every record ran, so Lambda's retries and on-failure destination
-  keep the event.
+Each record is settled by ``handlers.runtime.settlement`` (the README's "Failure
+settlement" table); this module only says it in Lambda's words:
+
+* SQS, Kinesis, DynamoDB Streams: the batch runs at once; records settled
+  ``retry`` or ``report`` are returned in ``batchItemFailures`` (Powertools' batch
+  utilities), the others are acknowledged. SQS FIFO queues run in order and, after
+  a failure, fail the rest of that message group without running it.
+* S3 and SNS (asynchronous invocations): the invocation fails after every record
+  ran when any record is settled ``retry`` or ``report``, so Lambda's retries and
+  on-failure destination keep the event.
 * API Gateway / function URLs: the outputs in the response; 400 for a body that
-  is not a JSON object, 500 when the record failed.
+  is not a JSON object, 422 for a record whose data is at fault, 503 with
+  ``Retry-After`` for one an outside system failed.
 * Direct invocation (an event or a list of events): ``{"outputs": [...], "errors": [...]}``.
+
+``AGGLO_DEAD_LETTER`` names the dead-letter external system; ``AGGLO_STREAM_ON_FAILURE``
+(``true``) says the Kinesis and DynamoDB Streams mappings have an on-failure
+destination and bounded retries.
 """
 
 from __future__ import annotations
@@ -26,13 +33,22 @@ from typing import Any
 
 from agglo_core import Outcome
 from handlers.runtime.driver import Runtime
+from handlers.runtime.settlement import (
+    FAILED,
+    RETRY_AFTER_S,
+    RetryBudget,
+    SettlementPolicy,
+    Trigger,
+    Verdict,
+    http_status,
+)
 from handlers.sources import aws as sources
 
 S3_CHUNK = 500
 
 
 class RecordsFailed(RuntimeError):
-    """Raised at the end of an asynchronous invocation whose failed records had nowhere to go."""
+    """Raised at the end of an asynchronous invocation with records to deliver again or to report."""
 
 
 class _RecordFailed(Exception):
@@ -123,30 +139,43 @@ def _trace(name: str, started: float, ended: float, metadata: dict) -> None:
     xray_recorder.end_subsegment(ended)
 
 
-class App:
-    """Everything built once per container."""
+class LambdaApp:
+    """Everything a Lambda container builds once: the runtime, the instruments, the settlement policies."""
 
-    def __init__(self, runtime: Runtime, dead_letter: str | None = None) -> None:
+    def __init__(self, runtime: Runtime, dead_letter: str | None = None, stream_failure_destination: bool = False
+                 ) -> None:
         self.runtime = runtime
         self.dead_letter = dead_letter
+        self.stream_failure_destination = stream_failure_destination
         self.instruments = Instruments(runtime.plan.config)
         # Observing stage boundaries has a cost (the core then runs pure stages one at a time): only when asked.
         runtime.observe = self.instruments.observe if self.instruments.active else None
 
     @classmethod
-    def from_environment(cls) -> App:
+    def from_environment(cls) -> LambdaApp:
         from handlers.runtime.config_source import read_config_source
         from handlers.runtime.entwine_keys import compile_with_keys
         from handlers.runtime.execs import ExecRunner, allow_list_from
 
         plan = compile_with_keys(read_config_source())
         runtime = Runtime.build(plan, aws_registry(), ExecRunner(allow_list_from(None)))
-        return cls(runtime, os.environ.get("AGGLO_DEAD_LETTER") or None)
+        return cls(runtime, runtime.dead_letter_target(os.environ.get("AGGLO_DEAD_LETTER")),
+                   os.environ.get("AGGLO_STREAM_ON_FAILURE", "").lower() in ("1", "true", "yes"))
 
-    def run(self, items: list[sources.Item], trigger: str) -> list[Outcome]:
-        outcomes = self.runtime.process([i.record(trigger) for i in items])
+    def policy(self, trigger: str) -> SettlementPolicy:
+        return SettlementPolicy(Trigger(trigger), self.dead_letter, self.stream_failure_destination)
+
+    def run(self, items: list[sources.TriggerRecord], trigger: str, budget: RetryBudget | None = None
+            ) -> list[Outcome]:
+        outcomes = self.runtime.process([i.record(trigger) for i in items], budget)
         self.instruments.report(trigger, outcomes)
         return outcomes
+
+    def settled(self, items: list[sources.TriggerRecord], trigger: str, budget: RetryBudget | None = None
+                ) -> list[tuple[Outcome, Verdict]]:
+        """Run ``items`` and settle each."""
+        outcomes = self.run(items, trigger, budget)
+        return list(zip(outcomes, self.runtime.settle(outcomes, self.policy(trigger)), strict=True))
 
     def __call__(self, event: Any, context: Any) -> Any:
         trigger = sources.detect(event)
@@ -162,6 +191,7 @@ class App:
                 "errors": [e.to_dict() for o in outcomes for e in o.errors]}
 
     def _batch(self, trigger: str, event: dict, context: Any) -> dict:
+        """Records settled ``retry`` or ``report`` go back in ``batchItemFailures``; the rest are acknowledged."""
         from aws_lambda_powertools.utilities.batch import (
             BatchProcessor,
             EventType,
@@ -176,49 +206,47 @@ class App:
         if fifo:
             # In order, one at a time: after a failure the processor skips the rest of that group unrun.
             processor: Any = SqsFifoPartialProcessor(skip_group_on_error=True)
-            outcomes: dict[str, Outcome] = {}
+            budget = self.runtime.retry_budget()  # the invocation's, not each record's
 
-            def outcome_of(report_id: str) -> Outcome:
-                [outcome] = self.run([by_report_id[report_id]], trigger)
-                return outcome
+            def settlement_of(report_id: str) -> tuple[Outcome, Verdict]:
+                [settled] = self.settled([by_report_id[report_id]], trigger, budget)
+                return settled
         else:
             processor = BatchProcessor({sources.SQS: EventType.SQS, sources.KINESIS: EventType.KinesisDataStreams,
                                         sources.DYNAMODB: EventType.DynamoDBStreams}[trigger],
                                        raise_on_entire_batch_failure=False)
-            outcomes = {i.report_as: o for i, o in zip(items, self.run(items, trigger), strict=True)}
+            settlements = {i.report_as: s for i, s in zip(items, self.settled(items, trigger), strict=True)}
 
-            def outcome_of(report_id: str) -> Outcome:
-                return outcomes[report_id]
+            def settlement_of(report_id: str) -> tuple[Outcome, Verdict]:
+                return settlements[report_id]
 
         def record_handler(record: Any) -> None:
             raw = record.raw_event
             report_id = (raw.get("messageId") or (raw.get("kinesis") or {}).get("sequenceNumber")
                          or (raw.get("dynamodb") or {}).get("SequenceNumber"))
-            outcome = outcome_of(report_id)
-            if outcome.errors:
-                raise _RecordFailed("; ".join(str(e) for e in outcome.errors))
+            outcome, verdict = settlement_of(report_id)
+            if verdict in FAILED:
+                raise _RecordFailed(f"{verdict}: " + "; ".join(str(e) for e in outcome.errors))
 
         return process_partial_response(event=event, record_handler=record_handler, processor=processor,
                                         context=context)
 
     def _asynchronous(self, trigger: str, event: dict) -> dict:
-        failed: list[Outcome] = []
-        total = 0
+        """The invocation fails if any record must be delivered again or reported: Lambda retries the event."""
+        settled: list[tuple[Outcome, Verdict]] = []
         if trigger == sources.S3:
+            budget = self.runtime.retry_budget()  # the invocation's, not each chunk's
             for chunk in _s3_chunks(event):
-                outcomes = self.run(chunk, trigger)
-                total += len(outcomes)
-                failed.extend(o for o in outcomes if o.errors)
+                settled.extend(self.settled(chunk, trigger, budget))
         else:
-            outcomes = self.run(sources.sns_items(event), trigger)
-            total = len(outcomes)
-            failed = [o for o in outcomes if o.errors]
-        undelivered = self.runtime.dead_letter(self.dead_letter, failed) if self.dead_letter else failed
-        if undelivered:
-            raise RecordsFailed(f"{len(undelivered)} of {total} record(s) failed and no dead-letter output took "
-                                f"them (set AGGLO_DEAD_LETTER to an external system's name); first: "
-                                f"{undelivered[0].errors[0]}")
-        return {"records": total, "failed": len(failed), "deadLettered": len(failed)}
+            settled = self.settled(sources.sns_items(event), trigger)
+        unsettled = [o for o, v in settled if v in FAILED]
+        if unsettled:
+            raise RecordsFailed(f"{len(unsettled)} of {len(settled)} record(s) failed for a reason outside them, or "
+                                f"with no dead-letter output to take them (AGGLO_DEAD_LETTER names one); first: "
+                                f"{unsettled[0].errors[0]}")
+        return {"records": len(settled), "failed": sum(1 for o, _ in settled if o.errors),
+                "deadLettered": sum(1 for _, v in settled if v is Verdict.DEAD_LETTER)}
 
     def _http(self, event: dict) -> dict:
         item = sources.http_item(event)
@@ -226,17 +254,19 @@ class App:
 
         if isinstance(item.payload, Unreadable):
             return _http_response(400, {"error": item.payload.message})
-        [outcome] = self.run([item], sources.HTTP)
+        [(outcome, verdict)] = self.settled([item], sources.HTTP)
         outputs = [e for _, e in outcome.outputs]
-        if outcome.errors:
-            return _http_response(500, {"errors": [e.to_dict() for e in outcome.errors], "outputs": outputs})
-        return _http_response(200, {"outputs": outputs})
+        if verdict is Verdict.DONE:
+            return _http_response(200, {"outputs": outputs})
+        status = http_status([verdict])
+        return _http_response(status, {"errors": [e.to_dict() for e in outcome.errors], "outputs": outputs},
+                              {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None)
 
 
-def _http_response(status: int, body: Any) -> dict:
+def _http_response(status: int, body: Any, headers: dict[str, str] | None = None) -> dict:
     import orjson
 
-    return {"statusCode": status, "headers": {"Content-Type": "application/json"},
+    return {"statusCode": status, "headers": {"Content-Type": "application/json", **(headers or {})},
             "body": orjson.dumps(body).decode()}
 
 
@@ -245,11 +275,11 @@ def _s3_chunks(event: dict) -> Any:
     from handlers.connectors.s3 import open_object
     from handlers.sources.jsonfile import open_events, read_events
 
-    chunk: list[sources.Item] = []
+    chunk: list[sources.TriggerRecord] = []
     for bucket, key, version in sources.s3_objects(event):
         with open_object(bucket, key, version) as stream:
             for n, payload in read_events(open_events(stream)):
-                chunk.append(sources.Item(sources.s3_record_id(bucket, key, version, n), payload))
+                chunk.append(sources.TriggerRecord(sources.s3_record_id(bucket, key, version, n), payload))
                 if len(chunk) >= S3_CHUNK:
                     yield chunk
                     chunk = []
@@ -257,14 +287,14 @@ def _s3_chunks(event: dict) -> Any:
         yield chunk
 
 
-_app: App | None = None
+_app: LambdaApp | None = None
 
 
 def handler(event: Any, context: Any) -> Any:
     """The Lambda entry point."""
     global _app
     if _app is None:
-        _app = App.from_environment()
+        _app = LambdaApp.from_environment()
     return _app(event, context)
 
 

@@ -6,17 +6,20 @@
   directly (one JSON object or a list; the answer is ``{"outputs", "errors"}``,
   as ``agglo serve`` gives).
 
-Failures, so that one bad message never loops forever and nothing is lost:
+Failures are settled by ``handlers.runtime.settlement`` (the README's "Failure
+settlement" table), so that one bad message never loops forever and nothing is
+lost; this module only says it in Cloud Functions' words:
 
-* a record whose own data is at fault (not JSON, a pipeline error) is a
-  *poison* record: it goes to the external system named by ``AGGLO_DEAD_LETTER``
-  (say a Pub/Sub topic) and the message is acknowledged. Without a dead-letter
-  output it is logged at ERROR and acknowledged.
-* a record that failed because an outside system did (a state store or an
-  output, after the process's retries) is *transient*: the function answers
-  with an error, so Pub/Sub (or Eventarc) delivers it again; the records that
-  succeeded are not counted twice on redelivery (their state changes carry
-  dedupe marks, their outputs deterministic ids).
+* ``dead_letter`` (a record whose own data is at fault, with ``AGGLO_DEAD_LETTER``
+  set, say to a Pub/Sub topic) and ``drop`` (the same without one: logged at
+  ERROR): the message is acknowledged.
+* ``retry`` (an outside system failed, after the runtime's retries): the function
+  answers with an error (an exception for a CloudEvent, 503 to a push), so Pub/Sub
+  (or Eventarc) delivers it again; the records that succeeded are not counted twice
+  on redelivery (their state changes carry dedupe marks, their outputs
+  deterministic ids).
+* direct HTTP posts: 200, 422 when a record's data is at fault, 503 with
+  ``Retry-After`` when an outside system failed.
 
 At cold start the config comes from ``AGGLO_CONFIG`` (a path, or a ``gs://``
 URI) and is compiled once; connectors are built once and their clients on first
@@ -39,7 +42,16 @@ import orjson
 
 from agglo_core import Outcome
 from handlers.runtime.driver import Runtime
-from handlers.sources import Item
+from handlers.runtime.settlement import (
+    FAILED,
+    RETRY_AFTER_S,
+    RetryBudget,
+    SettlementPolicy,
+    Trigger,
+    Verdict,
+    http_status,
+)
+from handlers.sources import TriggerRecord
 from handlers.sources import gcp as sources
 
 CHUNK = 500
@@ -104,13 +116,15 @@ def gcp_registry() -> Any:
     return registry
 
 
-class App:
+class CloudFunctionApp:
+    """Everything a Cloud Functions instance builds once: the runtime and where poison records go."""
+
     def __init__(self, runtime: Runtime, dead_letter: str | None) -> None:
         self.runtime = runtime
         self.dead_letter = dead_letter
 
     @classmethod
-    def from_environment(cls) -> App:
+    def from_environment(cls) -> CloudFunctionApp:
         from handlers.runtime.config_source import read_config_source
         from handlers.runtime.entwine_keys import compile_with_keys
         from handlers.runtime.execs import ExecRunner, allow_list_from
@@ -118,60 +132,54 @@ class App:
         _configure_logging()
         plan = compile_with_keys(read_config_source())
         runtime = Runtime.build(plan, gcp_registry(), ExecRunner(allow_list_from(None)))
-        return cls(runtime, os.environ.get("AGGLO_DEAD_LETTER") or None)
+        return cls(runtime, runtime.dead_letter_target(os.environ.get("AGGLO_DEAD_LETTER")))
 
-    def run(self, items: list[Item], source: str) -> list[Outcome]:
-        outcomes = self.runtime.process([i.record(source) for i in items])
+    def run(self, items: list[TriggerRecord], source: str, budget: RetryBudget | None = None) -> list[Outcome]:
+        outcomes = self.runtime.process([i.record(source) for i in items], budget)
         for o in outcomes:
             for e in o.errors:
                 log.error("record failed: %s", e.message, extra={
                     "labels": {"record_id": o.record.id}, "details": e.to_dict()})
         return outcomes
 
-    def settle(self, outcomes: list[Outcome]) -> None:
-        """Dead-letter the poison records; raise if any failure is transient (so it is redelivered)."""
-        failed = [o for o in outcomes if o.errors]
-        transient = [o for o in failed if any(e.transient for e in o.errors)]
-        poison = [o for o in failed if o not in transient]
-        if poison and self.dead_letter:
-            undelivered = self.runtime.dead_letter(self.dead_letter, poison)
-            if undelivered:
-                raise TransientFailure(f"{len(undelivered)} poison record(s) could not reach the dead-letter "
-                                       f"output '{self.dead_letter}'")
-        elif poison:
-            log.error("%d poison record(s) dropped: set AGGLO_DEAD_LETTER to keep them", len(poison))
-        if transient:
-            raise TransientFailure(f"{len(transient)} record(s) failed for a reason outside them; first: "
-                                   f"{next(e for e in transient[0].errors if e.transient)}")
+    def settle(self, outcomes: list[Outcome], trigger: Trigger) -> list[Verdict]:
+        """Settle each record; raise if any must be delivered again (the message is then not acknowledged)."""
+        verdicts = self.runtime.settle(outcomes, SettlementPolicy(trigger, self.dead_letter))
+        again = [o for o, v in zip(outcomes, verdicts, strict=True) if v in FAILED]
+        if again:
+            raise TransientFailure(f"{len(again)} record(s) failed for a reason outside them or could not reach "
+                                   f"the dead-letter output; first: {again[0].errors[0]}")
+        return verdicts
 
     def cloud_event(self, event: Any) -> None:
         kind, data = event["type"], event.get_data() if hasattr(event, "get_data") else event.data
         _set_trace(event.get("traceparent") if hasattr(event, "get") else None)
         if kind == sources.PUBSUB_PUBLISHED:
-            self.settle(self.run([sources.pubsub_item(data["message"])], "pubsub"))
+            self.settle(self.run([sources.pubsub_item(data["message"])], "pubsub"), Trigger.PUBSUB)
         elif kind == sources.GCS_FINALIZED:
+            budget = self.runtime.retry_budget()  # the invocation's, not each chunk's
             for chunk in self._gcs_chunks(*sources.gcs_object(data)):
-                self.settle(self.run(chunk, "gcs"))
+                self.settle(self.run(chunk, "gcs", budget), Trigger.GCS)
         else:
             raise ValueError(f"unsupported CloudEvent type {kind!r} (supported: {sources.PUBSUB_PUBLISHED}, "
                              f"{sources.GCS_FINALIZED})")
 
     @staticmethod
-    def _gcs_chunks(bucket: str, name: str, generation: str | None) -> Iterator[list[Item]]:
+    def _gcs_chunks(bucket: str, name: str, generation: str | None) -> Iterator[list[TriggerRecord]]:
         from handlers.connectors.gcs import open_object
         from handlers.sources.jsonfile import open_events, read_events
 
-        chunk: list[Item] = []
+        chunk: list[TriggerRecord] = []
         with open_object(bucket, name, generation) as stream:
             for n, payload in read_events(open_events(stream)):
-                chunk.append(Item(sources.gcs_record_id(bucket, name, generation, n), payload))
+                chunk.append(TriggerRecord(sources.gcs_record_id(bucket, name, generation, n), payload))
                 if len(chunk) >= CHUNK:
                     yield chunk
                     chunk = []
         if chunk:
             yield chunk
 
-    def http(self, request: Any) -> tuple[Any, int]:
+    def http(self, request: Any) -> tuple[Any, ...]:
         _set_trace(request.headers.get("X-Cloud-Trace-Context") or request.headers.get("traceparent"))
         if (request.content_length or 0) > MAX_BODY:
             return {"error": f"body larger than {MAX_BODY} bytes"}, 413
@@ -181,7 +189,7 @@ class App:
             return {"error": f"body is not valid JSON: {e}"}, 400
         if sources.is_push_envelope(body):
             try:
-                self.settle(self.run([sources.pubsub_item(body["message"])], "pubsub"))
+                self.settle(self.run([sources.pubsub_item(body["message"])], "pubsub"), Trigger.PUBSUB)
             except TransientFailure as e:
                 return {"error": str(e)}, 503  # not acknowledged: Pub/Sub pushes it again
             return "", 204
@@ -189,11 +197,15 @@ class App:
         if not events or not all(isinstance(e, dict) for e in events):
             return {"error": "body must be a JSON object or a list of objects"}, 400
         key = request.headers.get("Idempotency-Key")
-        items = [Item(_http_id(key, e, i), e) for i, e in enumerate(events, 1)]
+        items = [TriggerRecord(_http_id(key, e, i), e) for i, e in enumerate(events, 1)]
         outcomes = self.run(items, "http")
+        verdicts = self.runtime.settle(outcomes, SettlementPolicy(Trigger.HTTP))
         answer = {"outputs": [e for o in outcomes for _, e in o.outputs],
                   "errors": [e.to_dict() for o in outcomes for e in o.errors]}
-        return answer, 500 if answer["errors"] else 200
+        status = http_status(verdicts)
+        if status == 503:
+            return answer, status, {"Retry-After": str(RETRY_AFTER_S)}
+        return answer, status
 
 
 def _http_id(key: str | None, event: dict, n: int) -> str:
@@ -204,13 +216,13 @@ def _http_id(key: str | None, event: dict, n: int) -> str:
     return "http:sha256:" + hashlib.sha256(orjson.dumps(event, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-_app: App | None = None
+_app: CloudFunctionApp | None = None
 
 
-def app() -> App:
+def app() -> CloudFunctionApp:
     global _app
     if _app is None:
-        _app = App.from_environment()
+        _app = CloudFunctionApp.from_environment()
     return _app
 
 

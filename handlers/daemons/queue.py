@@ -1,12 +1,12 @@
 """The durable daemon's queue: events in a SQLite file, claimed, processed, then acknowledged.
 
 An event is committed (``synchronous=FULL``) before the daemon answers 202.
-Workers claim events (marking them in flight), process them and delete them.
-A record that failed because an outside system did (a state store, an output)
-goes back to the queue and is tried again after a backoff, as a platform would
-redeliver it; a record whose own data is at fault (or that failed
-``MAX_ATTEMPTS`` times) moves to the ``failed`` table with its errors, so nothing
-disappears silently. One daemon owns a queue directory (an exclusive lock), so
+Workers claim events (marking them in flight), process them and settle them
+with ``handlers.runtime.settlement``: ``done`` is deleted; ``retry`` (an outside
+system failed: a state store, an output) goes back to the queue and is tried
+again after a backoff, as a platform would redeliver it; ``report`` (its own data
+is at fault, or its ``MAX_ATTEMPTS``-th delivery failed) moves to the ``failed``
+table with its errors, so nothing disappears silently. One daemon owns a queue directory (an exclusive lock), so
 on start every event still marked in flight belongs to a daemon that died, and
 goes back to the queue. Effects use deterministic ids and dedupe marks, so a
 replayed event rewrites what it wrote before and changes no state twice.
@@ -26,20 +26,20 @@ import orjson
 
 from agglo_core import Record
 from handlers.connectors.sqlite import connect, transaction
+from handlers.runtime.settlement import SettlementPolicy, Trigger, Verdict
 
 log = logging.getLogger("agglo.queue")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS queue (
     id INTEGER PRIMARY KEY AUTOINCREMENT, record_id TEXT NOT NULL, body BLOB NOT NULL,
-    inflight INTEGER NOT NULL DEFAULT 0);
+    inflight INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, not_before REAL NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS failed (
     id INTEGER PRIMARY KEY, record_id TEXT NOT NULL, body BLOB NOT NULL, errors BLOB NOT NULL);
 """
 
 
 MAX_ATTEMPTS = 20
-_COLUMNS = {"attempts": "INTEGER NOT NULL DEFAULT 0", "not_before": "REAL NOT NULL DEFAULT 0"}
 
 
 class QueueLocked(RuntimeError):
@@ -62,10 +62,6 @@ class DurableQueue:
         self._wakeup = threading.Condition()
         conn = self._conn()
         conn.executescript(_SCHEMA)
-        have = {row[1] for row in conn.execute("PRAGMA table_info(queue)")}
-        for column, kind in _COLUMNS.items():  # queues written by an older agglo
-            if column not in have:
-                conn.execute(f"ALTER TABLE queue ADD COLUMN {column} {kind}")
         recovered = conn.execute("UPDATE queue SET inflight = 0 WHERE inflight = 1").rowcount
         if recovered:
             log.warning("re-queued %d event(s) left in flight by a previous daemon", recovered)
@@ -144,11 +140,13 @@ class DurableQueue:
             return True
         attempts = dict(self._conn().execute(
             f"SELECT id, attempts FROM queue WHERE id IN ({','.join('?' * len(rows))})", [r[0] for r in rows]))
+        policy = SettlementPolicy(Trigger.QUEUE, max_deliveries=MAX_ATTEMPTS)
+        verdicts = runtime.settle(outcomes, policy, [attempts.get(r[0], 0) + 1 for r in rows])
         done, failed, retry = [], [], []
-        for (qid, rid, body), outcome in zip(rows, outcomes, strict=True):
-            if not outcome.errors:
+        for (qid, rid, body), outcome, verdict in zip(rows, outcomes, verdicts, strict=True):
+            if verdict is Verdict.DONE:
                 done.append(qid)
-            elif any(e.transient for e in outcome.errors) and attempts.get(qid, 0) + 1 < MAX_ATTEMPTS:
+            elif verdict is Verdict.RETRY:
                 retry.append(qid)
             else:
                 failed.append((qid, rid, body, [e.to_dict() for e in outcome.errors]))

@@ -2,7 +2,10 @@
 
 * Stateless (default): ``POST <path>`` runs the event through every pipeline and
   answers 200 with the outputs, 400 for a body that is not a JSON object, 413
-  for a body over ``--max-body``, 500 with the errors for a failed record.
+  for a body over ``--max-body``; a failed record is settled by
+  ``handlers.runtime.settlement``: 422 with the errors when its own data is at
+  fault (sending it again fails again), 503 with ``Retry-After`` when an outside
+  system failed (send it again later, with the same ``Idempotency-Key``).
 * Durable (``--durable DIR``): ``POST`` answers 202 once the event is committed
   to a SQLite queue in DIR; worker threads process and acknowledge queued
   events. Events claimed but not acknowledged when the daemon dies are claimed
@@ -24,18 +27,24 @@ import orjson
 
 from agglo_core import Record
 from handlers.runtime.driver import Runtime
+from handlers.runtime.settlement import RETRY_AFTER_S, SettlementPolicy, Trigger, http_status
 
 log = logging.getLogger("agglo.serve")
 JSON = [("Content-Type", "application/json")]
 _STATUS = {200: "200 OK", 202: "202 Accepted", 400: "400 Bad Request", 403: "403 Forbidden", 404: "404 Not Found",
            405: "405 Method Not Allowed", 409: "409 Conflict", 411: "411 Length Required",
-           413: "413 Content Too Large", 500: "500 Internal Server Error"}
+           413: "413 Content Too Large", 422: "422 Unprocessable Content", 500: "500 Internal Server Error",
+           503: "503 Service Unavailable"}
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 
 def answer(start: StartResponse, status: int, body: Any) -> Iterable[bytes]:
+    """A JSON answer; every 503 says when to come back (``Retry-After``)."""
     data = orjson.dumps(body)
-    start(_STATUS[status], [*JSON, ("Content-Length", str(len(data)))])
+    headers = [*JSON, ("Content-Length", str(len(data)))]
+    if status == 503:
+        headers.append(("Retry-After", str(RETRY_AFTER_S)))
+    start(_STATUS[status], headers)
     return [data]
 
 
@@ -61,8 +70,11 @@ def record_id(environ: dict, body: bytes) -> str:
     return f"http:{key}" if key else "http:sha256:" + hashlib.sha256(body).hexdigest()
 
 
-class App:
-    """The WSGI application shared by both modes."""
+_HTTP_POLICY = SettlementPolicy(Trigger.HTTP)
+
+
+class ServeApp:
+    """The WSGI application of ``agglo serve``, shared by both modes."""
 
     def __init__(self, runtime: Runtime, path: str, max_body: int, queue: Any = None) -> None:
         self.runtime, self.path, self.max_body, self.queue = runtime, path, max_body, queue
@@ -91,10 +103,11 @@ class App:
         if self.queue is not None:
             return answer(start, 202, {"queued": self.queue.put(rid, body)})
         [outcome] = self.runtime.process([Record(rid, event, source="http")])
+        status = http_status(self.runtime.settle([outcome], _HTTP_POLICY))
         outputs = [e for _, e in outcome.outputs]
-        if outcome.errors:
-            return answer(start, 500, {"errors": [e.to_dict() for e in outcome.errors], "outputs": outputs})
-        return answer(start, 200, {"outputs": outputs})
+        if status == 200:
+            return answer(start, 200, {"outputs": outputs})
+        return answer(start, status, {"errors": [e.to_dict() for e in outcome.errors], "outputs": outputs})
 
 
 def gunicorn_app(load: Callable[[], Any], options: dict) -> Any:
@@ -127,7 +140,7 @@ def main(args: argparse.Namespace) -> int:
         except QueueLocked as e:
             raise UsageError(str(e)) from None
 
-    def load() -> App:
+    def load() -> ServeApp:
         # In the worker process: connectors and queue workers belong to it.
         runtime = build_runtime(args.config, args.allow_exec, args.exec_timeout)
         queue = None
@@ -137,7 +150,7 @@ def main(args: argparse.Namespace) -> int:
             queue = DurableQueue(args.durable)
             for i in range(max(1, args.workers)):
                 threading.Thread(target=queue.work, args=(runtime,), name=f"agglo-queue-{i}", daemon=True).start()
-        return App(runtime, args.path, args.max_body, queue)
+        return ServeApp(runtime, args.path, args.max_body, queue)
 
     options = {
         "bind": f"{args.host}:{args.port}", "workers": 1, "worker_class": "gthread", "threads": 8,

@@ -8,20 +8,51 @@ optimistically too (``dynamo:tableName=T[,region=R][,endpoint=URL][,prefix=P]``,
 the KV connector's connection string): strongly consistent reads after reading a
 version item, the writes in one ``TransactWriteItems`` with a ``Put`` of the
 version item conditional on the version read, retried when that condition fails.
+
+The optimistic retries are bounded: at most ``CONTENDED_ATTEMPTS`` attempts, with
+full-jitter backoff between them; past that the request is refused with a
+``TickerError`` 503 (the ticker answers it with ``Retry-After``), never a loop.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import threading
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
+from agglo_core.entwine.ticker import TickerError
+from handlers.runtime.settlement import RetryLimits, backoff_s
+
 T = TypeVar("T")
+
+CONTENDED_ATTEMPTS = 50
+CONTENDED_BACKOFF_MS = 5
+CONTENDED_LIMITS = RetryLimits(max_sleep_s=0.25)
+"""Between optimistic attempts: full jitter from 5 ms doubling, each wait at most 250 ms."""
+
+
+class Contention:
+    """Bounded, jittered attempts of one optimistic transaction."""
+
+    def __init__(self, sleep: Callable[[float], None] = time.sleep, rand: Callable[[], float] = random.random,
+                 attempts: int = CONTENDED_ATTEMPTS) -> None:
+        self.sleep, self.rand, self.attempts = sleep, rand, attempts
+
+    def __call__(self, what: str) -> Iterator[int]:
+        """Attempt numbers; raises ``TickerError`` 503 once they are used up."""
+        for attempt in range(self.attempts):
+            if attempt:
+                self.sleep(backoff_s(attempt - 1, CONTENDED_BACKOFF_MS, None, CONTENDED_LIMITS, self.rand))
+            yield attempt
+        raise TickerError(503, f"{what}: still contended after {self.attempts} attempts (other ticker instances "
+                               "keep writing first); try again shortly")
 
 
 class _Overlay:
@@ -66,7 +97,7 @@ class SqliteTickerState:
 class RedisTickerState:
     VERSION = "version"
 
-    def __init__(self, url: str, prefix: str = "ticker:") -> None:
+    def __init__(self, url: str, prefix: str = "ticker:", contention: Contention | None = None) -> None:
         try:
             import redis
         except ImportError:
@@ -75,10 +106,11 @@ class RedisTickerState:
         self._redis = redis
         self._client = redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)
         self._prefix = prefix
+        self._contention = contention or Contention()
 
     def run(self, fn: Callable[[_Overlay], T]) -> T:
         """``fn`` over the state, again if another process wrote in between; its writes commit atomically."""
-        while True:
+        for _ in self._contention(f"redis ticker state {self._prefix!r}"):
             with self._client.pipeline() as pipe:
                 try:
                     pipe.watch(self._prefix + self.VERSION)
@@ -97,6 +129,7 @@ class RedisTickerState:
                     return result
                 except self._redis.WatchError:
                     continue
+        raise AssertionError("unreachable: the attempts end by raising")
 
 
 MAX_DYNAMO_PROOF = 94
@@ -115,9 +148,8 @@ class DynamoTickerState:
 
     VERSION = "version"
     MAX_WRITES = 99  # a transaction holds at most 100 items: the version and 99 keys
-    MAX_ATTEMPTS = 100
 
-    def __init__(self, opts: dict[str, str]) -> None:
+    def __init__(self, opts: dict[str, str], contention: Contention | None = None) -> None:
         try:
             import boto3  # noqa: F401 -- only a dynamo: state needs it
         except ImportError:
@@ -125,6 +157,7 @@ class DynamoTickerState:
         self._table = opts["tableName"]
         self._prefix = opts.get("prefix", "ticker/")
         self._opts = opts
+        self._contention = contention or Contention()
 
     @property
     def _client(self) -> Any:
@@ -146,7 +179,7 @@ class DynamoTickerState:
 
     def run(self, fn: Callable[[_Overlay], T]) -> T:
         """``fn`` over the state, again if another process committed in between; its writes commit atomically."""
-        for _ in range(self.MAX_ATTEMPTS):
+        for _ in self._contention(f"dynamo: ticker state in {self._table!r}"):
             version = self._version()  # first: every later read is at least this new
             tx = _Overlay(self._read)
             result = fn(tx)
@@ -155,16 +188,13 @@ class DynamoTickerState:
                     return result
                 continue
             if len(tx.writes) > self.MAX_WRITES:
-                from agglo_core.entwine.ticker import TickerError
-
                 raise TickerError(413, f"this request writes {len(tx.writes)} keys and a dynamo: ticker state "
                                        f"commits at most {self.MAX_WRITES} in one transaction (an anchor writes "
                                        "one per new message of its proof and 5 more: keep the substreams' "
                                        f"tickerInterval at most {MAX_DYNAMO_PROOF})")
             if self._commit(version, tx.writes):
                 return result
-        raise RuntimeError(f"dynamo: ticker state in {self._table!r}: still contended after "
-                           f"{self.MAX_ATTEMPTS} attempts")
+        raise AssertionError("unreachable: the attempts end by raising")
 
     def _commit(self, version: int | None, writes: dict[str, Any]) -> bool:
         """The writes and the next version in one transaction; False if another commit came first."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +20,14 @@ from agglo_core.ids import IdMaker
 from agglo_core.pipeline import StageObserver
 from handlers.connectors import Connector, Registry
 from handlers.runtime.execs import ExecRunner
+from handlers.runtime.settlement import (
+    DEFAULT_LIMITS,
+    RetryBudget,
+    RetryLimits,
+    SettlementPolicy,
+    Verdict,
+    backoff_s,
+)
 from handlers.sources import Unreadable
 
 log = logging.getLogger("agglo.runtime")
@@ -69,14 +78,19 @@ def _target(e: Effect) -> str | None:
 
 
 class Runtime:
+    """``clock``, ``sleep`` and ``rand`` are the only time and chance it uses, so tests pass their own."""
+
     def __init__(self, plan: Plan, connectors: dict[str, Connector], execs: ExecRunner | None = None,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-                 observe: StageObserver | None = None, dedupe: bool = True) -> None:
+                 observe: StageObserver | None = None, dedupe: bool = True,
+                 rand: Callable[[], float] = random.random, retry_limits: RetryLimits = DEFAULT_LIMITS) -> None:
         self.plan = plan
         self.connectors = connectors
         self.execs = execs or ExecRunner()
         self.clock = clock
         self.sleep = sleep
+        self.rand = rand
+        self.retry_limits = retry_limits
         self.observe = observe
         self.dedupe = dedupe
         self.tickers: Any = None
@@ -85,16 +99,56 @@ class Runtime:
     def build(cls, plan: Plan, registry: Registry, execs: ExecRunner | None = None, **kw: Any) -> Runtime:
         return cls(plan, registry.build_all(plan.config), execs, **kw)
 
-    def process(self, records: Sequence[Record]) -> list[Outcome]:
-        """Run a batch. Records whose payload is ``Unreadable`` fail with its message without running."""
+    def process(self, records: Sequence[Record], budget: RetryBudget | None = None) -> list[Outcome]:
+        """Run a batch. Records whose payload is ``Unreadable`` fail with its message without running.
+
+        ``budget``: the time its retries may sleep, together; pass one to share it between the parts of
+        one invocation (an object read in chunks, a FIFO batch run record by record).
+        """
         readable = [r for r in records if not isinstance(r.payload, Unreadable)]
+        budget = budget or self.retry_budget()
+
+        def perform(effects: list[Effect]) -> list[Any]:
+            return self.perform(effects, budget)
+
         with _collector_paused:
-            outcomes = iter(self.plan.run(readable, int(self.clock() * 1000), self.perform, self.observe,
+            outcomes = iter(self.plan.run(readable, int(self.clock() * 1000), perform, self.observe,
                                           self.dedupe))
         if len(readable) == len(records):
             return list(outcomes)
         return [Outcome(r, errors=[RecordError(r.id, None, None, r.payload.message)])
                 if isinstance(r.payload, Unreadable) else next(outcomes) for r in records]
+
+    def dead_letter_target(self, name: str | None) -> str | None:
+        """``name`` (``AGGLO_DEAD_LETTER``) checked at cold start: a typo would otherwise loop every poison record."""
+        if name and name not in self.connectors:
+            raise ValueError(f"AGGLO_DEAD_LETTER names '{name}', which is not an external system of the config "
+                             f"(it has: {', '.join(sorted(self.connectors)) or 'none'})")
+        return name or None
+
+    def retry_budget(self) -> RetryBudget:
+        return RetryBudget(self.retry_limits)
+
+    def settle(self, outcomes: Sequence[Outcome], policy: SettlementPolicy,
+               deliveries: Sequence[int] | None = None) -> list[Verdict]:
+        """Each record's verdict under ``policy``, with the dead-letter writes it calls for done.
+
+        A record whose dead-letter write failed is ``RETRY``: the platform delivers it again.
+        """
+        verdicts = policy.verdicts(outcomes, deliveries)
+        letters = [o for o, v in zip(outcomes, verdicts, strict=True) if v is Verdict.DEAD_LETTER]
+        if letters and policy.dead_letter:
+            undelivered = {id(o) for o in self.dead_letter(policy.dead_letter, letters)}
+            if undelivered:
+                log.warning("%d failed record(s) could not be written to the dead-letter system '%s'; they will "
+                            "be delivered again", len(undelivered), policy.dead_letter)
+                verdicts = [Verdict.RETRY if id(o) in undelivered else v
+                            for o, v in zip(outcomes, verdicts, strict=True)]
+        dropped = [o.record.id for o, v in zip(outcomes, verdicts, strict=True) if v is Verdict.DROP]
+        if dropped:
+            log.error("%d failed record(s) acknowledged with nowhere to go (set AGGLO_DEAD_LETTER to keep them): %s",
+                      len(dropped), ", ".join(dropped[:10]))
+        return verdicts
 
     def dead_letter(self, target: str, failed: Sequence[Outcome]) -> list[Outcome]:
         """Write failed records, with their errors, to the external system ``target``.
@@ -111,23 +165,27 @@ class Runtime:
         results = self.perform(effects)
         return [o for o, r in zip(failed, results, strict=True) if isinstance(r, EffectFailed)]
 
-    def perform(self, effects: list[Effect]) -> list[Any]:
-        """Perform a batch of effects, grouped per connector so each backend sees one call per crossing."""
+    def perform(self, effects: list[Effect], budget: RetryBudget | None = None) -> list[Any]:
+        """Perform a batch of effects, grouped per connector so each backend sees one call per crossing.
+
+        ``budget`` is the batch's time left for retries (a fresh one when not given).
+        """
+        budget = budget or self.retry_budget()
         targets = [_target(e) for e in effects]
         first = targets[0] if targets else None
         if targets.count(first) == len(targets):  # the common case: one stage's effects to one system
-            return self._perform_one(first, effects)
+            return self._perform_one(first, effects, budget)
         results: list[Any] = [None] * len(effects)
         groups: dict[str | None, list[int]] = {}
         for i, target in enumerate(targets):
             groups.setdefault(target, []).append(i)
         for target, idxs in groups.items():
-            out = self._perform_one(target, [effects[i] for i in idxs])
+            out = self._perform_one(target, [effects[i] for i in idxs], budget)
             for i, r in zip(idxs, out, strict=True):
                 results[i] = r
         return results
 
-    def _perform_one(self, target: str | None, effects: list[Effect]) -> list[Any]:
+    def _perform_one(self, target: str | None, effects: list[Effect], budget: RetryBudget) -> list[Any]:
         connector: Any = self.execs if target is None else self.connectors.get(target)
         if target == _TICKERS:
             from handlers.connectors.ticker import TickerClient
@@ -135,9 +193,13 @@ class Runtime:
             connector = self.tickers = self.tickers or TickerClient()
         if connector is None:
             return [EffectFailed(f"no connector for external system '{target}'")] * len(effects)
-        return self._with_retries(connector, effects)
+        return self._with_retries(connector, effects, budget)
 
-    def _with_retries(self, connector: Any, effects: list[Effect]) -> list[Any]:
+    def _with_retries(self, connector: Any, effects: list[Effect], budget: RetryBudget) -> list[Any]:
+        """Transient failures again, as the effect's retry strategy allows, within the batch's budget.
+
+        A permanent failure is never retried: the record's data is at fault and would fail again.
+        """
         results: list[Any] = [None] * len(effects)
         pending = list(range(len(effects)))
         attempt = 0
@@ -154,11 +216,17 @@ class Runtime:
             retry = []
             for i, r in zip(pending, out, strict=True):
                 results[i] = r
-                if isinstance(r, EffectFailed) and attempt < effects[i].retry.num_retries:
+                if isinstance(r, EffectFailed) and r.transient and attempt < effects[i].retry.num_retries:
                     retry.append(i)
             if not retry:
                 return results
-            backoff_ms = max(effects[i].retry.initial_backoff_ms for i in retry) * (2 ** attempt)
-            self.sleep(backoff_ms / 1000)
+            asked = [results[i].retry_after_ms for i in retry if results[i].retry_after_ms is not None]
+            wait = backoff_s(attempt, max(effects[i].retry.initial_backoff_ms for i in retry),
+                             max(asked) if asked else None, self.retry_limits, self.rand)
+            if not budget.take(wait):
+                log.warning("the batch's retry budget (%gs) is spent: %d effect(s) stay failed",
+                            self.retry_limits.budget_s, len(retry))
+                return results
+            self.sleep(wait)
             attempt += 1
             pending = retry

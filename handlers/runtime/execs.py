@@ -5,6 +5,12 @@ An executable runs only if its resolved path is on the allow-list given with
 It gets its input as JSON on stdin and must print JSON (empty output means
 null). A timeout, a non-zero exit or output that is not JSON fails the record,
 with stderr in the message.
+
+How a failure is classified: a timeout, or an executable that could not be
+started (``OSError``: busy, out of processes, a mount gone), is *transient*: the
+next delivery may succeed. A non-zero exit, output that is not JSON and an
+executable that is not allowed are *permanent*: they come from what the record
+gave it (or from the deployment), and the same input fails the same way.
 """
 
 from __future__ import annotations
@@ -66,9 +72,9 @@ class ExecRunner:
             proc = subprocess.run([e.path, *e.args], input=orjson.dumps(e.input) + b"\n", capture_output=True,
                                   timeout=self.timeout_s, check=False)
         except subprocess.TimeoutExpired as err:
-            return EffectFailed(f"'{e.path}' timed out after {self.timeout_s:g}s; stderr: {_tail(err.stderr)}", transient=False)
+            return EffectFailed(f"'{e.path}' timed out after {self.timeout_s:g}s; stderr: {_tail(err.stderr)}")
         except OSError as err:
-            return EffectFailed(f"could not run '{e.path}': {err.strerror or err}", transient=False)
+            return EffectFailed(f"could not run '{e.path}': {err.strerror or err}")
         if proc.returncode != 0:
             return EffectFailed(f"'{e.path}' exited with status {proc.returncode}; stderr: {_tail(proc.stderr)}", transient=False)
         out = proc.stdout.strip()

@@ -20,7 +20,7 @@ class Unreadable:
 
 
 @dataclass(frozen=True, slots=True)
-class Item:
+class TriggerRecord:
     """One record of a trigger's batch: what to run, how to name it when it fails, its FIFO group."""
 
     id: str

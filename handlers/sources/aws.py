@@ -22,7 +22,7 @@ from urllib.parse import unquote_plus
 import orjson
 
 from handlers.connectors.dynamo import from_dynamo
-from handlers.sources import Item, Unreadable
+from handlers.sources import TriggerRecord, Unreadable
 
 SQS, SNS, KINESIS, DYNAMODB, S3, HTTP, DIRECT = "sqs", "sns", "kinesis", "dynamodb", "s3", "http", "direct"
 _SOURCES = {"aws:sqs": SQS, "aws:sns": SNS, "aws:kinesis": KINESIS, "aws:dynamodb": DYNAMODB, "aws:s3": S3}
@@ -59,23 +59,23 @@ def _json(data: bytes | str, what: str) -> Any:
     return value if isinstance(value, dict) else Unreadable(f"{what} must be a JSON object")
 
 
-def sqs_items(event: dict) -> list[Item]:
+def sqs_items(event: dict) -> list[TriggerRecord]:
     items = []
     for r in event["Records"]:
         payload = _json(r.get("body", ""), "the message body")
         if isinstance(payload, dict) and payload.get("Type") == "Notification" and "TopicArn" in payload:
             payload = _json(payload.get("Message", ""), "the SNS message")
         group = (r.get("attributes") or {}).get("MessageGroupId")
-        items.append(Item(r["messageId"], payload, r["messageId"], group))
+        items.append(TriggerRecord(r["messageId"], payload, r["messageId"], group))
     return items
 
 
-def sns_items(event: dict) -> list[Item]:
-    return [Item(r["Sns"]["MessageId"], _json(r["Sns"].get("Message", ""), "the SNS message"))
+def sns_items(event: dict) -> list[TriggerRecord]:
+    return [TriggerRecord(r["Sns"]["MessageId"], _json(r["Sns"].get("Message", ""), "the SNS message"))
             for r in event["Records"]]
 
 
-def kinesis_items(event: dict) -> list[Item]:
+def kinesis_items(event: dict) -> list[TriggerRecord]:
     items = []
     for r in event["Records"]:
         k = r["kinesis"]
@@ -83,7 +83,7 @@ def kinesis_items(event: dict) -> list[Item]:
             payload = _json(base64.b64decode(k["data"], validate=True), "the Kinesis data")
         except (binascii.Error, ValueError) as e:
             payload = Unreadable(f"the Kinesis data is not base64: {e}")
-        items.append(Item(r.get("eventID") or k["sequenceNumber"], payload, k["sequenceNumber"]))
+        items.append(TriggerRecord(r.get("eventID") or k["sequenceNumber"], payload, k["sequenceNumber"]))
     return items
 
 
@@ -101,7 +101,7 @@ def _plain(value: Any) -> Any:
     return from_dynamo(value)
 
 
-def dynamodb_items(event: dict) -> list[Item]:
+def dynamodb_items(event: dict) -> list[TriggerRecord]:
     from boto3.dynamodb.types import TypeDeserializer
 
     de = TypeDeserializer()
@@ -116,7 +116,7 @@ def dynamodb_items(event: dict) -> list[Item]:
         payload = dict(new if new is not None else old or {})
         payload["internal:dynamodb"] = {"eventName": r.get("eventName"), "keys": image(d.get("Keys")),
                                         "oldImage": old}
-        items.append(Item(r["eventID"], payload, d["SequenceNumber"]))
+        items.append(TriggerRecord(r["eventID"], payload, d["SequenceNumber"]))
     return items
 
 
@@ -131,16 +131,16 @@ def s3_record_id(bucket: str, key: str, version: str | None, n: int) -> str:
     return f"{bucket}/{key}@{version or 'null'}#{n}"
 
 
-def http_item(event: dict) -> Item:
+def http_item(event: dict) -> TriggerRecord:
     body = event.get("body") or ""
     raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     key = headers.get("idempotency-key")
     rid = f"http:{key}" if key else "http:sha256:" + hashlib.sha256(raw).hexdigest()
-    return Item(rid, _json(raw, "the request body"))
+    return TriggerRecord(rid, _json(raw, "the request body"))
 
 
-def direct_items(event: Any, request_id: str) -> list[Item]:
+def direct_items(event: Any, request_id: str) -> list[TriggerRecord]:
     events = event if isinstance(event, list) else [event]
-    return [Item(f"invoke:{request_id}#{i}", e if isinstance(e, dict) else Unreadable("an event must be a JSON object"))
+    return [TriggerRecord(f"invoke:{request_id}#{i}", e if isinstance(e, dict) else Unreadable("an event must be a JSON object"))
             for i, e in enumerate(events, 1)]

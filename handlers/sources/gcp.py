@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from handlers.sources import Item, Unreadable
+from handlers.sources import TriggerRecord, Unreadable
 
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 GCS_FINALIZED = "google.cloud.storage.object.v1.finalized"
@@ -24,7 +24,7 @@ def is_push_envelope(body: Any) -> bool:
     return isinstance(body, dict) and isinstance(body.get("message"), dict) and "subscription" in body
 
 
-def pubsub_item(message: dict) -> Item:
+def pubsub_item(message: dict) -> TriggerRecord:
     """One Pub/Sub message (from a CloudEvent's data or a push envelope)."""
     rid = message.get("messageId") or message.get("message_id") or ""
     try:
@@ -37,7 +37,7 @@ def pubsub_item(message: dict) -> Item:
         payload["internal:pubsub"] = {
             "attributes": message.get("attributes") or {}, "orderingKey": message.get("orderingKey", ""),
             "publishTime": message.get("publishTime") or message.get("publish_time"), "messageId": rid}
-    return Item(rid, payload, rid, message.get("orderingKey") or None)
+    return TriggerRecord(rid, payload, rid, message.get("orderingKey") or None)
 
 
 def gcs_object(data: dict) -> tuple[str, str, str | None]:

@@ -143,7 +143,7 @@ def test_kinesis_batch_and_outputs_to_kinesis_read_back(stack):
     stack.use(cfg)
     payloads = [json.dumps({"n": i}).encode() for i in range(3)] + [b"\x00garbage"]
     response = aws_lambda.handler(kinesis_event(payloads), context())
-    assert response == {"batchItemFailures": [{"itemIdentifier": f"4959{3:020d}"}]}
+    assert response == {"batchItemFailures": []}  # the poison record is logged and the shard moves on
     kinesis = client("kinesis")
     shard = kinesis.describe_stream(StreamName="out-stream")["StreamDescription"]["Shards"][0]["ShardId"]
     iterator = kinesis.get_shard_iterator(StreamName="out-stream", ShardId=shard,
@@ -236,7 +236,7 @@ def test_http_api_and_function_urls(stack):
     bad = aws_lambda.handler(apigw("[1, 2]"), context())
     assert bad["statusCode"] == 400 and "JSON object" in json.loads(bad["body"])["error"]
     failed = aws_lambda.handler(apigw(json.dumps(event(1, foobar="x"))), context())
-    assert failed["statusCode"] == 500
+    assert failed["statusCode"] == 422
     assert json.loads(failed["body"])["errors"][0]["process"] == "AnnotateFooBar"
 
 

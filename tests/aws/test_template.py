@@ -116,6 +116,14 @@ def test_the_event_source_mappings(transformed):
     assert kinesis["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["FailedEventsQueue", "Arn"]}
 
 
+def test_a_poison_stream_record_holds_its_shard_for_bounded_retries_only(transformed, sam_template):
+    """The function is told the stream mapping has a failure destination; the retries cannot be unbounded."""
+    env = transformed["Resources"]["PipelineFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["AGGLO_STREAM_ON_FAILURE"] == "true"
+    retries = sam_template["Parameters"]["KinesisMaximumRetryAttempts"]
+    assert retries["MinValue"] >= 0 and retries["Default"] <= 10  # -1 would retry until the record expires
+
+
 def test_s3_notifications_without_a_dependency_cycle(transformed):
     bucket = transformed["Resources"]["InputBucket"]
     [config] = bucket["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]

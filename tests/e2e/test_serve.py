@@ -133,9 +133,9 @@ def test_get_on_the_event_path_is_405(server):
     assert request(server.port, "GET", "/binge")[0] == 405
 
 
-def test_record_error_is_500_naming_pipeline_and_process(server):
+def test_a_record_whose_data_is_at_fault_is_422_naming_pipeline_and_process(server):
     status, answer = post_json(server.port, {"seen": "already", "someNum": 1})
-    assert status == 500
+    assert status == 422
     assert answer["outputs"] == []
     [err] = answer["errors"]
     assert (err["pipeline"], err["process"]) == (PIPELINE, "Mark")
@@ -197,3 +197,44 @@ def test_serve_refuses_a_bad_config_before_starting(tmp_path, command):
     assert err.startswith("agglo: ") and "partitionUuid: 'nope' is not a UUID" in err
     assert "Traceback" not in err
     assert listening_addresses(port) == set()
+
+
+def test_an_outside_failure_is_503_with_retry_after_and_the_same_post_later_counts_once(tmp_path):
+    """The output refuses the first delivery: 503 tells the client to come back; the retry goes through."""
+    import http.client
+
+    from servers import JsonHook
+
+    refusals = [1]
+
+    def respond(hook, headers, body):
+        if refusals:
+            refusals.pop()
+            return 503, b'"busy"'
+        return 200, b"{}"
+
+    hook = JsonHook(respond)
+    cfg = write_config(tmp_path / "web.json", config(
+        {"aggregator": {"name": "Sum", "stateStore": "State", "forwardState": True,
+                        "aggregation": {"key": "someNum", "aggregationType": "AggSum"}}},
+        {"tee": {"name": "Web", "outputConnectorRef": "Web"}},
+        externals=(kv("State", f"sqlite:{tmp_path / 'state.db'}"), external("ExternalHttp", "Web", hook.url)),
+        pipeline=PIPELINE))
+    server = Server(cfg, tmp_path, log_name="web").start()
+    try:
+        def post() -> tuple[int, str | None, dict]:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            try:
+                conn.request("POST", "/binge", body=b'{"someNum": 7}', headers={"Idempotency-Key": "k-7"})
+                resp = conn.getresponse()
+                return resp.status, resp.getheader("Retry-After"), json.loads(resp.read())
+            finally:
+                conn.close()
+
+        status, retry_after, body = post()
+        assert (status, retry_after) == (503, "1") and body["errors"][0]["transient"] is True
+        status, _, body = post()
+        assert status == 200 and body["outputs"][0][AGG]["someNum:AggSum"]["value"] == 7  # counted once
+    finally:
+        server.stop()
+        hook.close()

@@ -269,7 +269,7 @@ def deliver_sqs(d: Delivery) -> None:
     """Lambda and SQS: only the ``batchItemFailures`` come back; after a crash the whole batch does."""
     from handlers import aws_lambda
 
-    app = aws_lambda.App(d.runtime)
+    app = aws_lambda.LambdaApp(d.runtime)
     pending = list(range(len(d.events)))
     while pending:
         d.invoked()
@@ -290,7 +290,7 @@ def deliver_kinesis(d: Delivery) -> None:
     """Lambda and Kinesis: the batch again from the lowest failed sequence number; after a crash, all of it."""
     from handlers import aws_lambda
 
-    app = aws_lambda.App(d.runtime)
+    app = aws_lambda.LambdaApp(d.runtime)
     start = 0
     while start < len(d.events):
         d.invoked()
@@ -316,7 +316,7 @@ def deliver_pubsub(d: Delivery) -> None:
     from handlers import gcp_functions
     from handlers.sources.gcp import PUBSUB_PUBLISHED
 
-    app = gcp_functions.App(d.runtime, None)
+    app = gcp_functions.CloudFunctionApp(d.runtime, None)
     for i, e in enumerate(d.events):
         message = {"data": base64.b64encode(orjson.dumps(e)).decode(), "messageId": f"ps-{i}",
                    "publishTime": "2024-01-01T00:00:00Z", "attributes": {}}

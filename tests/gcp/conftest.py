@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -27,3 +28,16 @@ def gcs_emulator():
                     ready=lambda: port_open(port))
     yield f"http://127.0.0.1:{port}"
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _agglo_logging_restored():
+    """A cold start in this process sets up Cloud Logging on the ``agglo`` logger; later tests get it back as it was.
+
+    (Powertools' Lambda logger is also named ``agglo``: a Cloud Logging handler left on it doubles its lines.)
+    """
+    root = logging.getLogger("agglo")
+    handlers, propagate, level = list(root.handlers), root.propagate, root.level
+    yield
+    root.handlers[:] = handlers
+    root.propagate, root.level = propagate, level

@@ -13,7 +13,7 @@ import pytest
 from builders import PARTITION, config, external, kv
 from servers import start_function
 
-from handlers.sources import Item
+from handlers.sources import TriggerRecord
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -105,7 +105,7 @@ def test_pubsub_cloud_events_ack_poison_and_refuse_transient_failures(redis_kv_u
 
     # the state change of m2 happened once, though both deliveries failed later at the tee
     assert float(redis.Redis.from_url(redis_kv_url).hget(f"agg/{PARTITION}/P/Sum/n:AggSum", "value")) == 5
-    assert "poison record(s) dropped" in log
+    assert "acknowledged with nowhere to go" in log
     entries = [json.loads(line) for line in log.splitlines() if line.startswith('{"severity"')]
     failed = [e for e in entries if e["message"].startswith("record failed")]
     assert {e["logging.googleapis.com/labels"]["record_id"] for e in failed} == {"m1", "m2"}
@@ -125,7 +125,7 @@ def test_the_config_can_come_from_gcs(storage, gcs_emulator, monkeypatch):
     gcp_functions.reset()
     try:
         app = gcp_functions.app()
-        outcomes = app.run([Item("1", {"a": 1}), Item("2", {"b": 1})], "test")
+        outcomes = app.run([TriggerRecord("1", {"a": 1}), TriggerRecord("2", {"b": 1})], "test")
         assert [bool(o.outputs) for o in outcomes] == [True, False]
     finally:
         gcp_functions.reset()

@@ -147,7 +147,7 @@ def post(url: str, body: bytes, headers: dict | None = None) -> tuple[int, dict]
 def test_direct_posts_answer_like_agglo_serve(pipeline, redis_kv_url):
     status, _ = post(pipeline.url, json.dumps({"n": 1, "seen": "x"}).encode(),
                      {"X-Cloud-Trace-Context": "0af7651916cd43dd8448eb211c80319c/123;o=1"})
-    assert status == 500
+    assert status == 422
     traced = [json.loads(line) for line in pipeline.server.log().splitlines() if '"record failed' in line]
     assert traced[-1]["logging.googleapis.com/trace"] == \
         "projects/agglo-test/traces/0af7651916cd43dd8448eb211c80319c"
@@ -157,7 +157,7 @@ def test_direct_posts_answer_like_agglo_serve(pipeline, redis_kv_url):
     again, answer = post(pipeline.url, json.dumps([{"n": 3}, {"n": 5}]).encode())
     assert again == 200 and state_total(redis_kv_url) == 8  # the same events again: the same records
     status, answer = post(pipeline.url, json.dumps({"n": 1, "seen": "x"}).encode())
-    assert status == 500 and answer["errors"][0]["process"] == "Mark"
+    assert status == 422 and answer["errors"][0]["process"] == "Mark"
     assert post(pipeline.url, b"[1, 2]")[0] == 400 and post(pipeline.url, b"{nope")[0] == 400
 
 

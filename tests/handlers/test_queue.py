@@ -124,18 +124,3 @@ def test_a_record_that_keeps_failing_is_parked_after_max_attempts(tmp_path, monk
         assert queue.work_once(runtime)
     assert queue.counts() == {"inflight": 0, "unprocessed": 0, "failed": 1}
     queue.close()
-
-
-def test_a_queue_written_by_an_older_agglo_gains_the_retry_columns(tmp_path):
-    import sqlite3
-
-    (tmp_path / "q").mkdir()
-    conn = sqlite3.connect(tmp_path / "q" / "queue.db")
-    conn.executescript("CREATE TABLE queue (id INTEGER PRIMARY KEY AUTOINCREMENT, record_id TEXT NOT NULL, "
-                       "body BLOB NOT NULL, inflight INTEGER NOT NULL DEFAULT 0);"
-                       "INSERT INTO queue (record_id, body, inflight) VALUES ('http:0', '{\"n\": 0}', 1);")
-    conn.commit()
-    conn.close()
-    runtime = counting_runtime(tmp_path)
-    assert drain(tmp_path, runtime) == {"inflight": 0, "unprocessed": 0, "failed": 0}
-    assert count(runtime) == 1

@@ -42,8 +42,10 @@ def tee_config(url: str, retries: int) -> dict:
 
 
 def runtime_for(cfg: dict) -> tuple[Runtime, list[float]]:
+    """A runtime whose jitter always draws the top of its range, so the backoff is the plain exponential."""
     sleeps: list[float] = []
-    return Runtime.build(compile_plan(cfg), local_registry(), sleep=sleeps.append, clock=lambda: 1.7e9), sleeps
+    return Runtime.build(compile_plan(cfg), local_registry(), sleep=sleeps.append, clock=lambda: 1.7e9,
+                         rand=lambda: 1.0), sleeps
 
 
 def test_http_tee_posts_with_idempotency_key_and_records_the_response(hook_factory):
