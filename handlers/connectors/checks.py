@@ -55,7 +55,9 @@ def check_external(path: str, ext: External, catalog: tuple[ConnectorSpec, ...] 
         if not scheme:
             return [f"{path}.connectionString: a bare path is not a connection string for {etype} "
                     f"(it takes: {', '.join(serving)})"]
-        hint = did_you_mean(scheme, known, lambda s: repr(_display(s, catalog)))
+        shown = lambda s: repr(_display(s, catalog))  # noqa: E731
+        own = {scheme_ for spec_ in catalog if etype in spec_.external_types for scheme_ in spec_.schemes}
+        hint = did_you_mean(scheme, own, shown) or did_you_mean(scheme, known, shown)  # this type's first
         return [f"{path}.connectionString: unknown scheme '{scheme}:'{hint} ({etype} takes: {', '.join(serving)})"]
     return [f"{path}.connectionString: {problem}" for problem in spec.problems(cs)]
 

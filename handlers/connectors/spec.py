@@ -181,5 +181,5 @@ def _hide_password(userinfo: str) -> str:
 def did_you_mean(word: str, choices: Iterable[str], shown: Callable[[str], str] = repr) -> str:
     """``; did you mean 'x'?`` for the closest of ``choices`` (case ignored), or ""."""
     by_folded = {c.lower(): c for c in choices if c}
-    close = difflib.get_close_matches(word.lower(), list(by_folded), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(word.lower(), list(by_folded), n=1, cutoff=0.5)
     return f"; did you mean {shown(by_folded[close[0]])}?" if close else ""
