@@ -38,7 +38,7 @@ def mark_ttl_s() -> int:
     return int(os.environ.get("AGGLO_DEDUPE_TTL_S", DEFAULT_MARK_TTL_S))
 
 
-def apply_marked(e: ApplyDeltas, get: Callable[[str], Any], put: Callable[[str, Any], None],
+def apply_marked_in_store(e: ApplyDeltas, get: Callable[[str], Any], put: Callable[[str, Any], None],
                   now_s: float, ttl_s: int) -> DeltasApplied:
     """Applies the parts whose mark is not live, remembering each one's mark and the fields it wrote."""
     before = get(e.key) or {}
@@ -57,7 +57,7 @@ def apply_marked(e: ApplyDeltas, get: Callable[[str], Any], put: Callable[[str, 
     return DeltasApplied(before, frozenset(remembered), remembered)
 
 
-def join_add(e: JoinAdd, get: Callable[[str], Any], put: Callable[[str, Any], None],
+def join_add_in_store(e: JoinAdd, get: Callable[[str], Any], put: Callable[[str, Any], None],
               delete: Callable[[str], None], now_s: float, ttl_s: int) -> JoinState:
     """Adds the member and closes the join if this add decides it; answers a known mark as before."""
     if e.mark:
@@ -74,7 +74,7 @@ def join_add(e: JoinAdd, get: Callable[[str], Any], put: Callable[[str, Any], No
     return state
 
 
-def compare_and_put(e: CompareAndPut, get: Callable[[str], Any], put: Callable[[str, Any], None]) -> bool:
+def compare_and_put_in_store(e: CompareAndPut, get: Callable[[str], Any], put: Callable[[str, Any], None]) -> bool:
     """``CompareAndPut`` inside the caller's lock or transaction."""
     current = get(e.key)
     if (None if current is None else current.get("uuid", "") if isinstance(current, dict) else "") != e.expected:
@@ -123,13 +123,13 @@ class KeyValueStore(Connector):
         self.write(e.key, e.body)
 
     def apply_deltas(self, e: ApplyDeltas) -> DeltasApplied:
-        return apply_marked(e, self.read, self.write, time.time(), mark_ttl_s())
+        return apply_marked_in_store(e, self.read, self.write, time.time(), mark_ttl_s())
 
     def join_add(self, e: JoinAdd) -> JoinState:
-        return join_add(e, self.read, self.write, self.remove, time.time(), mark_ttl_s())
+        return join_add_in_store(e, self.read, self.write, self.remove, time.time(), mark_ttl_s())
 
     def get_items(self, e: GetItems) -> tuple:
         return tuple(self.read(k) for k in e.keys)
 
     def compare_and_put(self, e: CompareAndPut, values: tuple[bytes, ...]) -> bool:
-        return compare_and_put(e, self.read, self.write)
+        return compare_and_put_in_store(e, self.read, self.write)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from agglo_core.connstr import parse_options, scheme_of
+from agglo_core.connstr import parse_options, redact_userinfo, scheme_of
 
 OptionType = Literal["str", "int", "bool"]
 Form = Literal["options", "value", "url"]
@@ -31,7 +31,6 @@ ENV_REF = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 """``${NAME}``: filled in from the environment when the connector is built, so any value is accepted."""
 
 PLATFORMS = ("local", "aws", "gcp")
-_URL_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)([^/@?#]*)@")
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +153,7 @@ class ConnectorSpec:
 
     def redact(self, connection_string: str) -> str:
         """The connection string with the values of secret options, and any URL password, as ``***``."""
-        s = _URL_USERINFO.sub(lambda m: m.group(1) + _hide_password(m.group(2)) + "@", connection_string)
+        s = redact_userinfo(connection_string)
         secret = {o.name for o in self.options if o.secret}
         if not secret:
             return s
@@ -170,12 +169,6 @@ class ConnectorSpec:
         return f"{scheme}:" + ",".join(
             f"{k}=***" if sep and k.strip() in secret else part
             for part in rest.split(",") for k, sep, _ in [part.partition("=")])
-
-
-def _hide_password(userinfo: str) -> str:
-    user, sep, _password = userinfo.partition(":")
-    # A lone userinfo is often a token (``redis://TOKEN@host``): hide it too.
-    return f"{user}:***" if sep else "***"
 
 
 def did_you_mean(word: str, choices: Iterable[str], shown: Callable[[str], str] = repr) -> str:

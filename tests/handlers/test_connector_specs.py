@@ -11,7 +11,6 @@ import threading
 import orjson
 import pytest
 from builders import config, external
-from entwine_world import ed25519_pem
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from servers import JsonHook

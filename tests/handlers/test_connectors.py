@@ -193,6 +193,21 @@ def test_kv_puts_tee_bodies(kv):
     assert kv.get("uuid-1") == {"a": [1, {"b": None}]}
 
 
+def test_kv_scans_what_it_holds_by_prefix(kv):
+    kv.perform([Put("t", "a/1", {"x": 1}), Put("t", "a/2", {"x": [2]}), Put("t", "b/1", {"x": 3}),
+                ApplyDeltas("s", "a/3", {"v": ("add", 4)})])
+    assert list(kv.scan("a/")) == [("a/1", {"x": 1}), ("a/2", {"x": [2]}), ("a/3", {"v": 4})]
+    assert [key for key, _ in kv.scan()] == ["a/1", "a/2", "a/3", "b/1"] and list(kv.scan("c")) == []
+
+
+def test_object_stores_scan_what_they_hold(tmp_path):
+    for cs in ("mem:scanned", f"file:{tmp_path}/objects"):
+        store = local_registry().build(ext("ExternalObjectStore", cs))
+        store.perform([Put("t", "k2", {"n": 2}), Put("t", "k1", {"n": 1}), Put("t", "other", {})])
+        assert list(store.scan("k")) == [("k1", {"n": 1}), ("k2", {"n": 2})]
+        assert store.get("missing") is None
+
+
 def test_mem_stores_are_shared_by_name_and_separate_by_kind():
     r = local_registry()
     one, two = r.build(ext("ExternalKVStore", "mem:a")), r.build(ext("ExternalKVStore", "mem:a"))
