@@ -12,7 +12,7 @@ from functools import cache
 from typing import Any
 
 from agglo_core.connstr import parse_options
-from handlers.connectors.base import Connector
+from handlers.connectors.base import BaseConnector
 from handlers.connectors.spec import Option
 
 _lock = threading.Lock()
@@ -73,6 +73,6 @@ def error_code(err: Exception) -> str:
     return str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
 
 
-class AwsConnector(Connector):
+class AwsConnector(BaseConnector):
     def is_transient(self, err: Exception) -> bool:
         return error_code(err) not in REFUSED_CODES and super().is_transient(err)

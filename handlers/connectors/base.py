@@ -100,7 +100,7 @@ def encode(effect: Any) -> Any:
     return None
 
 
-class Connector:
+class BaseConnector:
     """A connector's base; see the module's docstring."""
 
     capabilities: ClassVar[frozenset[str]] = frozenset()

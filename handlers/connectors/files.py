@@ -21,7 +21,7 @@ import orjson
 
 from agglo_core.config import External
 from agglo_core.effects import Put
-from handlers.connectors.base import Connector, Refused
+from handlers.connectors.base import BaseConnector, Refused
 from handlers.connectors.spec import ConnectorSpec, Option
 
 
@@ -54,7 +54,7 @@ def remove_stale_temporaries(directory: str, older_than_s: float = STALE_TMP_S) 
     return removed
 
 
-class DirectoryStore(Connector):
+class DirectoryStore(BaseConnector):
     """Puts land in ``directory/<key><suffix>`` as JSON."""
 
     capabilities = frozenset({"Put"})

@@ -23,7 +23,7 @@ import orjson
 
 from agglo_core.effects import ApplyDeltas, DeltasApplied, JoinAdd, JoinState, Put
 from agglo_core.state import add_to_join, apply_deltas, apply_parts, join_from_memo, join_memo
-from handlers.connectors.base import OPTIMISTIC_ATTEMPTS, Connector, Contended
+from handlers.connectors.base import OPTIMISTIC_ATTEMPTS, BaseConnector, Contended
 from handlers.connectors.kv import MARK_PREFIX, mark_ttl_s
 from handlers.connectors.spec import ConnectorSpec, Option
 
@@ -37,7 +37,7 @@ def _doc_id(key: str) -> str:
     return quote(key, safe="")
 
 
-class FirestoreKV(Connector):
+class FirestoreKV(BaseConnector):
     """One transaction per effect; different keys in parallel, the same key in order."""
 
     capabilities = frozenset({"Put", "ApplyDeltas", "JoinAdd"})

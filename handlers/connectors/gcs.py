@@ -15,7 +15,7 @@ from typing import IO, Any
 import orjson
 
 from agglo_core.effects import Put
-from handlers.connectors.base import Connector
+from handlers.connectors.base import BaseConnector
 from handlers.connectors.spec import ConnectorSpec, Option
 
 
@@ -26,7 +26,7 @@ def storage_client() -> Any:
     return storage.Client()
 
 
-class GcsObjectStore(Connector):
+class GcsObjectStore(BaseConnector):
     capabilities = frozenset({"Put"})
 
     def __init__(self, opts: dict[str, str], parallelism: int = 8) -> None:

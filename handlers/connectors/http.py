@@ -15,13 +15,13 @@ from typing import Any
 import orjson
 
 from agglo_core.effects import EffectFailed, Put
-from handlers.connectors.base import Connector, status_is_permanent
+from handlers.connectors.base import BaseConnector, status_is_permanent
 from handlers.connectors.spec import ConnectorSpec
 
 _MAX_RESPONSE = 1 << 20
 
 
-class HttpTarget(Connector):
+class HttpTarget(BaseConnector):
     capabilities = frozenset({"Put"})
     concurrency = 16
 

@@ -23,7 +23,7 @@ from agglo_core.effects import (
     Put,
 )
 from agglo_core.state import add_to_join, apply_deltas, apply_parts, join_from_memo, join_memo
-from handlers.connectors.base import Connector, Work
+from handlers.connectors.base import BaseConnector, Work
 
 MARK_PREFIX = "mark/"
 DEFAULT_MARK_TTL_S = 7 * 24 * 3600
@@ -86,7 +86,7 @@ def compare_and_put_in_store(e: CompareAndPut, get: Callable[[str], Any], put: C
     return True
 
 
-class KeyValueStore(Connector):
+class KeyValueStore(BaseConnector):
     """A store that has only get, put and delete: every batch runs inside ``transaction()`` (a lock, or a
     database transaction), which makes each effect, and the batch, atomic."""
 

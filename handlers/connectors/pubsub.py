@@ -14,7 +14,7 @@ from functools import cache
 from typing import Any
 
 from agglo_core.effects import EffectFailed
-from handlers.connectors.base import Connector, Work
+from handlers.connectors.base import BaseConnector, Work
 from handlers.connectors.spec import ConnectorSpec, Option
 
 ID_ATTRIBUTE = "agglo-id"
@@ -33,7 +33,7 @@ def ordering_key(body: dict) -> str:
     return source.get("orderingKey") or "" if isinstance(source, dict) else ""
 
 
-class PubSubOutput(Connector):
+class PubSubOutput(BaseConnector):
     capabilities = frozenset({"Put"})
 
     def __init__(self, topic: str) -> None:

@@ -31,7 +31,7 @@ from agglo_core.effects import (
     JoinState,
     Put,
 )
-from handlers.connectors.base import Connector, Work
+from handlers.connectors.base import BaseConnector, Work
 from handlers.connectors.kv import mark_ttl_s
 from handlers.connectors.spec import ConnectorSpec, Option
 
@@ -177,7 +177,7 @@ def _pairs(flat: list) -> dict[str, bytes]:
     return {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
 
 
-class RedisKV(Connector):
+class RedisKV(BaseConnector):
     """Every batch is one pipelined round trip; each effect in it is one atomic command or script."""
 
     capabilities = frozenset({"Put", "ApplyDeltas", "JoinAdd", "GetItems", "CompareAndPut"})

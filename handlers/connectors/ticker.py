@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from agglo_core.effects import EffectFailed, TickerCall
-from handlers.connectors.base import Connector, status_is_permanent
+from handlers.connectors.base import BaseConnector, status_is_permanent
 
 TIMEOUT_S = 30
 
@@ -36,7 +36,7 @@ def call(endpoint: str, method: str, path: str, body: Any = None) -> tuple[int, 
         return status, {"error": raw[:200].decode(errors="replace")}
 
 
-class TickerClient(Connector):
+class TickerClient(BaseConnector):
     """Each call goes to the ticker its effect names (no external system, so no spec of options)."""
 
     capabilities = frozenset({"TickerCall"})
