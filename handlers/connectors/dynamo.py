@@ -225,11 +225,18 @@ class DynamoKV(AwsConnector):
         unique = list(dict.fromkeys(keys))
         for i in range(0, len(unique), 100):  # BatchGetItem's limit
             request = {self.table: {"Keys": [{KEY: {"S": k}} for k in unique[i:i + 100]], "ConsistentRead": True}}
+            rounds = 0
             while request:
                 answer = self._client.batch_get_item(RequestItems=request)
                 for item in answer["Responses"].get(self.table, []):
                     found[item[KEY]["S"]] = value_of_item(item)
                 request = answer.get("UnprocessedKeys") or {}
+                if request:  # throttled: back off, a bounded number of times
+                    rounds += 1
+                    if rounds >= self.optimistic_attempts:
+                        raise RuntimeError(f"DynamoDB left keys unread after {rounds} rounds (throttled); "
+                                           "retry later")
+                    time.sleep(backoff_s(rounds - 1))
         return tuple(found.get(k) for k in keys)
 
     def _compare_and_put(self, e: CompareAndPut, values: tuple[bytes, ...]) -> bool:
