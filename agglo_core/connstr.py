@@ -1,7 +1,10 @@
 """Connection strings: binge's ``scheme:key=value,key=value`` form, URLs and paths.
 
-Connection strings can carry secrets; ``redact`` is applied to every connection
-string the core puts into an output.
+Connection strings can carry secrets; a redactor is applied to every connection
+string the core puts into an output. ``redact`` here goes by key names; the
+adapters pass the connector specs' redaction instead (``compile_plan(...,
+redact=...)``), which knows each connector's secret options and falls back to
+this one for schemes no connector takes.
 """
 
 from __future__ import annotations
@@ -30,9 +33,14 @@ def scheme_of(connection_string: str) -> str:
     return m.group(1).lower() if m else ""
 
 
+def redact_userinfo(connection_string: str) -> str:
+    """A URL's ``user:password@`` as ``user:***@`` (a lone userinfo, often a token, as ``***@``)."""
+    return _URL_USERINFO.sub(lambda m: m.group(1) + _redact_userinfo(m.group(2)) + "@", connection_string)
+
+
 def redact(connection_string: str) -> str:
     """The connection string with passwords, tokens and auth values replaced by ``***``."""
-    s = _URL_USERINFO.sub(lambda m: m.group(1) + _redact_userinfo(m.group(2)) + "@", connection_string)
+    s = redact_userinfo(connection_string)
     s = _QUERY_PARAM.sub(
         lambda m: f"{m.group(1)}{m.group(2)}={'***' if _SECRET_KEY.search(m.group(2)) else m.group(3)}", s)
     scheme = scheme_of(s)

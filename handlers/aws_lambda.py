@@ -57,11 +57,9 @@ class _RecordFailed(Exception):
 
 def aws_registry() -> Any:
     """The connectors a Lambda offers: the local ones and the AWS ones."""
-    from handlers.connectors import aws, local_registry
+    from handlers.connectors.catalog import registry_for
 
-    registry = local_registry()
-    aws.register(registry)
-    return registry
+    return registry_for("aws")
 
 
 class Instruments:

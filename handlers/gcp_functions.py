@@ -107,13 +107,9 @@ def _configure_logging() -> None:
 
 def gcp_registry() -> Any:
     """The connectors a Cloud Function offers: the local ones (Redis among them), Firestore, GCS, Pub/Sub."""
-    from handlers.connectors import firestore, gcs, local_registry, pubsub
+    from handlers.connectors.catalog import registry_for
 
-    registry = local_registry()
-    firestore.register(registry)
-    gcs.register(registry)
-    pubsub.register(registry)
-    return registry
+    return registry_for("gcp")
 
 
 class CloudFunctionApp:

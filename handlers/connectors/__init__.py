@@ -1,9 +1,11 @@
 """Connectors, one module per backend family, found by connection-string scheme.
 
 Every connector answers the core's effects for one external system through
-``perform(effects) -> results`` (one result per effect, in order; an exception
-fails the whole group, an ``EffectFailed`` just that effect). Adapters register
-the factories they offer at cold start; tests register their own the same way.
+``perform(effects) -> results`` (one result per effect, in order; an
+``EffectFailed`` fails just that effect). Each connector module declares the
+``SPECS`` of what it serves beside its code (``spec.ConnectorSpec``); the
+``catalog`` gathers them, and each adapter's registry holds the ones its platform
+offers (``catalog.registry_for``). Tests register their own factories the same way.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agglo_core.config import External, PipelinesConfig
-from agglo_core.connstr import parse_options, redact, scheme_of
+from agglo_core.connstr import scheme_of
+
+if TYPE_CHECKING:
+    from handlers.connectors.spec import ConnectorSpec
 
 
 class Connector(Protocol):
@@ -47,33 +52,37 @@ def expand_environment(external: External, env: dict[str, str] | None = None) ->
     return external.model_copy(update={"connectionString": _ENV_REF.sub(lambda m: env[m.group(1)], cs)})
 
 
-def options_factory(cls: Callable[[dict[str, str]], Connector], required: str) -> Factory:
-    """Builds ``cls(options)`` from a ``scheme:key=value,…`` string, insisting on the option ``required``."""
-
-    def build(ext: External) -> Connector:
-        opts = parse_options(ext.connectionString.split(":", 1)[1])
-        if not opts.get(required):
-            raise ValueError(f"external system '{ext.name}': {scheme_of(ext.connectionString)} needs {required}=…")
-        return cls(opts)
-
-    return build
-
-
 class Registry:
     """Factories keyed by (externalType, scheme). Scheme "" stands for a bare path."""
 
     def __init__(self) -> None:
         self._factories: dict[tuple[str, str], Factory] = {}
+        self._specs: dict[tuple[str, str], ConnectorSpec] = {}
 
     def register(self, external_type: str, scheme: str, factory: Factory) -> None:
         self._factories[(external_type, scheme)] = factory
+        self._specs.pop((external_type, scheme), None)
+
+    def register_spec(self, spec: ConnectorSpec) -> None:
+        """Every (externalType, scheme) the spec serves, built by its factory once its options check out."""
+        for external_type in spec.external_types:
+            for scheme in spec.schemes:
+                self.register(external_type, scheme, lambda ext, spec=spec: _build(spec, ext))  # type: ignore[misc]
+                self._specs[(external_type, scheme)] = spec
+
+    def spec(self, external_type: str, scheme: str) -> ConnectorSpec | None:
+        """The spec behind a registered factory (None: a factory registered without one, as tests do)."""
+        return self._specs.get((external_type, scheme))
 
     def copy(self) -> Registry:
         other = Registry()
         other._factories = dict(self._factories)
+        other._specs = dict(self._specs)
         return other
 
     def build(self, external: External) -> Connector:
+        from handlers.connectors.catalog import redact
+
         external = expand_environment(external)
         etype = external.externalType.value
         factory = self._factories.get((etype, scheme_of(external.connectionString)))
@@ -99,14 +108,20 @@ class Registry:
         return built
 
 
+def _build(spec: ConnectorSpec, external: External) -> Connector:
+    """``spec``'s connector for an external (its connection string expanded), after checking its options."""
+    from handlers.connectors.catalog import redact
+
+    cs = external.connectionString
+    problems = spec.problems(cs)
+    if problems:
+        raise ValueError(f"external system '{external.name}' ('{redact(cs)}'): {'; '.join(problems)}")
+    defaults = {o.name: o.default for o in spec.options if o.default is not None}
+    return spec.build(external, {**defaults, **spec.parse(cs)})
+
+
 def local_registry() -> Registry:
     """The connectors that need no cloud: memory, SQLite, files, HTTP, Redis."""
-    from handlers.connectors import files, http, memory, redis_kv, sqlite
+    from handlers.connectors.catalog import registry_for
 
-    r = Registry()
-    memory.register(r)
-    sqlite.register(r)
-    redis_kv.register(r)
-    files.register(r)
-    http.register(r)
-    return r
+    return registry_for("local")

@@ -12,6 +12,8 @@ from functools import cache
 from typing import Any
 
 from agglo_core.connstr import parse_options
+from handlers.connectors.base import BaseConnector
+from handlers.connectors.spec import Option
 
 _lock = threading.Lock()
 
@@ -51,10 +53,26 @@ def client_for(service: str, opts: dict[str, str]) -> Any:
     return client(service, opts.get("region"), endpoint_url(opts))
 
 
-def register(registry: Any) -> None:
-    from handlers.connectors import dynamo, kinesis, s3, sqs
+AWS_OPTIONS = (
+    Option("region", metavar="R", doc="the region (default: the function's, or AWS_REGION)"),
+    Option("endpoint", metavar="URL", doc="overrides AWS_ENDPOINT_URL for this external (moto, LocalStack)"),
+)
 
-    dynamo.register(registry)
-    s3.register(registry)
-    sqs.register(registry)
-    kinesis.register(registry)
+REFUSED_CODES = frozenset({
+    "ValidationException", "SerializationException", "InvalidParameterValue", "InvalidParameterCombination",
+    "InvalidMessageContents", "InvalidArgumentException", "MessageTooLong", "EntityTooLarge", "KeyTooLongError",
+    "InvalidRequest", "InvalidArgument",
+})
+"""Error codes with which an AWS service refuses the request's own content (retrying cannot help).
+
+Everything else (throttling, 5xx, timeouts, a missing table or a denied permission, which an operator fixes)
+is transient: the record is kept and retried."""
+
+
+def error_code(err: Exception) -> str:
+    return str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
+
+
+class AwsConnector(BaseConnector):
+    def is_transient(self, err: Exception) -> bool:
+        return error_code(err) not in REFUSED_CODES and super().is_transient(err)

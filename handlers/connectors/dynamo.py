@@ -21,6 +21,7 @@ Entwine's substream entries are JSON items like tee bodies; its head check
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -36,9 +37,10 @@ from agglo_core.effects import (
     Put,
 )
 from agglo_core.state import add_to_join, apply_parts, join_from_memo, join_memo
-from handlers.connectors import options_factory
-from handlers.connectors.aws import client_for
-from handlers.connectors.kv import MARK_PREFIX, mark_ttl_s, perform_by_key
+from handlers.connectors.aws import AWS_OPTIONS, AwsConnector, client_for
+from handlers.connectors.base import OPTIMISTIC_ATTEMPTS, Conflict, Contended, Refused, backoff_s, optimistic
+from handlers.connectors.kv import MARK_PREFIX, mark_ttl_s
+from handlers.connectors.spec import ConnectorSpec, Option
 
 FIELD = "f:"
 KEY = "pk"
@@ -46,7 +48,6 @@ VERSION = "v"
 TTL = "ttl"
 AFTER = "after"  # on a mark item: what the record's change wrote (JSON), to answer a redelivery with
 _MAX_MARKS = 99  # a transaction holds at most 100 writes: the state and 99 marks
-_MAX_ATTEMPTS = 100
 
 
 def to_dynamo(value: Any) -> Any:
@@ -67,33 +68,38 @@ def _conditional_failure(err: Exception) -> bool:
     return getattr(err, "response", {}).get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
-class DynamoKV:
+class DynamoKV(AwsConnector):
+    """One request (or transaction) per effect: different keys in parallel, the same key in order."""
+
+    capabilities = frozenset({"Put", "ApplyDeltas", "JoinAdd", "GetItems", "CompareAndPut"})
+    optimistic_attempts = OPTIMISTIC_ATTEMPTS
+
     def __init__(self, opts: dict[str, str], parallelism: int = 8) -> None:
         self.table = opts["tableName"]
         self._opts = opts
-        self._parallelism = parallelism
+        self.concurrency = parallelism
 
     @property
     def _client(self) -> Any:
         return client_for("dynamodb", self._opts)
 
-    def perform(self, effects: list[Any]) -> list[Any]:
-        """One request per effect: different keys in parallel, the same key in order."""
-        return perform_by_key(effects, self._one, self._parallelism)
+    def describe(self) -> str:
+        return f"DynamoDB table {self.table}"
 
-    def _one(self, e: Any) -> Any:
-        if isinstance(e, ApplyDeltas):
-            return self._apply_marked(e) if e.marks else DeltasApplied(self._apply(e))
-        if isinstance(e, JoinAdd):
-            return self._join_add(e)
-        if isinstance(e, Put):
-            self._put_item(e.key, {"json": orjson.dumps(e.body).decode()})
-            return None
-        if isinstance(e, GetItems):
-            return self._get_items(e.keys)
-        if isinstance(e, CompareAndPut):
-            return self._compare_and_put(e)
-        raise TypeError(f"DynamoDB cannot perform {type(e).__name__}")
+    def apply_deltas(self, e: ApplyDeltas) -> DeltasApplied:
+        return self._apply_marked(e) if e.marks else DeltasApplied(self._apply(e))
+
+    def join_add(self, e: JoinAdd) -> JoinState:
+        return self._join_add(e)
+
+    def put(self, e: Put, body: bytes) -> None:
+        self._put_item(e.key, {"json": body.decode()})
+
+    def get_items(self, e: GetItems) -> tuple:
+        return self._get_items(e.keys)
+
+    def compare_and_put(self, e: CompareAndPut, values: tuple[bytes, ...]) -> bool:
+        return self._compare_and_put(e, values)
 
     def _put_item(self, key: str, attrs: dict[str, str]) -> None:
         item = {KEY: {"S": key}, **{k: {"S": v} for k, v in attrs.items()}}
@@ -133,7 +139,7 @@ class DynamoKV:
             if len(conds) > 1:  # some fields may still win: apply them one at a time
                 for field, delta in e.deltas.items():
                     self._apply(ApplyDeltas(e.store, e.key, {field: delta}))
-        return _fields(old)
+        return fields_from_item(old)
 
     def _apply_marked(self, e: ApplyDeltas) -> DeltasApplied:
         """Deltas with dedupe marks: one transaction writes the new state and the marks, or nothing.
@@ -147,10 +153,11 @@ class DynamoKV:
         duplicates: set[str] = set()
         first_before: dict | None = None  # the item as the first chunk that got in found it
         before: dict = {}
+        conflicts = 0
         while parts:
             chunk, rest = parts[:_MAX_MARKS], parts[_MAX_MARKS:]
             item = self._get(e.key)
-            before = _fields(item)
+            before = fields_from_item(item)
             after, wrote = apply_parts(before, tuple(chunk))
             try:
                 self._client.transact_write_items(TransactItems=[
@@ -165,7 +172,12 @@ class DynamoKV:
                         if i > 0 and r.get("Code") == "ConditionalCheckFailed"}
                 duplicates |= seen
                 parts = [p for p in parts if p[0] not in seen]
-                continue  # the state changed under us, or some marks were known: read again
+                conflicts += 1  # the state changed under us, or some marks were known: read again
+                if conflicts >= self.optimistic_attempts:
+                    raise Contended(f"item {e.key!r}: still contended after {conflicts} attempts "
+                                    "(other writers won each time); retry later") from None
+                time.sleep(backoff_s(conflicts - 1))
+                continue
             if first_before is None:
                 first_before = before
             parts = rest
@@ -213,21 +225,28 @@ class DynamoKV:
         unique = list(dict.fromkeys(keys))
         for i in range(0, len(unique), 100):  # BatchGetItem's limit
             request = {self.table: {"Keys": [{KEY: {"S": k}} for k in unique[i:i + 100]], "ConsistentRead": True}}
+            rounds = 0
             while request:
                 answer = self._client.batch_get_item(RequestItems=request)
                 for item in answer["Responses"].get(self.table, []):
-                    found[item[KEY]["S"]] = orjson.loads(item["json"]["S"]) if "json" in item else _fields(item)
+                    found[item[KEY]["S"]] = value_of_item(item)
                 request = answer.get("UnprocessedKeys") or {}
+                if request:  # throttled: back off, a bounded number of times
+                    rounds += 1
+                    if rounds >= self.optimistic_attempts:
+                        raise RuntimeError(f"DynamoDB left keys unread after {rounds} rounds (throttled); "
+                                           "retry later")
+                    time.sleep(backoff_s(rounds - 1))
         return tuple(found.get(k) for k in keys)
 
-    def _compare_and_put(self, e: CompareAndPut) -> bool:
+    def _compare_and_put(self, e: CompareAndPut, values: tuple[bytes, ...]) -> bool:
         absent = set(e.absent)
         head = [w for w in e.writes if w[0] == e.key]
         if len(e.writes) + len(absent - {k for k, _ in e.writes}) + (0 if head else 1) > 100:
-            raise ValueError("a DynamoDB transaction holds at most 100 items")
+            raise Refused("a DynamoDB transaction holds at most 100 items")
         items: list[dict] = []
-        for key, value in e.writes:
-            item = {KEY: {"S": key}, "json": {"S": orjson.dumps(value).decode()}}
+        for (key, value), data in zip(e.writes, values, strict=True):
+            item = {KEY: {"S": key}, "json": {"S": data.decode()}}
             put: dict[str, Any] = {"TableName": self.table, "Item": item}
             if key == e.key:
                 item["uuid"] = {"S": str(value.get("uuid", ""))}
@@ -262,62 +281,78 @@ class DynamoKV:
     def _join_add(self, e: JoinAdd) -> JoinState:
         """Optimistic, like marked deltas: read the join (and the record's mark), decide, and write
         the join (or delete it, when this add closes it) conditional on its version, together with
-        the mark remembering the answer; on a conflict read again."""
-        for _ in range(_MAX_ATTEMPTS):
-            if e.mark:
-                known = self._get(MARK_PREFIX + e.mark)
-                if known and int(known[TTL]["N"]) >= time.time() and AFTER in known:
-                    return join_from_memo(orjson.loads(known[AFTER]["S"]))
-            item = self._get(e.key)
-            join = {"members": item["members"]["SS"], "deadline": int(item["deadline"]["N"])} if item else None
-            after, state = add_to_join(join, e)
-            version = int(item.get(VERSION, {"N": "0"})["N"])
-            names, values = {"#v": VERSION}, {}
-            if version:
-                condition, values[":v"] = "#v = :v", {"N": str(version)}
-            else:
-                condition = "attribute_not_exists(#v)"
-            key = {KEY: {"S": e.key}}
-            if after is None and not item:
-                write: dict = {"ConditionCheck": {"Key": key}}
-            elif after is None:
-                write = {"Delete": {"Key": key}}
-            else:
-                write = {"Put": {"Item": {**key, VERSION: {"N": str(version + 1)},
-                                          "members": {"SS": after["members"]},
-                                          "deadline": {"N": str(after["deadline"])}}}}
-            body = next(iter(write.values()))
-            body.update(TableName=self.table, ConditionExpression=condition, ExpressionAttributeNames=names)
-            if values:
-                body["ExpressionAttributeValues"] = values
-            writes = [write]
-            if e.mark:
-                writes.append(self._mark_write(e.mark, {AFTER: {"S": orjson.dumps(join_memo(state)).decode()}}))
-            try:
-                self._client.transact_write_items(TransactItems=writes)
-            except Exception as err:
-                if not getattr(err, "response", {}).get("CancellationReasons"):
-                    raise
-                continue  # another instance changed the join, or delivered this record: read again
-            return state
-        raise RuntimeError(f"join {e.key!r}: still contended after {_MAX_ATTEMPTS} attempts")
+        the mark remembering the answer; on a conflict read again (a bounded number of times)."""
+        return optimistic(lambda: self._join_add_once(e), f"join {e.key!r}", self.optimistic_attempts)
+
+    def _join_add_once(self, e: JoinAdd) -> JoinState:
+        if e.mark:
+            known = self._get(MARK_PREFIX + e.mark)
+            if known and int(known[TTL]["N"]) >= time.time() and AFTER in known:
+                return join_from_memo(orjson.loads(known[AFTER]["S"]))
+        item = self._get(e.key)
+        join = {"members": item["members"]["SS"], "deadline": int(item["deadline"]["N"])} if item else None
+        after, state = add_to_join(join, e)
+        version = int(item.get(VERSION, {"N": "0"})["N"])
+        names, values = {"#v": VERSION}, {}
+        if version:
+            condition, values[":v"] = "#v = :v", {"N": str(version)}
+        else:
+            condition = "attribute_not_exists(#v)"
+        key = {KEY: {"S": e.key}}
+        if after is None and not item:
+            write: dict = {"ConditionCheck": {"Key": key}}
+        elif after is None:
+            write = {"Delete": {"Key": key}}
+        else:
+            write = {"Put": {"Item": {**key, VERSION: {"N": str(version + 1)},
+                                      "members": {"SS": after["members"]},
+                                      "deadline": {"N": str(after["deadline"])}}}}
+        body = next(iter(write.values()))
+        body.update(TableName=self.table, ConditionExpression=condition, ExpressionAttributeNames=names)
+        if values:
+            body["ExpressionAttributeValues"] = values
+        writes = [write]
+        if e.mark:
+            writes.append(self._mark_write(e.mark, {AFTER: {"S": orjson.dumps(join_memo(state)).decode()}}))
+        try:
+            self._client.transact_write_items(TransactItems=writes)
+        except Exception as err:
+            if not getattr(err, "response", {}).get("CancellationReasons"):
+                raise
+            raise Conflict from None  # another instance changed the join, or delivered this record
+        return state
 
     def get(self, key: str) -> Any:
         """The stored value at ``key``: a tee'd body, or a state item's fields (for tests and tools)."""
         item = self._get(key)
-        if not item:
-            return None
-        if "json" in item:
-            return orjson.loads(item["json"]["S"])
-        return _fields(item)
+        return value_of_item(item) if item else None
+
+    def scan(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        found = []
+        for page in self._client.get_paginator("scan").paginate(
+                TableName=self.table, ConsistentRead=True, FilterExpression="begins_with(#k, :p)",
+                ExpressionAttributeNames={"#k": KEY}, ExpressionAttributeValues={":p": {"S": prefix}}):
+            found += [(item[KEY]["S"], value_of_item(item)) for item in page.get("Items", [])]
+        yield from sorted(found, key=lambda kv: kv[0])
 
 
-def _fields(item: dict) -> dict:
+def value_of_item(item: dict) -> Any:
+    """A tee'd body (JSON), or a state item's fields."""
+    return orjson.loads(item["json"]["S"]) if "json" in item else fields_from_item(item)
+
+
+def fields_from_item(item: dict) -> dict:
+    """A state item's fields (the attributes ``f:<field>``), as numbers."""
     from boto3.dynamodb.types import TypeDeserializer
 
     de = TypeDeserializer()
     return {k[len(FIELD):]: from_dynamo(de.deserialize(v)) for k, v in item.items() if k.startswith(FIELD)}
 
 
-def register(registry: Any) -> None:
-    registry.register("ExternalKVStore", "dynamo", options_factory(DynamoKV, "tableName"))
+SPECS = (ConnectorSpec(
+    "DynamoDB", ("dynamo",), ("ExternalKVStore",), DynamoKV.capabilities, ("aws",),
+    "DynamoDB; table with a string partition key `pk`. Each state change is one `UpdateItem` (`ADD`, or a "
+    "conditional `SET` for max/min) answered with the old item; distinct keys of a batch are written in parallel",
+    lambda ext, opts: DynamoKV(opts),
+    options=(Option("tableName", required=True, metavar="T", doc="the table"), *AWS_OPTIONS,
+             Option("prefixLength", type="int", metavar="N", doc="binge's; accepted and ignored"))),)

@@ -14,12 +14,15 @@ import contextlib
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
 from agglo_core.config import External
 from agglo_core.effects import Put
+from handlers.connectors.base import BaseConnector, Refused
+from handlers.connectors.spec import ConnectorSpec, Option
 
 
 def write_atomically(path: str, data: bytes) -> None:
@@ -51,8 +54,10 @@ def remove_stale_temporaries(directory: str, older_than_s: float = STALE_TMP_S) 
     return removed
 
 
-class DirectoryStore:
+class DirectoryStore(BaseConnector):
     """Puts land in ``directory/<key><suffix>`` as JSON."""
+
+    capabilities = frozenset({"Put"})
 
     def __init__(self, directory: str, suffix: str) -> None:
         self.directory = directory
@@ -62,26 +67,42 @@ class DirectoryStore:
 
     def path_for(self, key: str) -> str:
         if "/" in key or key.startswith("."):
-            raise ValueError(f"unsafe object key {key!r}")
+            raise Refused(f"unsafe object key {key!r}")
         return os.path.join(self.directory, key + self.suffix)
 
-    def perform(self, effects: list[Any]) -> list[Any]:
-        for e in effects:
-            if not isinstance(e, Put):
-                raise TypeError(f"a directory cannot perform {type(e).__name__}")
-            write_atomically(self.path_for(e.key), orjson.dumps(e.body) + b"\n")
-        return [None] * len(effects)
+    def put(self, e: Put, body: bytes) -> None:
+        write_atomically(self.path_for(e.key), body + b"\n")
 
     def get(self, key: str) -> Any:
-        with open(self.path_for(key), "rb") as f:
-            return orjson.loads(f.read())
+        try:
+            with open(self.path_for(key), "rb") as f:
+                return orjson.loads(f.read())
+        except FileNotFoundError:
+            return None
+
+    def scan(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        for name in sorted(os.listdir(self.directory)):
+            if name.startswith(TMP_PREFIX) or not name.endswith(self.suffix):
+                continue
+            key = name[:len(name) - len(self.suffix)] if self.suffix else name
+            if key.startswith(prefix):
+                yield key, self.get(key)
+
+    def describe(self) -> str:
+        return f"directory {self.directory}"
 
 
-def register(registry: Any) -> None:
-    def local_dir(ext: External) -> DirectoryStore:
-        cs = ext.connectionString
-        return DirectoryStore(cs[5:] if cs.startswith("file:") else cs, ".json")
+def _local_dir(ext: External, opts: dict[str, str]) -> DirectoryStore:
+    return DirectoryStore(opts["directory"], ".json")
 
-    registry.register("ExternalLocalFile", "", local_dir)
-    registry.register("ExternalLocalFile", "file", local_dir)
-    registry.register("ExternalObjectStore", "file", lambda ext: DirectoryStore(ext.connectionString[5:], ""))
+
+_DIRECTORY = Option("directory", required=True, metavar="DIR", doc="the directory the files go to")
+
+SPECS = (
+    ConnectorSpec("local files", ("", "file"), ("ExternalLocalFile",), DirectoryStore.capabilities,
+                  ("local", "aws", "gcp"), "one `<uuid>.json` file per tee'd event", _local_dir, form="value",
+                  options=(_DIRECTORY,)),
+    ConnectorSpec("file object store", ("file",), ("ExternalObjectStore",), DirectoryStore.capabilities,
+                  ("local", "aws", "gcp"), "one file per object, named by its key",
+                  lambda ext, opts: DirectoryStore(opts["directory"], ""), form="value", options=(_DIRECTORY,)),
+)

@@ -15,13 +15,19 @@ from __future__ import annotations
 
 import datetime
 import time
-from typing import Any
-from urllib.parse import quote
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+from urllib.parse import quote, unquote
+
+import orjson
 
 from agglo_core.effects import ApplyDeltas, DeltasApplied, JoinAdd, JoinState, Put
 from agglo_core.state import add_to_join, apply_deltas, apply_parts, join_from_memo, join_memo
-from handlers.connectors import options_factory
-from handlers.connectors.kv import MARK_PREFIX, mark_ttl_s, perform_by_key
+from handlers.connectors.base import OPTIMISTIC_ATTEMPTS, BaseConnector, Contended
+from handlers.connectors.kv import MARK_PREFIX, mark_ttl_s
+from handlers.connectors.spec import ConnectorSpec, Option
+
+T = TypeVar("T")
 
 BODY = "json"
 AFTER = "after"  # on a mark: what the record's change wrote, to answer a redelivery with
@@ -31,13 +37,18 @@ def _doc_id(key: str) -> str:
     return quote(key, safe="")
 
 
-class FirestoreKV:
+class FirestoreKV(BaseConnector):
+    """One transaction per effect; different keys in parallel, the same key in order."""
+
+    capabilities = frozenset({"Put", "ApplyDeltas", "JoinAdd"})
+    optimistic_attempts = OPTIMISTIC_ATTEMPTS
+
     def __init__(self, opts: dict[str, str], parallelism: int = 8) -> None:
         self.project = opts.get("project") or None
         self.collection = opts["collection"]
         self.database = opts.get("database") or None
         self._client: Any = None
-        self._parallelism = parallelism
+        self.concurrency = parallelism
 
     @property
     def client(self) -> Any:
@@ -50,23 +61,31 @@ class FirestoreKV:
     def _ref(self, key: str) -> Any:
         return self.client.collection(self.collection).document(_doc_id(key))
 
-    def perform(self, effects: list[Any]) -> list[Any]:
-        """One transaction per effect; different keys in parallel, the same key in order."""
-        return perform_by_key(effects, self._one, self._parallelism)
+    def describe(self) -> str:
+        return f"Firestore collection {self.collection}"
 
-    def _one(self, e: Any) -> Any:
+    def put(self, e: Put, body: bytes) -> None:
+        self._ref(e.key).set({BODY: body.decode()})
+
+    def apply_deltas(self, e: ApplyDeltas) -> DeltasApplied:
+        return self._in_transaction(self._apply, e)
+
+    def join_add(self, e: JoinAdd) -> JoinState:
+        return self._in_transaction(self._join_add, e)
+
+    def _in_transaction(self, step: Callable[[Any, Any], T], e: Any) -> T:
+        """``step`` in a transaction that Firestore retries when another writer got in first, a bounded
+        number of times (a retried transaction keeps its place in line, so no backoff is needed)."""
+        from google.api_core.exceptions import Aborted
         from google.cloud import firestore
 
-        if isinstance(e, Put):
-            import orjson
-
-            self._ref(e.key).set({BODY: orjson.dumps(e.body).decode()})
-            return None
-        transaction = self.client.transaction()
-        step = {ApplyDeltas: self._apply, JoinAdd: self._join_add}.get(type(e))
-        if step is None:
-            raise TypeError(f"Firestore cannot perform {type(e).__name__}")
-        return firestore.transactional(step)(transaction, e)
+        try:
+            return firestore.transactional(step)(self.client.transaction(max_attempts=self.optimistic_attempts), e)
+        except ValueError as err:
+            if isinstance(err.__cause__, Aborted):  # the library's "failed to commit in N attempts"
+                raise Contended(f"item {e.key!r}: still contended after {self.optimistic_attempts} attempts "
+                                "(other writers won each time); retry later") from err
+            raise
 
     def _apply(self, transaction: Any, e: ApplyDeltas) -> DeltasApplied:
         ref = self._ref(e.key)
@@ -109,14 +128,19 @@ class FirestoreKV:
 
     def get(self, key: str) -> Any:
         snapshot = self._ref(key).get()
-        if not snapshot.exists:
-            return None
-        data = snapshot.to_dict()
-        if BODY in data:
-            import orjson
+        return _value(snapshot.to_dict()) if snapshot.exists else None
 
-            return orjson.loads(data[BODY])
-        return data
+    def scan(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        found = []
+        for snapshot in self.client.collection(self.collection).stream():
+            key = unquote(snapshot.id)
+            if key.startswith(prefix):
+                found.append((key, _value(snapshot.to_dict())))
+        yield from sorted(found, key=lambda kv: kv[0])
+
+
+def _value(data: dict) -> Any:
+    return orjson.loads(data[BODY]) if BODY in data else data
 
 
 def _expires() -> datetime.datetime:
@@ -130,5 +154,10 @@ def _live(snapshot: Any) -> bool:
     return expires is None or expires.timestamp() > time.time()
 
 
-def register(registry: Any) -> None:
-    registry.register("ExternalKVStore", "firestore", options_factory(FirestoreKV, "collection"))
+SPECS = (ConnectorSpec(
+    "Firestore", ("firestore",), ("ExternalKVStore",), FirestoreKV.capabilities, ("gcp",),
+    "Firestore: one transaction per change (no `GetItems`/`CompareAndPut`, so not for entwine's stream state); "
+    "see [Google Cloud Functions](#google-cloud-functions)", lambda ext, opts: FirestoreKV(opts),
+    options=(Option("collection", required=True, metavar="C", doc="the collection the items are documents of"),
+             Option("project", metavar="P", doc="the project (default: the environment's)"),
+             Option("database", metavar="D", doc="the database (default: (default))"))),)

@@ -8,14 +8,15 @@ honoured by the client library.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from functools import cache
 from typing import IO, Any
 
 import orjson
 
 from agglo_core.effects import Put
-from handlers.connectors import options_factory
+from handlers.connectors.base import BaseConnector
+from handlers.connectors.spec import ConnectorSpec, Option
 
 
 @cache
@@ -25,25 +26,28 @@ def storage_client() -> Any:
     return storage.Client()
 
 
-class GcsObjectStore:
+class GcsObjectStore(BaseConnector):
+    capabilities = frozenset({"Put"})
+
     def __init__(self, opts: dict[str, str], parallelism: int = 8) -> None:
         self.bucket = opts["bucketName"]
         self.prefix = opts.get("prefix", "")
-        self._parallelism = parallelism
+        self.concurrency = parallelism
 
-    def _put(self, e: Put) -> None:
+    def put(self, e: Put, body: bytes) -> None:
         blob = storage_client().bucket(self.bucket).blob(self.prefix + e.key)
-        blob.upload_from_string(orjson.dumps(e.body), content_type="application/json")
-
-    def perform(self, effects: list[Any]) -> list[Any]:
-        if not all(isinstance(e, Put) for e in effects):
-            raise TypeError("an object store can only store objects")
-        with ThreadPoolExecutor(max_workers=max(1, min(self._parallelism, len(effects)))) as pool:
-            list(pool.map(self._put, effects))
-        return [None] * len(effects)
+        blob.upload_from_string(body, content_type="application/json")
 
     def get(self, key: str) -> Any:
-        return orjson.loads(storage_client().bucket(self.bucket).blob(self.prefix + key).download_as_bytes())
+        blob = storage_client().bucket(self.bucket).blob(self.prefix + key)
+        return orjson.loads(blob.download_as_bytes()) if blob.exists() else None
+
+    def scan(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        for blob in storage_client().list_blobs(self.bucket, prefix=self.prefix + prefix):
+            yield blob.name[len(self.prefix):], orjson.loads(blob.download_as_bytes())
+
+    def describe(self) -> str:
+        return f"GCS bucket {self.bucket}"
 
 
 def open_object(bucket: str, name: str, generation: str | int | None = None) -> IO[bytes]:
@@ -52,5 +56,8 @@ def open_object(bucket: str, name: str, generation: str | int | None = None) -> 
     return blob.open("rb", chunk_size=8 << 20)
 
 
-def register(registry: Any) -> None:
-    registry.register("ExternalObjectStore", "gcs", options_factory(GcsObjectStore, "bucketName"))
+SPECS = (ConnectorSpec(
+    "Cloud Storage", ("gcs",), ("ExternalObjectStore",), GcsObjectStore.capabilities, ("gcp",),
+    "one JSON object per tee'd event at `<prefix><uuid>`", lambda ext, opts: GcsObjectStore(opts),
+    options=(Option("bucketName", required=True, metavar="B", doc="the bucket"),
+             Option("prefix", metavar="P", doc="prepended to every object name"))),)

@@ -10,33 +10,37 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
+from agglo_core.effects import EffectFailed
+from handlers.connectors.aws import AWS_OPTIONS, AwsConnector, client_for
+from handlers.connectors.base import Work
+from handlers.connectors.spec import ConnectorSpec, Option
 
-from agglo_core.effects import EffectFailed, Put
-from handlers.connectors import options_factory
-from handlers.connectors.aws import client_for
 
+class KinesisOutput(AwsConnector):
+    capabilities = frozenset({"Put"})
 
-class KinesisOutput:
     def __init__(self, opts: dict[str, str]) -> None:
         self.stream = opts["streamName"]
         self._opts = opts
 
-    def perform(self, effects: list[Any]) -> list[Any]:
-        if not all(isinstance(e, Put) for e in effects):
-            raise TypeError("a Kinesis stream can only receive records")
-        results: list[Any] = [None] * len(effects)
+    def describe(self) -> str:
+        return f"Kinesis stream {self.stream}"
+
+    def perform_batch(self, works: list[Work]) -> list[Any]:
+        results: list[Any] = [None] * len(works)
         kinesis = client_for("kinesis", self._opts)
-        for start in range(0, len(effects), 500):
-            chunk = effects[start:start + 500]
+        for start in range(0, len(works), 500):
+            chunk = works[start:start + 500]
             answer = kinesis.put_records(StreamName=self.stream, Records=[
-                {"Data": orjson.dumps(e.body), "PartitionKey": e.key} for e in chunk])
+                {"Data": w.data, "PartitionKey": w.effect.key} for w in chunk])
             for i, entry in enumerate(answer["Records"], start):
-                if "ErrorCode" in entry:
+                if "ErrorCode" in entry:  # throttled or an internal failure: both Kinesis's own
                     results[i] = EffectFailed(
                         f"Kinesis refused the record: {entry['ErrorCode']}: {entry.get('ErrorMessage', '')}")
         return results
 
 
-def register(registry: Any) -> None:
-    registry.register("ExternalPubSub", "kinesis", options_factory(KinesisOutput, "streamName"))
+SPECS = (ConnectorSpec(
+    "Kinesis", ("kinesis",), ("ExternalPubSub",), KinesisOutput.capabilities, ("aws",),
+    "`PutRecords`; data is the event, the partition key the tee uuid", lambda ext, opts: KinesisOutput(opts),
+    options=(Option("streamName", required=True, metavar="S", doc="the stream"), *AWS_OPTIONS)),)

@@ -1,16 +1,16 @@
-"""What every key-value connector does with the core's effects, given get/put/delete on one store.
+"""What a key-value connector does with the core's effects, given get/put/delete on one store.
 
-Backends with their own atomic primitives (DynamoDB, Redis) implement the
-effects natively; in-process and SQLite stores run this inside a lock or a
-transaction, which makes each effect atomic.
+Backends with their own atomic primitives (DynamoDB, Redis, Firestore) implement
+the effects natively; in-process and SQLite stores are ``KeyValueStore``s: they
+run these inside a lock or a transaction, which makes each effect atomic.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from agglo_core.effects import (
@@ -23,6 +23,7 @@ from agglo_core.effects import (
     Put,
 )
 from agglo_core.state import add_to_join, apply_deltas, apply_parts, join_from_memo, join_memo
+from handlers.connectors.base import BaseConnector, Work
 
 MARK_PREFIX = "mark/"
 DEFAULT_MARK_TTL_S = 7 * 24 * 3600
@@ -37,7 +38,7 @@ def mark_ttl_s() -> int:
     return int(os.environ.get("AGGLO_DEDUPE_TTL_S", DEFAULT_MARK_TTL_S))
 
 
-def _apply_marked(e: ApplyDeltas, get: Callable[[str], Any], put: Callable[[str, Any], None],
+def apply_marked_in_store(e: ApplyDeltas, get: Callable[[str], Any], put: Callable[[str, Any], None],
                   now_s: float, ttl_s: int) -> DeltasApplied:
     """Applies the parts whose mark is not live, remembering each one's mark and the fields it wrote."""
     before = get(e.key) or {}
@@ -56,7 +57,7 @@ def _apply_marked(e: ApplyDeltas, get: Callable[[str], Any], put: Callable[[str,
     return DeltasApplied(before, frozenset(remembered), remembered)
 
 
-def _join_add(e: JoinAdd, get: Callable[[str], Any], put: Callable[[str, Any], None],
+def join_add_in_store(e: JoinAdd, get: Callable[[str], Any], put: Callable[[str, Any], None],
               delete: Callable[[str], None], now_s: float, ttl_s: int) -> JoinState:
     """Adds the member and closes the join if this add decides it; answers a known mark as before."""
     if e.mark:
@@ -73,7 +74,7 @@ def _join_add(e: JoinAdd, get: Callable[[str], Any], put: Callable[[str, Any], N
     return state
 
 
-def compare_and_put(e: CompareAndPut, get: Callable[[str], Any], put: Callable[[str, Any], None]) -> bool:
+def compare_and_put_in_store(e: CompareAndPut, get: Callable[[str], Any], put: Callable[[str, Any], None]) -> bool:
     """``CompareAndPut`` inside the caller's lock or transaction."""
     current = get(e.key)
     if (None if current is None else current.get("uuid", "") if isinstance(current, dict) else "") != e.expected:
@@ -85,44 +86,50 @@ def compare_and_put(e: CompareAndPut, get: Callable[[str], Any], put: Callable[[
     return True
 
 
-def perform_by_key(effects: list[Any], one: Callable[[Any], Any], parallelism: int) -> list[Any]:
-    """``one(effect)`` for each effect, in order per key, different keys in parallel threads."""
-    by_key: dict[str | None, list[int]] = {}
-    for i, e in enumerate(effects):
-        by_key.setdefault(getattr(e, "key", None), []).append(i)  # reads of several keys (GetItems): one group
-    results: list[Any] = [None] * len(effects)
+class KeyValueStore(BaseConnector):
+    """A store that has only get, put and delete: every batch runs inside ``transaction()`` (a lock, or a
+    database transaction), which makes each effect, and the batch, atomic."""
 
-    def run_key(indexes: list[int]) -> None:
-        for i in indexes:
-            results[i] = one(effects[i])
+    capabilities = frozenset({"Put", "ApplyDeltas", "JoinAdd", "GetItems", "CompareAndPut"})
+    PURGE_EVERY_S = 600
 
-    if len(by_key) <= 1:
-        for indexes in by_key.values():
-            run_key(indexes)
-    else:
-        with ThreadPoolExecutor(max_workers=min(parallelism, len(by_key))) as pool:
-            list(pool.map(run_key, by_key.values()))
-    return results
+    def __init__(self) -> None:
+        self._next_purge = time.time() + self.PURGE_EVERY_S
 
+    def transaction(self) -> contextlib.AbstractContextManager[Any]:
+        raise NotImplementedError
 
-def perform_kv(effects: list[Any], get: Callable[[str], Any], put: Callable[[str, Any], None],
-               delete: Callable[[str], None], now_s: float | None = None, ttl_s: int | None = None) -> list[Any]:
-    now_s = time.time() if now_s is None else now_s
-    ttl_s = mark_ttl_s() if ttl_s is None else ttl_s
-    results: list[Any] = []
-    for e in effects:
-        kind = type(e)
-        if kind is Put:
-            put(e.key, e.body)
-            results.append(None)
-        elif kind is ApplyDeltas:
-            results.append(_apply_marked(e, get, put, now_s, ttl_s))
-        elif kind is JoinAdd:
-            results.append(_join_add(e, get, put, delete, now_s, ttl_s))
-        elif kind is GetItems:
-            results.append(tuple(get(k) for k in e.keys))
-        elif kind is CompareAndPut:
-            results.append(compare_and_put(e, get, put))
-        else:
-            raise TypeError(f"a key-value store cannot perform {type(e).__name__}")
-    return results
+    def read(self, key: str) -> Any:
+        raise NotImplementedError
+
+    def write(self, key: str, value: Any) -> None:
+        raise NotImplementedError
+
+    def remove(self, key: str) -> None:
+        raise NotImplementedError
+
+    def purge_expired(self, now_s: float | None = None) -> int:
+        raise NotImplementedError
+
+    def perform_batch(self, works: list[Work]) -> list[Any]:
+        with self.transaction():
+            results = [self.dispatch(w) for w in works]  # an exception rolls back the batch
+        if time.time() >= self._next_purge:
+            self._next_purge = time.time() + self.PURGE_EVERY_S
+            self.purge_expired()
+        return results
+
+    def put(self, e: Put, body: bytes) -> None:
+        self.write(e.key, e.body)
+
+    def apply_deltas(self, e: ApplyDeltas) -> DeltasApplied:
+        return apply_marked_in_store(e, self.read, self.write, time.time(), mark_ttl_s())
+
+    def join_add(self, e: JoinAdd) -> JoinState:
+        return join_add_in_store(e, self.read, self.write, self.remove, time.time(), mark_ttl_s())
+
+    def get_items(self, e: GetItems) -> tuple:
+        return tuple(self.read(k) for k in e.keys)
+
+    def compare_and_put(self, e: CompareAndPut, values: tuple[bytes, ...]) -> bool:
+        return compare_and_put_in_store(e, self.read, self.write)

@@ -2,41 +2,43 @@
 
 One store per NAME per OS process, shared by every external that names it, as
 binge's ``mem:`` stores were. Useful for tests and for state that may be lost.
-Expired dedupe marks are forgotten every ``PURGE_EVERY_S`` seconds.
+Expired dedupe marks are forgotten every ``KeyValueStore.PURGE_EVERY_S`` seconds.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
-from agglo_core.config import External
-from agglo_core.effects import Put
-from handlers.connectors.kv import MARK_PREFIX, perform_kv
-
-PURGE_EVERY_S = 600
+from handlers.connectors.kv import MARK_PREFIX, KeyValueStore
+from handlers.connectors.spec import ConnectorSpec, Option
 
 _stores: dict[tuple[str, str], MemoryStore] = {}
 _stores_lock = threading.Lock()
 
 
-class MemoryStore:
+class MemoryStore(KeyValueStore):
     """A dict behind a lock; effects in one ``perform`` call are applied atomically together."""
 
     def __init__(self, name: str) -> None:
+        super().__init__()
         self.name = name
         self.data: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self._next_purge = time.time() + PURGE_EVERY_S
 
-    def perform(self, effects: list[Any]) -> list[Any]:
-        with self._lock:
-            results = perform_kv(effects, self.data.get, self.data.__setitem__, self._delete)
-        if time.time() >= self._next_purge:
-            self._next_purge = time.time() + PURGE_EVERY_S
-            self.purge_expired()
-        return results
+    def transaction(self) -> threading.Lock:
+        return self._lock
+
+    def read(self, key: str) -> Any:
+        return self.data.get(key)
+
+    def write(self, key: str, value: Any) -> None:
+        self.data[key] = value
+
+    def remove(self, key: str) -> None:
+        self.data.pop(key, None)
 
     def purge_expired(self, now_s: float | None = None) -> int:
         """Forget the dedupe marks that expired (by ``now_s``); returns how many."""
@@ -48,18 +50,20 @@ class MemoryStore:
                 del self.data[k]
         return len(gone)
 
-    def _delete(self, key: str) -> None:
-        self.data.pop(key, None)
-
     def get(self, key: str) -> Any:
         return self.data.get(key)
 
+    def scan(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        with self._lock:
+            found = sorted((k, v) for k, v in self.data.items() if k.startswith(prefix))
+        yield from found
+
+    def describe(self) -> str:
+        return f"mem:{self.name}"
+
 
 class MemoryObjectStore(MemoryStore):
-    def perform(self, effects: list[Any]) -> list[Any]:
-        if not all(isinstance(e, Put) for e in effects):
-            raise TypeError("an object store can only store objects")
-        return super().perform(effects)
+    capabilities = frozenset({"Put"})
 
 
 def store(kind: str, name: str) -> MemoryStore:
@@ -77,9 +81,16 @@ def reset() -> None:
         _stores.clear()
 
 
-def register(registry: Any) -> None:
-    def name_of(ext: External) -> str:
-        return ext.connectionString.split(":", 1)[1]
+_NAME = Option("name", required=True, metavar="NAME", doc="the store's name; externals naming it share it")
 
-    registry.register("ExternalKVStore", "mem", lambda ext: store("kv", name_of(ext)))
-    registry.register("ExternalObjectStore", "mem", lambda ext: store("object", name_of(ext)))
+SPECS = (
+    ConnectorSpec(
+        "in-process key-value store", ("mem",), ("ExternalKVStore",), MemoryStore.capabilities,
+        ("local", "aws", "gcp"),
+        "in-process store; one per NAME per OS process, shared by every external naming it",
+        lambda ext, opts: store("kv", opts["name"]), form="value", options=(_NAME,)),
+    ConnectorSpec(
+        "in-process object store", ("mem",), ("ExternalObjectStore",), MemoryObjectStore.capabilities,
+        ("local", "aws", "gcp"), "in-process object store",
+        lambda ext, opts: store("object", opts["name"]), form="value", options=(_NAME,)),
+)

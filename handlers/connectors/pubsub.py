@@ -13,10 +13,9 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-import orjson
-
-from agglo_core.config import External
-from agglo_core.effects import EffectFailed, Put
+from agglo_core.effects import EffectFailed
+from handlers.connectors.base import BaseConnector, Work
+from handlers.connectors.spec import ConnectorSpec, Option
 
 ID_ATTRIBUTE = "agglo-id"
 
@@ -34,17 +33,20 @@ def ordering_key(body: dict) -> str:
     return source.get("orderingKey") or "" if isinstance(source, dict) else ""
 
 
-class PubSubOutput:
+class PubSubOutput(BaseConnector):
+    capabilities = frozenset({"Put"})
+
     def __init__(self, topic: str) -> None:
         self.topic = topic
 
-    def perform(self, effects: list[Any]) -> list[Any]:
-        if not all(isinstance(e, Put) for e in effects):
-            raise TypeError("a Pub/Sub topic can only receive messages")
+    def describe(self) -> str:
+        return f"Pub/Sub topic {self.topic}"
+
+    def perform_batch(self, works: list[Work]) -> list[Any]:
         client = publisher()
-        keys = [ordering_key(e.body) for e in effects]
-        futures = [client.publish(self.topic, orjson.dumps(e.body), ordering_key=key, **{ID_ATTRIBUTE: e.key})
-                   for e, key in zip(effects, keys, strict=True)]
+        keys = [ordering_key(w.effect.body) for w in works]
+        futures = [client.publish(self.topic, w.data, ordering_key=key, **{ID_ATTRIBUTE: w.effect.key})
+                   for w, key in zip(works, keys, strict=True)]
         results: list[Any] = []
         for future, key in zip(futures, keys, strict=True):
             try:
@@ -53,15 +55,13 @@ class PubSubOutput:
             except Exception as err:  # this message only
                 if key:
                     client.resume_publish(self.topic, key)  # an ordered key stops after a failure until resumed
-                results.append(EffectFailed(f"Pub/Sub refused the message: {err}"))
+                results.append(EffectFailed(f"Pub/Sub refused the message: {err}", transient=self.is_transient(err)))
         return results
 
 
-def register(registry: Any) -> None:
-    def build(ext: External) -> PubSubOutput:
-        topic = ext.connectionString.split(":", 1)[1]
-        if not topic.startswith("projects/") or "/topics/" not in topic:
-            raise ValueError(f"external system '{ext.name}': pubsub needs projects/PROJECT/topics/TOPIC")
-        return PubSubOutput(topic)
-
-    registry.register("ExternalPubSub", "pubsub", build)
+SPECS = (ConnectorSpec(
+    "Pub/Sub", ("pubsub",), ("ExternalPubSub",), PubSubOutput.capabilities, ("gcp",),
+    "all messages of a batch are published at once; the tee uuid travels as the `agglo-id` attribute and a "
+    "Pub/Sub ordering key is kept", lambda ext, opts: PubSubOutput(opts["topic"]), form="value",
+    options=(Option("topic", required=True, metavar="projects/P/topics/T", pattern=r"projects/[^/]+/topics/[^/]+",
+                    doc="the topic"),)),)

@@ -15,13 +15,13 @@ strings; a ``CompareAndPut`` (entwine's head check) is one script.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import orjson
 
 from agglo_core.config import External
-from agglo_core.connstr import redact
 from agglo_core.effects import (
     ApplyDeltas,
     CompareAndPut,
@@ -31,7 +31,9 @@ from agglo_core.effects import (
     JoinState,
     Put,
 )
+from handlers.connectors.base import BaseConnector, Work
 from handlers.connectors.kv import mark_ttl_s
+from handlers.connectors.spec import ConnectorSpec, Option
 
 # KEYS[1] = item; ARGV = mark TTL, then per part: mark ('' = none), n, n x (op, field, amount).
 # A part whose mark is already set is skipped; an applied part's mark remembers the fields it wrote
@@ -153,7 +155,8 @@ return 1
 """
 
 
-def _number(text: bytes | str) -> int | float:
+def number_from_redis(text: bytes | str) -> int | float:
+    """A state field as Redis keeps it (a decimal text) back as the number it was."""
     s = text.decode() if isinstance(text, bytes) else text
     try:
         return int(s)
@@ -167,17 +170,24 @@ def _memo(stored: bytes) -> dict:
         fields = orjson.loads(stored)
     except orjson.JSONDecodeError:
         return {}
-    return {k: _number(v) for k, v in fields.items()} if isinstance(fields, dict) else {}
+    return {k: number_from_redis(v) for k, v in fields.items()} if isinstance(fields, dict) else {}
 
 
 def _pairs(flat: list) -> dict[str, bytes]:
     return {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
 
 
-class RedisKV:
+class RedisKV(BaseConnector):
+    """Every batch is one pipelined round trip; each effect in it is one atomic command or script."""
+
+    capabilities = frozenset({"Put", "ApplyDeltas", "JoinAdd", "GetItems", "CompareAndPut"})
+
     def __init__(self, url: str, prefix: str = "") -> None:
+        from handlers.connectors.catalog import redact  # late: the catalog imports this module
+
         self.url = url
         self.prefix = prefix
+        self._shown = redact(url)
         self._client: Any = None
         self._scripts: dict[str, Any] = {}
 
@@ -195,9 +205,10 @@ class RedisKV:
                              (("apply", _APPLY), ("join_add", _JOIN_ADD), ("compare_and_put", _COMPARE_AND_PUT))}
         return self._client
 
-    def perform(self, effects: list[Any]) -> list[Any]:
+    def perform_batch(self, works: list[Work]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
-        for e in effects:
+        for w in works:
+            e = w.effect
             if isinstance(e, GetItems):
                 pipe.mget([self.prefix + k for k in e.keys])
                 continue
@@ -214,22 +225,20 @@ class RedisKV:
                     e.member, str(e.deadline_ms), str(e.now_ms), str(mark_ttl_s()), e.mark, str(len(e.required)),
                     *e.required], client=pipe)
             elif isinstance(e, Put):
-                pipe.set(key, orjson.dumps(e.body))
+                pipe.set(key, w.data)
             elif isinstance(e, CompareAndPut):
                 keys = [key, *(self.prefix + k for k in e.absent), *(self.prefix + k for k, _ in e.writes)]
-                args = [e.expected or "", str(len(e.absent)), *(orjson.dumps(v) for _, v in e.writes)]
-                self._scripts["compare_and_put"](keys=keys, args=args, client=pipe)
-            else:
-                raise TypeError(f"Redis cannot perform {type(e).__name__}")
+                self._scripts["compare_and_put"](keys=keys, args=[e.expected or "", str(len(e.absent)), *w.data],
+                                                 client=pipe)
         answers = pipe.execute(raise_on_error=True)
-        return [self._result(e, a) for e, a in zip(effects, answers, strict=True)]
+        return [self._result(w.effect, a) for w, a in zip(works, answers, strict=True)]
 
     @staticmethod
     def _result(e: Any, answer: Any) -> Any:
         if isinstance(e, ApplyDeltas):
             old, skipped, memos = answer
             remembered = {m.decode(): _memo(memo) for m, memo in zip(skipped, memos, strict=True)}
-            return DeltasApplied({k: _number(v) for k, v in _pairs(old).items()}, frozenset(remembered),
+            return DeltasApplied({k: number_from_redis(v) for k, v in _pairs(old).items()}, frozenset(remembered),
                                  remembered)
         if isinstance(e, JoinAdd):
             join = orjson.loads(answer)
@@ -241,25 +250,43 @@ class RedisKV:
         return None
 
     def get(self, key: str) -> Any:
-        key = self.prefix + key
-        kind = self.client.type(key)
+        return self._value(self.prefix + key)
+
+    def _value(self, full_key: str) -> Any:
+        kind = self.client.type(full_key)
         if kind == b"hash":
-            return {k: _number(v) for k, v in _pairs(
-                [x for kv in self.client.hgetall(key).items() for x in kv]).items()}
+            return {k: number_from_redis(v) for k, v in _pairs(
+                [x for kv in self.client.hgetall(full_key).items() for x in kv]).items()}
         if kind == b"string":
-            return orjson.loads(self.client.get(key))
+            return orjson.loads(self.client.get(full_key))
         return None
 
+    def scan(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        pattern = _glob_escape(self.prefix + prefix) + "*"
+        for full_key in sorted(self.client.scan_iter(match=pattern, count=500)):
+            value = self._value(full_key.decode())
+            if value is not None:
+                yield full_key.decode()[len(self.prefix):], value
+
+    def describe(self) -> str:
+        return self._shown
+
     def __repr__(self) -> str:
-        return f"RedisKV({redact(self.url)})"
+        return f"RedisKV({self._shown})"
 
 
-def register(registry: Any) -> None:
-    def build(ext: External) -> RedisKV:
-        parts = urlsplit(ext.connectionString)
-        prefix = parse_qs(parts.query).get("prefix", [""])[0]
-        url = parts._replace(query="").geturl()
-        return RedisKV(url, prefix)
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
-    registry.register("ExternalKVStore", "redis", build)
-    registry.register("ExternalKVStore", "rediss", build)
+
+def _build(ext: External, opts: dict[str, str]) -> RedisKV:
+    parts = urlsplit(ext.connectionString)
+    return RedisKV(parts._replace(query="").geturl(), opts.get("prefix", ""))
+
+
+SPECS = (ConnectorSpec(
+    "Redis", ("redis", "rediss"), ("ExternalKVStore",), RedisKV.capabilities, ("local", "aws", "gcp"),
+    "Redis anywhere (a laptop, Memorystore, ElastiCache; `pip install 'agglo[redis]'`): every state change is "
+    "one Lua script (atomic), a batch's effects one pipelined round trip",
+    _build, form="url", url_shape="[user:password@]host:port/db",
+    options=(Option("prefix", metavar="P", doc="prepended to every key, so several configs can share one db"),)),)

@@ -7,40 +7,48 @@ module opens objects for the S3 event source, in ranged parts.
 from __future__ import annotations
 
 import io
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from typing import IO, Any
 
 import orjson
 
 from agglo_core.effects import Put
-from handlers.connectors import options_factory
-from handlers.connectors.aws import client, client_for
+from handlers.connectors.aws import AWS_OPTIONS, AwsConnector, client, client_for, error_code
+from handlers.connectors.spec import ConnectorSpec, Option
 
 
-class S3ObjectStore:
+class S3ObjectStore(AwsConnector):
+    capabilities = frozenset({"Put"})
+
     def __init__(self, opts: dict[str, str], parallelism: int = 8) -> None:
         self.bucket = opts["bucketName"]
         self.prefix = opts.get("prefix", "")
         self._opts = opts
-        self._parallelism = parallelism
+        self.concurrency = parallelism
 
-    def _put(self, e: Put) -> None:
-        client_for("s3", self._opts).put_object(Bucket=self.bucket, Key=self.prefix + e.key,
-                                                Body=orjson.dumps(e.body), ContentType="application/json")
-
-    def perform(self, effects: list[Any]) -> list[Any]:
-        if not all(isinstance(e, Put) for e in effects):
-            raise TypeError("an object store can only store objects")
-        if len(effects) == 1:
-            self._put(effects[0])
-        else:
-            with ThreadPoolExecutor(max_workers=min(self._parallelism, len(effects))) as pool:
-                list(pool.map(self._put, effects))
-        return [None] * len(effects)
+    def put(self, e: Put, body: bytes) -> None:
+        client_for("s3", self._opts).put_object(Bucket=self.bucket, Key=self.prefix + e.key, Body=body,
+                                                ContentType="application/json")
 
     def get(self, key: str) -> Any:
-        body = client_for("s3", self._opts).get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"]
+        try:
+            body = client_for("s3", self._opts).get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"]
+        except Exception as err:
+            if error_code(err) in ("NoSuchKey", "404"):
+                return None
+            raise
         return orjson.loads(body.read())
+
+    def scan(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        pages = client_for("s3", self._opts).get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.prefix + prefix)
+        for page in pages:
+            for entry in page.get("Contents", []):
+                key = entry["Key"][len(self.prefix):]
+                yield key, self.get(key)
+
+    def describe(self) -> str:
+        return f"S3 bucket {self.bucket}"
 
 
 class _RangedObject(io.RawIOBase):
@@ -87,5 +95,8 @@ def open_object(bucket: str, key: str, version: str | None = None, part_size: in
     return io.BufferedReader(_RangedObject(bucket, key, version, part_size), buffer_size=1 << 16)
 
 
-def register(registry: Any) -> None:
-    registry.register("ExternalObjectStore", "s3", options_factory(S3ObjectStore, "bucketName"))
+SPECS = (ConnectorSpec(
+    "S3", ("s3",), ("ExternalObjectStore",), S3ObjectStore.capabilities, ("aws",),
+    "one JSON object per tee'd event at `<prefix><uuid>`", lambda ext, opts: S3ObjectStore(opts),
+    options=(Option("bucketName", required=True, metavar="B", doc="the bucket"),
+             Option("prefix", metavar="P", doc="prepended to every object key"), *AWS_OPTIONS)),)

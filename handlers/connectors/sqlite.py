@@ -3,7 +3,7 @@
 WAL mode, and every batch of effects in one ``BEGIN IMMEDIATE`` transaction, so
 each state change is atomic and several processes can share one file. Dedupe
 marks (rows ``mark/<mark>``) past their expiry are deleted every
-``PURGE_EVERY_S`` seconds by whichever process writes.
+``KeyValueStore.PURGE_EVERY_S`` seconds by whichever process writes.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from typing import Any
 
 import orjson
 
-from agglo_core.config import External
-from handlers.connectors.kv import MARK_PREFIX, perform_kv
-
-PURGE_EVERY_S = 600
+from agglo_core.effects import Put
+from handlers.connectors.kv import MARK_PREFIX, KeyValueStore
+from handlers.connectors.spec import ConnectorSpec, Option
 
 
 def connect(path: str, synchronous: str = "NORMAL") -> sqlite3.Connection:
@@ -44,13 +43,18 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
-class SqliteKV:
+def _prefix_end(prefix: str) -> str:
+    """The smallest string above every string that starts with ``prefix`` (for a range scan)."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else "\U0010ffff"
+
+
+class SqliteKV(KeyValueStore):
     def __init__(self, path: str) -> None:
+        super().__init__()
         self.path = path
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         self._local = threading.local()
-        self._next_purge = time.time() + PURGE_EVERY_S
         with self._connect() as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
 
@@ -60,44 +64,48 @@ class SqliteKV:
             conn = self._local.conn = connect(self.path)
         return conn
 
-    def perform(self, effects: list[Any]) -> list[Any]:
-        conn = self._connect()
+    def transaction(self) -> contextlib.AbstractContextManager[Any]:
+        return transaction(self._connect())
 
-        def get(key: str) -> Any:
-            row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
-            return None if row is None else orjson.loads(row[0])
+    def read(self, key: str) -> Any:
+        row = self._connect().execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        return None if row is None else orjson.loads(row[0])
 
-        def put(key: str, value: Any) -> None:
-            conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, orjson.dumps(value)))
+    def write(self, key: str, value: Any) -> None:
+        self._store(key, orjson.dumps(value))
 
-        def delete(key: str) -> None:
-            conn.execute("DELETE FROM kv WHERE key = ?", (key,))
+    def _store(self, key: str, data: bytes) -> None:
+        self._connect().execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, data))
 
-        with transaction(conn):
-            results = perform_kv(effects, get, put, delete)
-        if time.time() >= self._next_purge:
-            self._next_purge = time.time() + PURGE_EVERY_S
-            self.purge_expired()
-        return results
+    def remove(self, key: str) -> None:
+        self._connect().execute("DELETE FROM kv WHERE key = ?", (key,))
+
+    def put(self, e: Put, body: bytes) -> None:
+        self._store(e.key, body)  # already JSON
 
     def purge_expired(self, now_s: float | None = None) -> int:
         """Delete the dedupe marks that expired (by ``now_s``); returns how many."""
         with transaction(self._connect()) as conn:
             return conn.execute(
                 "DELETE FROM kv WHERE key >= ? AND key < ? AND json_extract(CAST(value AS TEXT), '$.expires') < ?",
-                (MARK_PREFIX, MARK_PREFIX[:-1] + chr(ord(MARK_PREFIX[-1]) + 1),
-                 time.time() if now_s is None else now_s)).rowcount
+                (MARK_PREFIX, _prefix_end(MARK_PREFIX), time.time() if now_s is None else now_s)).rowcount
 
     def get(self, key: str) -> Any:
-        row = self._connect().execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
-        return None if row is None else orjson.loads(row[0])
+        return self.read(key)
+
+    def scan(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        rows = self._connect().execute("SELECT key, value FROM kv WHERE key >= ? AND key < ? ORDER BY key",
+                                       (prefix, _prefix_end(prefix))).fetchall()
+        for key, value in rows:
+            yield key, orjson.loads(value)
+
+    def describe(self) -> str:
+        return f"sqlite:{self.path}"
 
 
-def register(registry: Any) -> None:
-    def build(ext: External) -> SqliteKV:
-        path = ext.connectionString.split(":", 1)[1]
-        if not path:
-            raise ValueError(f"external system '{ext.name}': sqlite needs a path, as in sqlite:state.db")
-        return SqliteKV(path)
-
-    registry.register("ExternalKVStore", "sqlite", build)
+SPECS = (ConnectorSpec(
+    "SQLite", ("sqlite",), ("ExternalKVStore",), SqliteKV.capabilities, ("local", "aws", "gcp"),
+    "the embedded default: a SQLite file in WAL mode; each batch of state changes is one transaction; "
+    "safe for several processes on one file",
+    lambda ext, opts: SqliteKV(opts["path"]), form="value",
+    options=(Option("path", required=True, metavar="PATH", doc="the database file, as in sqlite:state.db"),)),)

@@ -1,8 +1,8 @@
 """SQS as an output (``ExternalPubSub``): ``sqs:queueUrl=URL[,groupId=G][,region=R][,endpoint=URL]``.
 
 Sent with ``SendMessageBatch`` (10 per call); an entry the queue refuses fails
-only its record. Each message carries the tee uuid as the ``agglo-id`` attribute
-so consumers can drop duplicates; on a FIFO queue it is also the
+only its record (permanently when SQS blames the entry's content). Each message
+carries the tee uuid as the ``agglo-id`` attribute so consumers can drop duplicates; on a FIFO queue it is also the
 ``MessageDeduplicationId``, and ``groupId`` (default ``agglo``) the message group.
 """
 
@@ -10,42 +10,51 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
-from agglo_core.effects import EffectFailed, Put
-from handlers.connectors import options_factory
-from handlers.connectors.aws import client_for
+from agglo_core.effects import EffectFailed
+from handlers.connectors.aws import AWS_OPTIONS, AwsConnector, client_for
+from handlers.connectors.base import Work
+from handlers.connectors.spec import ConnectorSpec, Option
 
 ID_ATTRIBUTE = "agglo-id"
 
 
-class SqsOutput:
+class SqsOutput(AwsConnector):
+    capabilities = frozenset({"Put"})
+
     def __init__(self, opts: dict[str, str]) -> None:
         self.queue_url = opts["queueUrl"]
         self.fifo = self.queue_url.endswith(".fifo")
         self.group = opts.get("groupId", "agglo")
         self._opts = opts
 
-    def perform(self, effects: list[Any]) -> list[Any]:
-        if not all(isinstance(e, Put) for e in effects):
-            raise TypeError("an SQS queue can only receive messages")
-        results: list[Any] = [None] * len(effects)
+    def describe(self) -> str:
+        return f"SQS queue {self.queue_url}"
+
+    def perform_batch(self, works: list[Work]) -> list[Any]:
+        results: list[Any] = [None] * len(works)
         sqs = client_for("sqs", self._opts)
-        for start in range(0, len(effects), 10):
+        for start in range(0, len(works), 10):
             entries = []
-            for i, e in enumerate(effects[start:start + 10], start):
-                entry = {"Id": str(i), "MessageBody": orjson.dumps(e.body).decode(),
-                         "MessageAttributes": {ID_ATTRIBUTE: {"DataType": "String", "StringValue": e.key}}}
+            for i, w in enumerate(works[start:start + 10], start):
+                entry = {"Id": str(i), "MessageBody": w.data.decode(),
+                         "MessageAttributes": {ID_ATTRIBUTE: {"DataType": "String", "StringValue": w.effect.key}}}
                 if self.fifo:
                     entry["MessageGroupId"] = self.group
-                    entry["MessageDeduplicationId"] = e.key
+                    entry["MessageDeduplicationId"] = w.effect.key
                 entries.append(entry)
             answer = sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
             for failure in answer.get("Failed", []):
+                # SenderFault: SQS refuses this entry's content; otherwise SQS itself failed.
                 results[int(failure["Id"])] = EffectFailed(
-                    f"SQS refused the message: {failure.get('Code')}: {failure.get('Message', '')}")
+                    f"SQS refused the message: {failure.get('Code')}: {failure.get('Message', '')}",
+                    transient=not failure.get("SenderFault", False))
         return results
 
 
-def register(registry: Any) -> None:
-    registry.register("ExternalPubSub", "sqs", options_factory(SqsOutput, "queueUrl"))
+SPECS = (ConnectorSpec(
+    "SQS", ("sqs",), ("ExternalPubSub",), SqsOutput.capabilities, ("aws",),
+    "`SendMessageBatch`; the tee uuid travels as the `agglo-id` message attribute (and as "
+    "`MessageDeduplicationId`, with `groupId` as the group, on FIFO queues)", lambda ext, opts: SqsOutput(opts),
+    options=(Option("queueUrl", required=True, metavar="URL", doc="the queue"),
+             Option("groupId", metavar="G", default="agglo", doc="the message group on a FIFO queue"),
+             *AWS_OPTIONS)),)

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from agglo_core.effects import EffectFailed, TickerCall
+from handlers.connectors.base import BaseConnector, status_is_permanent
 
 TIMEOUT_S = 30
 
@@ -35,18 +36,21 @@ def call(endpoint: str, method: str, path: str, body: Any = None) -> tuple[int, 
         return status, {"error": raw[:200].decode(errors="replace")}
 
 
-class TickerClient:
-    def perform(self, effects: list[TickerCall]) -> list[Any]:
-        results: list[Any] = []
-        for e in effects:
-            try:
-                status, answer = call(e.endpoint, e.method, e.path, e.body)
-            except OSError as err:
-                results.append(EffectFailed(f"ticker {e.endpoint} unreachable: {err}", {"status": 0}))
-                continue
-            if 200 <= status < 300:
-                results.append(answer)
-            else:
-                reason = answer.get("error") if isinstance(answer, dict) else None
-                results.append(EffectFailed(f"HTTP {status}: {reason or answer}", {"status": status}))
-        return results
+class TickerClient(BaseConnector):
+    """Each call goes to the ticker its effect names (no external system, so no spec of options)."""
+
+    capabilities = frozenset({"TickerCall"})
+
+    def ticker_call(self, e: TickerCall) -> Any:
+        try:
+            status, answer = call(e.endpoint, e.method, e.path, e.body)
+        except OSError as err:
+            return EffectFailed(f"ticker {e.endpoint} unreachable: {err}", {"status": 0})
+        if 200 <= status < 300:
+            return answer
+        reason = answer.get("error") if isinstance(answer, dict) else None
+        return EffectFailed(f"HTTP {status}: {reason or answer}", {"status": status},
+                            transient=not status_is_permanent(status))
+
+    def describe(self) -> str:
+        return "entwine ticker client"

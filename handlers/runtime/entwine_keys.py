@@ -28,6 +28,25 @@ def read_pem_keys(config: PipelinesConfig) -> dict[str, bytes]:
 
 
 def compile_with_keys(source: str | bytes) -> Plan:
-    """Load and compile a config, with the private keys its entwine processes name read from disk."""
-    config = load_config(source)
-    return compile_plan(config, read_pem_keys(config))
+    """Load and compile a config, with the private keys its entwine processes name read from disk.
+
+    Its external systems are checked against the connector specs (whatever the adapter), and every
+    problem is raised at once in one ``ConfigError``; connection strings in outputs and messages go
+    through the specs' redaction, which knows each connector's secret options.
+    """
+    from handlers.connectors.catalog import redact
+    from handlers.connectors.checks import check_externals, check_raw_externals
+
+    try:
+        config = load_config(source)
+    except ConfigError as e:
+        raise ConfigError([*e.problems, *check_raw_externals(source)]) from None
+    problems = check_externals(config)
+    keys: dict[str, bytes] = {}
+    try:
+        keys = read_pem_keys(config)
+    except ConfigError as e:
+        problems += e.problems
+    if problems:
+        raise ConfigError(problems)
+    return compile_plan(config, keys, redact=redact)

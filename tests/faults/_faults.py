@@ -197,7 +197,7 @@ def dump_sqlite(store: Any) -> dict[str, Any]:
 
 
 def dump_redis(store: Any) -> dict[str, Any]:
-    from handlers.connectors.redis_kv import _number
+    from handlers.connectors.redis_kv import number_from_redis as _number
 
     out: dict[str, Any] = {}
     client = store.client
@@ -217,7 +217,7 @@ def dump_redis(store: Any) -> dict[str, Any]:
 
 
 def dump_dynamo(store: Any) -> dict[str, Any]:
-    from handlers.connectors.dynamo import _fields
+    from handlers.connectors.dynamo import fields_from_item as _fields
 
     out: dict[str, Any] = {}
     for page in store._client.get_paginator("scan").paginate(TableName=store.table, ConsistentRead=True):

@@ -1,0 +1,85 @@
+"""Every connector's spec, the registries the platforms build from them, redaction and the README's table.
+
+Importing this imports every connector module, none of which imports an SDK until
+a connector is used.
+"""
+
+from __future__ import annotations
+
+from agglo_core import connstr
+from agglo_core.connstr import scheme_of
+from handlers.connectors import (
+    Registry,
+    dynamo,
+    files,
+    firestore,
+    gcs,
+    http,
+    kinesis,
+    memory,
+    pubsub,
+    redis_kv,
+    s3,
+    sqlite,
+    sqs,
+)
+from handlers.connectors.spec import PLATFORMS, ConnectorSpec
+
+CATALOG: tuple[ConnectorSpec, ...] = (
+    *memory.SPECS, *sqlite.SPECS, *redis_kv.SPECS, *files.SPECS, *http.SPECS,
+    *dynamo.SPECS, *s3.SPECS, *sqs.SPECS, *kinesis.SPECS,
+    *firestore.SPECS, *gcs.SPECS, *pubsub.SPECS,
+)
+
+
+def registry_for(platform: str, catalog: tuple[ConnectorSpec, ...] = CATALOG) -> Registry:
+    """The connectors ``platform`` ("local", "aws", "gcp") offers."""
+    if platform not in PLATFORMS:
+        raise ValueError(f"unknown platform {platform!r} (one of: {', '.join(PLATFORMS)})")
+    registry = Registry()
+    for spec in catalog:
+        if platform in spec.platforms:
+            registry.register_spec(spec)
+    return registry
+
+
+def spec_for(external_type: str, scheme: str, catalog: tuple[ConnectorSpec, ...] = CATALOG) -> ConnectorSpec | None:
+    """The connector that serves ``external_type`` with ``scheme`` on some platform."""
+    return next((s for s in catalog if external_type in s.external_types and scheme in s.schemes), None)
+
+
+def redact(connection_string: str, catalog: tuple[ConnectorSpec, ...] = CATALOG) -> str:
+    """The connection string with its connector's secret options, and any URL password, as ``***``.
+
+    A scheme no connector takes, and the query of an HTTP endpoint's URL (the endpoint's own
+    parameters, not agglo's), fall back to ``agglo_core.connstr.redact``, which goes by key names.
+    """
+    scheme = scheme_of(connection_string)
+    spec = next((s for s in catalog if scheme in s.schemes), None)
+    if spec is None or spec.query_passthrough:
+        return connstr.redact(connection_string if spec is None else spec.redact(connection_string))
+    return spec.redact(connection_string)
+
+
+def render_table(catalog: tuple[ConnectorSpec, ...] = CATALOG) -> str:
+    """The README's connector table, in Markdown: one row per external type a connector serves."""
+    rows = ["| externalType | connection string | platforms | what it is |", "|---|---|---|---|"]
+    order = {t: i for i, t in enumerate(
+        ("ExternalKVStore", "ExternalObjectStore", "ExternalPubSub", "ExternalHttp", "ExternalLocalFile"))}
+    entries = sorted(((t, s) for s in catalog for t in s.external_types),
+                     key=lambda ts: (order.get(ts[0], len(order)), PLATFORMS.index(_first_platform(ts[1]))))
+    for external_type, spec in entries:
+        platforms = "all" if set(spec.platforms) == set(PLATFORMS) else ", ".join(spec.platforms)
+        rows.append(f"| `{external_type}` | {spec.usage()} | {platforms} | {spec.doc}{_options_note(spec)} |")
+    return "\n".join(rows) + "\n"
+
+
+def _first_platform(spec: ConnectorSpec) -> str:
+    return next(p for p in PLATFORMS if p in spec.platforms)
+
+
+def _options_note(spec: ConnectorSpec) -> str:
+    """The options' meanings, where the form alone does not say (``options`` and ``url`` forms)."""
+    if spec.form == "value" or not spec.options:
+        return ""
+    return "<br>Options: " + "; ".join(f"`{o.name}`: {o.doc}" for o in spec.options if o.doc)
