@@ -113,7 +113,8 @@ class Instruments:
         self.logger.set_correlation_id(None)
         self.logger.info("invocation done", extra={"trigger": trigger, "records": len(outcomes),
                                                    "failed": sum(1 for o in outcomes if o.errors)})
-        metrics = [(p, None, "RecordsProcessed", n, "Count") for p, n in processed.items()]
+        metrics: list[tuple[str, str | None, str, float, str]] = [
+            (p, None, "RecordsProcessed", n, "Count") for p, n in processed.items()]
         metrics += [(p, None, "RecordsFailed", n, "Count") for p, n in failed.items()]
         metrics += self._process_metrics
         self._process_metrics = []
@@ -220,14 +221,14 @@ class LambdaApp:
 
         def record_handler(record: Any) -> None:
             raw = record.raw_event
-            report_id = (raw.get("messageId") or (raw.get("kinesis") or {}).get("sequenceNumber")
-                         or (raw.get("dynamodb") or {}).get("SequenceNumber"))
+            report_id = str(raw.get("messageId") or (raw.get("kinesis") or {}).get("sequenceNumber")
+                              or (raw.get("dynamodb") or {}).get("SequenceNumber"))
             outcome, verdict = settlement_of(report_id)
             if verdict in FAILED:
                 raise _RecordFailed(f"{verdict}: " + "; ".join(str(e) for e in outcome.errors))
 
-        return process_partial_response(event=event, record_handler=record_handler, processor=processor,
-                                        context=context)
+        return dict(process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                             context=context))
 
     def _asynchronous(self, trigger: str, event: dict) -> dict:
         """The invocation fails if any record must be delivered again or reported: Lambda retries the event."""

@@ -20,7 +20,7 @@ import orjson
 from agglo_core import ConfigError, Record
 from handlers.runtime.boot import UsageError, build_runtime, read_config_file
 from handlers.runtime.driver import Runtime
-from handlers.runtime.entwine_keys import compile_with_keys
+from handlers.runtime.entwine_keys import validate_source
 from handlers.sources.jsonfile import open_events, read_events
 
 BATCH = 512
@@ -108,10 +108,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     try:
-        config = compile_with_keys(read_config_file(args.config)).config
+        config, warnings = validate_source(read_config_file(args.config))
     except ConfigError as e:
         for problem in e.problems:
             print(f"{args.config}: {problem}")
+        return 1
+    for warning in warnings:
+        print(f"{args.config}: {'error' if args.strict else 'warning'}: {warning}")
+    if warnings and args.strict:
         return 1
     print(f"{args.config}: ok ({len(config.pipelines)} pipeline(s), {len(config.processDefinitions)} "
           f"process definition(s), {len(config.externalSystems)} external system(s))")
@@ -260,6 +264,8 @@ def parser() -> argparse.ArgumentParser:
     v = _add_command(sub, "validate", "check a config and list every problem with its JSON path",
                      ["agglo validate -c pipelines/basic.json"])
     _single_config(v)
+    v.add_argument("--strict", action="store_true",
+                   help="warnings (a private key file that cannot be read here) fail the check too")
     v.set_defaults(func=_cmd_validate)
 
     s = _add_command(sub, "serve", "an HTTP daemon that runs each POSTed event (binge's daemon modes)", [

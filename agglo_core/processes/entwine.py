@@ -284,5 +284,5 @@ SPEC = ProcessSpec(
                     frozenset({"GetItems", "CompareAndPut"})),
         ExternalRef("objectStore", "ExternalObjectStore", "object store", frozenset({"Put"})),
     ),
-    check=_check,
+    check=_check, key_files=lambda d: [("pemPath", d.pemPath)] if d.pemPath else [],
 )

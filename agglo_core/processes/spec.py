@@ -126,6 +126,8 @@ class ProcessSpec:
     executables: Callable[[Any], Iterable[ExecRef]] = _nothing
     uses: Callable[[Any], Iterable[str]] = _nothing
     """Names of other process definitions this one runs (a tee's transformer)."""
+    key_files: Callable[[Any], Iterable[tuple[str, str]]] = _nothing
+    """(path relative to the body, file) of each private key the adapter reads for it at cold start."""
     describe: Callable[[Any], list[str]] = lambda body: []
     """What it does, a line each, for pictures (``agglo graph``)."""
     gates_pipeline: bool = False

@@ -13,18 +13,20 @@ import json
 from agglo_core import ConfigError
 from agglo_core.lint import Finding, lint
 from handlers.runtime.boot import read_config_file
-from handlers.runtime.entwine_keys import compile_with_keys
+from handlers.runtime.entwine_keys import validate_source
 from handlers.runtime.execs import allow_list_from, is_allowed
 
 INVALID = "invalid-config"
+KEY_UNREADABLE = "key-unreadable"
 
 
 def lint_source(source: bytes, allowed: frozenset[str]) -> list[Finding]:
     try:
-        config = compile_with_keys(source).config
+        config, unreadable = validate_source(source)
     except ConfigError as e:
         return [Finding(*_split(problem), level="error") for problem in e.problems]
-    return lint(config, lambda path: is_allowed(path, allowed))
+    keys = [Finding(path, KEY_UNREADABLE, message) for path, _, message in map(_split, unreadable)]
+    return keys + lint(config, lambda path: is_allowed(path, allowed))
 
 
 def _split(problem: str) -> tuple[str, str, str]:

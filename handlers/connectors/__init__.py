@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agglo_core.config import External, PipelinesConfig
@@ -44,12 +44,12 @@ def expand_environment(external: External, env: dict[str, str] | None = None) ->
     cs = external.connectionString
     if "${" not in cs:
         return external
-    env = os.environ if env is None else env
-    missing = [m.group(1) for m in _ENV_REF.finditer(cs) if m.group(1) not in env]
+    environ: Mapping[str, str] = os.environ if env is None else env
+    missing = [m.group(1) for m in _ENV_REF.finditer(cs) if m.group(1) not in environ]
     if missing:
         raise UnknownConnector(f"external system '{external.name}': environment variable(s) "
                                f"{', '.join(missing)} not set (used in its connection string)")
-    return external.model_copy(update={"connectionString": _ENV_REF.sub(lambda m: env[m.group(1)], cs)})
+    return external.model_copy(update={"connectionString": _ENV_REF.sub(lambda m: environ[m.group(1)], cs)})
 
 
 class Registry:

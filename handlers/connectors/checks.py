@@ -65,9 +65,9 @@ def check_external(path: str, ext: External, catalog: tuple[ConnectorSpec, ...] 
 def check_externals(config: PipelinesConfig, catalog: tuple[ConnectorSpec, ...] = CATALOG) -> list[str]:
     """Every problem of the config's external systems, and of what its processes need of them."""
     problems: list[str] = []
-    for i, ext in enumerate(config.externalSystems):
-        problems += check_external(f"externalSystems[{i}]", ext, catalog)
-    by_name = {ext.name: ext for ext in config.externalSystems}
+    for i, system in enumerate(config.externalSystems):
+        problems += check_external(f"externalSystems[{i}]", system, catalog)
+    by_name = {system.name: system for system in config.externalSystems}
     for need in external_needs(config):
         ext = by_name.get(need.external)
         if ext is None or _unexpandable(ext.connectionString):

@@ -21,7 +21,7 @@ from handlers.connectors.spec import ConnectorSpec, Option
 
 @cache
 def storage_client() -> Any:
-    from google.cloud import storage  # lazy: only the GCP adapter pays for it
+    from google.cloud import storage  # type: ignore[attr-defined]  # lazy: only the GCP adapter pays for it
 
     return storage.Client()
 

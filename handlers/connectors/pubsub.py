@@ -22,7 +22,7 @@ ID_ATTRIBUTE = "agglo-id"
 
 @cache
 def publisher() -> Any:
-    from google.cloud import pubsub_v1  # lazy: only the GCP adapter pays for it
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # lazy: only the GCP adapter pays for it
 
     return pubsub_v1.PublisherClient(publisher_options=pubsub_v1.types.PublisherOptions(
         enable_message_ordering=True))

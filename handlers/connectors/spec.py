@@ -133,11 +133,11 @@ class ConnectorSpec:
         problems = []
         given = self.parse(connection_string)
         names = [o.name for o in self.options]
-        meant = set()  # options a misspelling stands for: not reported missing as well
+        meant: set[str] = set()  # options a misspelling stands for: not reported missing as well
         for key, value in given.items():
             option = self.option(key)
             if option is None:
-                hint = did_you_mean(key, names, lambda name: meant.add(name) or repr(name))
+                hint = did_you_mean(key, names, lambda name: _noted(meant, name))
                 problems.append(f"unknown option {key!r} for {self.display(scheme_of(connection_string))}"
                                 f"{hint} (it takes: {', '.join(names) or 'no options'})")
                 continue
@@ -176,3 +176,9 @@ def did_you_mean(word: str, choices: Iterable[str], shown: Callable[[str], str] 
     by_folded = {c.lower(): c for c in choices if c}
     close = difflib.get_close_matches(word.lower(), list(by_folded), n=1, cutoff=0.5)
     return f"; did you mean {shown(by_folded[close[0]])}?" if close else ""
+
+
+def _noted(seen: set[str], name: str) -> str:
+    """``name`` quoted, remembered in ``seen``."""
+    seen.add(name)
+    return repr(name)

@@ -116,7 +116,7 @@ def gunicorn_app(load: Callable[[], Any], options: dict) -> Any:
     except ImportError:
         raise SystemExit("agglo serve needs gunicorn: pip install 'agglo[serve]'") from None
 
-    class _Server(BaseApplication):  # type: ignore[misc]
+    class _Server(BaseApplication):
         def load_config(self) -> None:
             for key, value in options.items():
                 self.cfg.set(key, value)

@@ -11,7 +11,7 @@ from agglo_core.effects import GetItems
 from agglo_core.entwine.chain import SIGNED_FIELDS, Head, verify_chain
 from agglo_core.entwine.crypto import BadKey, Signer, canonical, chain_digest, object_digest, verify_signature
 from agglo_core.errors import StageError
-from agglo_core.processes.entwine import stream_keys
+from agglo_core.processes.entwine import Entwine, stream_keys
 from handlers.runtime.boot import UsageError, read_config_file
 from handlers.runtime.entwine_keys import read_pem_keys
 
@@ -123,10 +123,12 @@ def verify(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(read_config_file(args.config))
-        keys = read_pem_keys(config)
+        keys, unreadable = read_pem_keys(config)
+        if unreadable:
+            raise ConfigError(unreadable)
     except ConfigError as e:
         raise UsageError(f"{args.config}: {e}") from None
-    bodies = [d.entwine for d in config.processDefinitions if d.entwine is not None]
+    bodies = [d.body for d in config.processDefinitions if isinstance(d.body, Entwine)]
     if not bodies:
         raise UsageError(f"{args.config}: no entwine process")
     ticker_pem = None

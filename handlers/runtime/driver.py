@@ -158,7 +158,7 @@ class Runtime:
         """
         if not failed:
             return []
-        effects = [Put(target, _DEAD_LETTER_IDS(o.record.id), {
+        effects: list[Effect] = [Put(target, _DEAD_LETTER_IDS(o.record.id), {
             "record": o.record.id, "source": o.record.source,
             "event": None if isinstance(o.record.payload, Unreadable) else o.record.payload,
             "errors": [e.to_dict() for e in o.errors]}) for o in failed]

@@ -1,52 +1,75 @@
-"""Reads the private keys a config's entwine processes name (``pemPath``), once, at cold start."""
+"""Reads the private keys a config's processes name (entwine's ``pemPath``), once, at cold start.
+
+Running needs every key; checking a config does not: ``validate_source`` reports
+an unreadable key as a warning, so a config validates on a machine that holds no
+secrets.
+"""
 
 from __future__ import annotations
 
 from agglo_core import ConfigError, PipelinesConfig, Plan, compile_plan, load_config
+from agglo_core.processes import spec_of
+
+UNREAD = " (agglo run and the serverless functions refuse to start without it)"
 
 
-def read_pem_keys(config: PipelinesConfig) -> dict[str, bytes]:
-    """PEM bytes by path for every entwine ``pemPath``; every unreadable one in one ``ConfigError``."""
+def read_pem_keys(config: PipelinesConfig) -> tuple[dict[str, bytes], list[str]]:
+    """PEM bytes by path for every key file a process names, and a problem (with its path) per unreadable one."""
     keys: dict[str, bytes] = {}
     problems = []
     for i, definition in enumerate(config.processDefinitions):
-        body = definition.entwine
-        if body is None or body.pemPath in keys:
-            continue
-        where = f"processDefinitions[{i}].entwine.pemPath"
-        if not body.pemPath:
-            problems.append(f"{where}: must name a PEM private key file")
-            continue
-        try:
-            with open(body.pemPath, "rb") as f:
-                keys[body.pemPath] = f.read()
-        except OSError as e:
-            problems.append(f"{where}: cannot read {body.pemPath}: {e.strerror}")
-    if problems:
-        raise ConfigError(problems)
-    return keys
+        for where, path in spec_of(definition).key_files(definition.body):
+            if path in keys:
+                continue
+            try:
+                with open(path, "rb") as f:
+                    keys[path] = f.read()
+            except OSError as e:
+                problems.append(f"processDefinitions[{i}].{definition.kind}.{where}: cannot read {path}: "
+                                f"{e.strerror}")
+    return keys, problems
 
 
-def compile_with_keys(source: str | bytes) -> Plan:
-    """Load and compile a config, with the private keys its entwine processes name read from disk.
-
-    Its external systems are checked against the connector specs (whatever the adapter), and every
-    problem is raised at once in one ``ConfigError``; connection strings in outputs and messages go
-    through the specs' redaction, which knows each connector's secret options.
-    """
-    from handlers.connectors.catalog import redact
+def _load_checked(source: str | bytes) -> PipelinesConfig:
+    """The config, its structure and its connection strings checked; every problem in one ``ConfigError``."""
     from handlers.connectors.checks import check_externals, check_raw_externals
 
     try:
         config = load_config(source)
     except ConfigError as e:
         raise ConfigError([*e.problems, *check_raw_externals(source)]) from None
-    problems = check_externals(config)
-    keys: dict[str, bytes] = {}
-    try:
-        keys = read_pem_keys(config)
-    except ConfigError as e:
-        problems += e.problems
-    if problems:
+    if problems := check_externals(config):
         raise ConfigError(problems)
+    return config
+
+
+def _compile(config: PipelinesConfig, keys: dict[str, bytes]) -> Plan:
+    from handlers.connectors.catalog import redact
+
     return compile_plan(config, keys, redact=redact)
+
+
+def compile_with_keys(source: str | bytes) -> Plan:
+    """Load and compile a config to run it, with the private keys its processes name read from disk.
+
+    Its external systems are checked against the connector specs (whatever the adapter), and every
+    problem is raised at once in one ``ConfigError``; connection strings in outputs and messages go
+    through the specs' redaction, which knows each connector's secret options.
+    """
+    config = _load_checked(source)
+    keys, unreadable = read_pem_keys(config)
+    if unreadable:
+        raise ConfigError(unreadable)
+    return _compile(config, keys)
+
+
+def validate_source(source: str | bytes) -> tuple[PipelinesConfig, list[str]]:
+    """Check a config as ``compile_with_keys`` does, but report unreadable keys as warnings (returned).
+
+    A key that is there but is no usable key is still an error.
+    """
+    config = _load_checked(source)
+    keys, unreadable = read_pem_keys(config)
+    if not unreadable:
+        _compile(config, keys)
+    return config, [p + UNREAD for p in unreadable]

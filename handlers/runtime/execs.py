@@ -20,7 +20,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -36,10 +36,10 @@ def _resolve(path: str) -> str:
     return os.path.realpath(os.path.expanduser(path))
 
 
-def allow_list_from(paths: Iterable[str] | None, env: dict[str, str] | None = None) -> frozenset[str]:
-    env = os.environ if env is None else env
+def allow_list_from(paths: Iterable[str] | None, env: Mapping[str, str] | None = None) -> frozenset[str]:
+    environ: Mapping[str, str] = os.environ if env is None else env
     raw = list(paths or [])
-    for part in env.get(ENV_ALLOW, "").replace(",", ":").split(":"):
+    for part in environ.get(ENV_ALLOW, "").replace(",", ":").split(":"):
         if part.strip():
             raw.append(part.strip())
     return frozenset(_resolve(p) for p in raw)

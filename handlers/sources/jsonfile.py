@@ -22,7 +22,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 
 def open_events(raw: IO[bytes]) -> IO[bytes]:
     """``raw`` as a buffered stream, gunzipped if it starts with gzip's magic bytes."""
-    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[type-var]
     if buffered.peek(2)[:2] == GZIP_MAGIC:
         return gzip.GzipFile(fileobj=buffered)  # type: ignore[return-value]
     return buffered
