@@ -19,8 +19,8 @@ from xml.sax.saxutils import escape
 from agglo_core import ConfigError, PipelinesConfig, load_config
 from agglo_core.condition_syntax import condition_text
 from agglo_core.config import ProcessDefinition
-from agglo_core.connstr import redact
 from agglo_core.processes import spec_of
+from handlers.connectors.catalog import redact
 
 
 @dataclass

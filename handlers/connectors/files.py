@@ -47,8 +47,11 @@ def remove_stale_temporaries(directory: str, older_than_s: float = STALE_TMP_S) 
     removed, cutoff = 0, time.time() - older_than_s
     with os.scandir(directory) as entries:
         for entry in entries:
-            if entry.name.startswith(TMP_PREFIX) and entry.stat().st_mtime < cutoff:
-                with contextlib.suppress(FileNotFoundError):
+            if not entry.name.startswith(TMP_PREFIX):
+                continue
+            # Another instance may finish (rename) or remove the same file between listing and looking.
+            with contextlib.suppress(FileNotFoundError):
+                if entry.stat().st_mtime < cutoff:
                     os.unlink(entry.path)
                     removed += 1
     return removed

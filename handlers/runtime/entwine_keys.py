@@ -30,17 +30,16 @@ def read_pem_keys(config: PipelinesConfig) -> tuple[dict[str, bytes], list[str]]
     return keys, problems
 
 
-def _load_checked(source: str | bytes) -> PipelinesConfig:
-    """The config, its structure and its connection strings checked; every problem in one ``ConfigError``."""
+def _load_checked(source: str | bytes) -> tuple[PipelinesConfig, list[str]]:
+    """The config (a structural problem raises, with every connection-string problem beside it), and the
+    problems of its connection strings."""
     from handlers.connectors.checks import check_externals, check_raw_externals
 
     try:
         config = load_config(source)
     except ConfigError as e:
         raise ConfigError([*e.problems, *check_raw_externals(source)]) from None
-    if problems := check_externals(config):
-        raise ConfigError(problems)
-    return config
+    return config, check_externals(config)
 
 
 def _compile(config: PipelinesConfig, keys: dict[str, bytes]) -> Plan:
@@ -56,10 +55,10 @@ def compile_with_keys(source: str | bytes) -> Plan:
     problem is raised at once in one ``ConfigError``; connection strings in outputs and messages go
     through the specs' redaction, which knows each connector's secret options.
     """
-    config = _load_checked(source)
+    config, problems = _load_checked(source)
     keys, unreadable = read_pem_keys(config)
-    if unreadable:
-        raise ConfigError(unreadable)
+    if problems or unreadable:
+        raise ConfigError([*problems, *unreadable])
     return _compile(config, keys)
 
 
@@ -68,7 +67,9 @@ def validate_source(source: str | bytes) -> tuple[PipelinesConfig, list[str]]:
 
     A key that is there but is no usable key is still an error.
     """
-    config = _load_checked(source)
+    config, problems = _load_checked(source)
+    if problems:
+        raise ConfigError(problems)
     keys, unreadable = read_pem_keys(config)
     if not unreadable:
         _compile(config, keys)

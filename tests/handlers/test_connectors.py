@@ -431,3 +431,16 @@ def test_eight_processes_delivering_overlapping_records_count_each_once(backend,
     assert completing == list(range(N_RECORDS // 2))
     for j in range(N_RECORDS // 2):  # no join was started again by a late copy of one of its records
         assert store.get(f"join/c5024ca8-d601-499f-bb24-daae74357b5e/P/Join/j{j}") is None
+
+
+def test_a_temporary_file_that_vanishes_while_stale_ones_are_swept_is_skipped(tmp_path: pathlib.Path) -> None:
+    from handlers.connectors.files import TMP_PREFIX, remove_stale_temporaries
+
+    # A name listed but gone by the time it is looked at (another instance renamed or removed it): a dangling
+    # link is exactly that, every time.
+    (tmp_path / f"{TMP_PREFIX}gone").symlink_to(tmp_path / "nowhere")
+    stale = tmp_path / f"{TMP_PREFIX}stale"
+    stale.write_bytes(b"{}")
+    os.utime(stale, (0, 0))
+    assert remove_stale_temporaries(str(tmp_path)) == 1
+    assert not stale.exists()
