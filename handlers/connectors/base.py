@@ -36,6 +36,8 @@ from agglo_core.effects import (
     Put,
     TickerCall,
 )
+from handlers.runtime.settlement import RetryLimits
+from handlers.runtime.settlement import backoff_s as retry_backoff_s
 
 log = logging.getLogger("agglo.connectors")
 
@@ -59,9 +61,12 @@ class Conflict(Exception):
     """Raised inside ``optimistic`` by an attempt that lost to another writer: read again and retry."""
 
 
+_CONTENDED = RetryLimits(max_sleep_s=BACKOFF_CAP_S)
+
+
 def backoff_s(attempt: int) -> float:
-    """Full jitter: a random wait up to an exponentially growing cap, so contending writers spread out."""
-    return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2 ** attempt)))
+    """Between optimistic attempts: the runtime's full jitter, on a short scale, so contending writers spread out."""
+    return retry_backoff_s(attempt, int(BACKOFF_BASE_S * 1000), None, _CONTENDED, random.random)
 
 
 def optimistic(attempt: Callable[[], T], what: str, attempts: int = OPTIMISTIC_ATTEMPTS,
