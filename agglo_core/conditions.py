@@ -17,10 +17,10 @@ Semantics (where binge differed, ours is what its docs meant):
 from __future__ import annotations
 
 import operator
-import re
 from collections.abc import Callable
 from typing import Any
 
+from agglo_core import regex as regex_engine
 from agglo_core.config import Condition, ExistsOperation, Expression, Operand
 from agglo_core.paths import MISSING, compile_getter
 
@@ -102,14 +102,14 @@ def _compare(op: str, a: Any, b: Any) -> bool:
     return False
 
 
-def _regex_of(pattern: Any, cache: dict[str, re.Pattern]) -> re.Pattern | None:
+def _regex_of(pattern: Any, cache: dict[str, regex_engine.Regex]) -> regex_engine.Regex | None:
     if type(pattern) is not str:
         return None
     compiled = cache.get(pattern)
     if compiled is None:
         try:
-            compiled = re.compile(pattern)
-        except re.error:
+            compiled = regex_engine.compile(pattern)
+        except regex_engine.RegexError:
             return None
         if len(cache) < 256:
             cache[pattern] = compiled
@@ -122,7 +122,7 @@ def _compile_comparator(expr: Any) -> _Value:
     if op in ("RegexMatch", "RegexNotMatch"):
         want = op == "RegexMatch"
         if expr.rhs.literal is not None:
-            search = re.compile(expr.rhs.literal).search
+            search = regex_engine.compile(expr.rhs.literal).search
 
             def match_literal(e: dict) -> bool:
                 s = lhs(e)
@@ -130,7 +130,7 @@ def _compile_comparator(expr: Any) -> _Value:
 
             return match_literal
         rhs = _compile_operand(expr.rhs)
-        cache: dict[str, re.Pattern] = {}
+        cache: dict[str, regex_engine.Regex] = {}
 
         def match_dynamic(e: dict) -> bool:
             s, pattern = lhs(e), _regex_of(rhs(e), cache)

@@ -14,6 +14,9 @@ Rules:
   event: a group key or histogram field unique per event (an id, a time, a hash).
 * ``exec-not-allowed``: a spawner or exec transformation whose executable is not
   on the deployment's allow-list, so every record would fail there.
+* ``regex-not-re2`` (an error: validation refuses the config): a pattern Python's
+  ``re`` would take that RE2, binge's dialect, cannot express (a backreference,
+  lookaround, ``\\Z``, a repetition above 1000).
 * ``ignored-field``: a field binge defines that agglo accepts and does not act on
   (``asyncCheckpoint``, a pipeline's ``checkpoint``, ``enableMetrics``).
 
@@ -23,14 +26,15 @@ module holds the rules that hold for every kind, and runs them all.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
+from agglo_core import regex as regex_engine
 from agglo_core.condition_syntax import format_operand
 from agglo_core.config import Condition, Expression, Operand, PipelinesConfig, ProcessDefinition
 from agglo_core.processes.spec import Finding, LintContext
+from agglo_core.validation import NOT_RE2
 
 
 def lint(config: PipelinesConfig, exec_allowed: Callable[[str], bool]) -> list[Finding]:
@@ -91,10 +95,19 @@ _PROBES = ("", "a", "Z", "0", " ", "\n", "é", "-", "internal:name", "someDict.s
 
 def matches_everything(pattern: str) -> bool:
     try:
-        search = re.compile(pattern).search
-    except re.error:
+        matches = regex_engine.compile(pattern).matches
+    except regex_engine.RegexError:
         return False
-    return all(search(p) is not None for p in _PROBES)
+    return all(matches(p) for p in _PROBES)
+
+
+INVALID_CONFIG = "invalid-config"
+REGEX_NOT_RE2 = "regex-not-re2"
+
+
+def problem_rule(message: str) -> str:
+    """The rule a validation problem is reported under: most are ``invalid-config``."""
+    return REGEX_NOT_RE2 if NOT_RE2 in message else INVALID_CONFIG
 
 
 # --- conditions that are never true --------------------------------------------------------------------------

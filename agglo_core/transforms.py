@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agglo_core import regex as regex_engine
 from agglo_core.errors import StageError
 from agglo_core.paths import json_type
 
@@ -78,10 +79,10 @@ def go_template_problem(template: str, groups: int, names: set[str]) -> str | No
     return None
 
 
-def go_replacement(template: str) -> str | Callable[[re.Match], str]:
-    """Go's ``Regexp.Expand`` syntax (``$1``, ``${name}``, ``$$``) as a replacement for ``re.sub``.
+def go_replacement(template: str) -> str | Callable[[regex_engine.Match], str]:
+    """Go's ``Regexp.Expand`` syntax (``$1``, ``${name}``, ``$$``) as a replacement for ``Regex.sub``.
 
-    A template without group references stays a string (``re.sub``'s fast path);
+    A template without group references stays a string, used as is;
     one with references becomes a function of the match, much cheaper than
     ``re``'s own template expansion. An unmatched group gives "", as in Go.
     """
@@ -95,7 +96,7 @@ def go_replacement(template: str) -> str | Callable[[re.Match], str]:
     pieces.append((template[pos:], None))
     pieces = [p for p in pieces if p != ("", None)]
     if all(g is None for _, g in pieces):
-        return "".join(lit for lit, _ in pieces).replace("\\", "\\\\")
+        return "".join(lit for lit, _ in pieces)
     if len(pieces) == 1:
         group = pieces[0][1]
         assert group is not None
@@ -104,7 +105,7 @@ def go_replacement(template: str) -> str | Callable[[re.Match], str]:
 
 
 def _map_regex(regex: str, replace: str) -> ValueFn:
-    pattern = re.compile(regex)
+    pattern = regex_engine.compile(regex)
     template = go_replacement(replace)
     sub = pattern.sub
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from agglo_core import regex as regex_engine
 from agglo_core.config import (
     Condition,
     ExistsOperation,
@@ -99,12 +100,20 @@ def _check_reference(path: str, name: str, ref: ExternalRef, ctx: CheckContext) 
         yield f"{path}: '{name}' is {ctx.externals[name]}, but a {ref.what} is needed ({ref.external_type})"
 
 
+NOT_RE2 = "cannot be expressed in RE2"
+"""In the problem of a pattern Python's ``re`` takes and RE2 (binge's dialect) does not: lint's ``regex-not-re2``."""
+
+
 def regex_problem(pattern: str) -> str | None:
+    """Why ``pattern`` cannot be a config's regex (None: RE2 compiles it)."""
+    reason = regex_engine.problem(pattern)
+    if reason is None:
+        return None
     try:
-        re.compile(pattern)
-    except re.error as e:
-        return f"bad regex {pattern!r}: {e}"
-    return None
+        re.compile(pattern)  # compiling only, never matching: cannot hang
+    except (re.error, RecursionError, OverflowError):
+        return f"bad regex {pattern!r}: {reason}"
+    return f"regex {pattern!r} {NOT_RE2} (binge's dialect, which agglo runs in linear time): {reason}"
 
 
 def _check_regex(path: str, pattern: str) -> Iterator[str]:

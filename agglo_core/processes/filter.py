@@ -7,12 +7,12 @@ beginning with ``internal:`` always survive (agglo's own bookkeeping).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
 from pydantic import StrictBool, StrictStr
 
+from agglo_core import regex as regex_engine
 from agglo_core.config import ConfigModel
 from agglo_core.pipeline import Invocation, StageContext
 from agglo_core.processes.spec import CheckContext, Finding, LintContext, Problem, ProcessSpec
@@ -34,7 +34,7 @@ class FilterStage:
 
     def __init__(self, d: Filter) -> None:
         self.name = d.name
-        self._search = re.compile(d.regex).search
+        self._search = regex_engine.compile(d.regex).search
         self._keep = d.keepMatched
         self._verdicts: dict[str, bool] = {}  # key -> survives; events repeat their keys
         self._top: dict[str, int] = {}

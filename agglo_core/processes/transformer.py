@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
 from pydantic import StrictBool, StrictStr, model_validator
 
+from agglo_core import regex as regex_engine
 from agglo_core.conditions import compile_condition
 from agglo_core.config import ConditionField, ConfigModel, Number, TransformationType, exactly_one
 from agglo_core.effects import Exec, RetryPolicy
@@ -192,7 +192,7 @@ def _check_transformation(path: str, t: Transformation | None) -> Iterator[Probl
         if (problem := regex_problem(args.regex)) is not None:
             yield f"{path}.mapRegexArgs.regex", problem
             return
-        compiled = re.compile(args.regex)
+        compiled = regex_engine.compile(args.regex)
         if (problem := go_template_problem(args.replace, compiled.groups, set(compiled.groupindex))) is not None:
             yield f"{path}.mapRegexArgs.replace", problem
     elif want == "mapArgs":

@@ -11,12 +11,11 @@ import argparse
 import json
 
 from agglo_core import ConfigError
-from agglo_core.lint import Finding, lint
+from agglo_core.lint import Finding, lint, problem_rule
 from handlers.runtime.boot import read_config_file
 from handlers.runtime.entwine_keys import validate_source
 from handlers.runtime.execs import allow_list_from, is_allowed
 
-INVALID = "invalid-config"
 KEY_UNREADABLE = "key-unreadable"
 
 
@@ -31,7 +30,7 @@ def lint_source(source: bytes, allowed: frozenset[str]) -> list[Finding]:
 
 def _split(problem: str) -> tuple[str, str, str]:
     path, _, message = problem.partition(": ")
-    return path, INVALID, message
+    return path, problem_rule(message), message
 
 
 def main(args: argparse.Namespace) -> int:
