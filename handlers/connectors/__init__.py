@@ -83,15 +83,18 @@ class Registry:
     def build(self, external: External) -> Connector:
         from handlers.connectors.catalog import redact
 
+        template = external.connectionString  # shown in messages: a secret from ${VAR} never is
         external = expand_environment(external)
         etype = external.externalType.value
-        factory = self._factories.get((etype, scheme_of(external.connectionString)))
+        key = (etype, scheme_of(external.connectionString))
+        factory = self._factories.get(key)
         if factory is None:
             known = sorted(s or "<a directory path>" for t, s in self._factories if t == etype)
             raise UnknownConnector(
                 f"external system '{external.name}' ({etype}): no connector for "
-                f"'{redact(external.connectionString)}'; this adapter offers: {', '.join(known) or 'none'}")
-        return factory(external)
+                f"'{redact(template)}'; this adapter offers: {', '.join(known) or 'none'}")
+        spec = self._specs.get(key)
+        return factory(external) if spec is None else _build(spec, external, template)
 
     def build_all(self, config: PipelinesConfig, names: set[str] | None = None) -> dict[str, Connector]:
         """Connectors for the config's externals (only ``names``, if given); every problem at once."""
@@ -108,16 +111,20 @@ class Registry:
         return built
 
 
-def _build(spec: ConnectorSpec, external: External) -> Connector:
-    """``spec``'s connector for an external (its connection string expanded), after checking its options."""
+def _build(spec: ConnectorSpec, external: External, template: str | None = None) -> Connector:
+    """``spec``'s connector for an external (its connection string expanded), after checking its options.
+
+    ``template`` is the connection string as the config wrote it (``${VAR}`` unexpanded): messages show it.
+    """
     from handlers.connectors.catalog import redact
 
     cs = external.connectionString
+    shown = redact(cs if template is None else template)
     problems = spec.problems(cs)
     if problems:
-        raise ValueError(f"external system '{external.name}' ('{redact(cs)}'): {'; '.join(problems)}")
+        raise ValueError(f"external system '{external.name}' ('{shown}'): {'; '.join(problems)}")
     defaults = {o.name: o.default for o in spec.options if o.default is not None}
-    return spec.build(external, {**defaults, **spec.parse(cs)})
+    return spec.construct(external, {**defaults, **spec.parse(cs)}, shown)
 
 
 def local_registry() -> Registry:

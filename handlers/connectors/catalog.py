@@ -49,16 +49,16 @@ def spec_for(external_type: str, scheme: str, catalog: tuple[ConnectorSpec, ...]
 
 
 def redact(connection_string: str, catalog: tuple[ConnectorSpec, ...] = CATALOG) -> str:
-    """The connection string with its connector's secret options, and any URL password, as ``***``.
+    """The connection string with every secret in it as ``***``.
 
-    A scheme no connector takes, and the query of an HTTP endpoint's URL (the endpoint's own
-    parameters, not agglo's), fall back to ``agglo_core.connstr.redact``, which goes by key names.
+    Its connector's secret options first (the spec says which), then what looks secret anywhere
+    (``agglo_core.connstr.redact``): a URL's ``user:password@``, options and query parameters named
+    like secrets (``token``, ``key``, ``sig``…), token-like path segments of webhook URLs. Apply it to
+    the connection string as the config wrote it: a ``${VAR}`` stays a name, never its value.
     """
     scheme = scheme_of(connection_string)
     spec = next((s for s in catalog if scheme in s.schemes), None)
-    if spec is None or spec.query_passthrough:
-        return connstr.redact(connection_string if spec is None else spec.redact(connection_string))
-    return spec.redact(connection_string)
+    return connstr.redact(connection_string if spec is None else spec.redact(connection_string))
 
 
 def render_table(catalog: tuple[ConnectorSpec, ...] = CATALOG) -> str:

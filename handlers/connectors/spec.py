@@ -49,12 +49,13 @@ class Option:
         """Why ``value`` is not a valid value of this option (None: it is)."""
         if ENV_REF.search(value):
             return None
+        shown = "the value given" if self.secret else repr(value)  # a secret's value is never echoed
         if self.type == "int" and not re.fullmatch(r"[+-]?\d+", value):
-            return f"{self.name} must be an integer, not {value!r}"
+            return f"{self.name} must be an integer, not {shown}"
         if self.type == "bool" and value.lower() not in ("true", "false"):
-            return f"{self.name} must be true or false, not {value!r}"
+            return f"{self.name} must be true or false, not {shown}"
         if self.pattern is not None and not re.fullmatch(self.pattern, value):
-            return f"{self.name} must look like {self.metavar}, not {value!r}"
+            return f"{self.name} must look like {self.metavar}, not {shown}"
         return None
 
 
@@ -72,7 +73,7 @@ class ConnectorSpec:
     """The adapters that offer it: "local", "aws", "gcp"."""
     doc: str
     """One line for the README's connector table."""
-    build: Callable[[Any, dict[str, str]], Any] = field(repr=False, compare=False)
+    build: Callable[..., Any] = field(repr=False, compare=False)
     """``build(external, options) -> connector`` (the external's connection string already expanded)."""
     form: Form = "options"
     options: tuple[Option, ...] = ()
@@ -80,6 +81,13 @@ class ConnectorSpec:
     """``url`` form: other query parameters belong to the URL itself (an HTTP endpoint's), not to agglo."""
     url_shape: str = "…"
     """``url`` form: what follows ``scheme://`` (for the README)."""
+    shows_template: bool = False
+    """``build`` takes a third argument: the connection string as the config wrote it (``${VAR}`` unexpanded),
+    redacted, which the connector shows in its messages instead of the expanded one."""
+
+    def construct(self, external: Any, options: dict[str, str], shown: str) -> Any:
+        """The connector, from the expanded external, its options and how its connection string is shown."""
+        return self.build(external, options, shown) if self.shows_template else self.build(external, options)  # type: ignore[call-arg]
 
     def option(self, name: str) -> Option | None:
         return next((o for o in self.options if o.name == name), None)
