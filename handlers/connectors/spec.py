@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from agglo_core.connstr import parse_options, redact_userinfo, scheme_of
 
-OptionType = Literal["str", "int", "bool"]
+OptionType = Literal["str", "int", "bool", "seconds"]
 Form = Literal["options", "value", "url"]
 """How a connection string carries its options:
 
@@ -52,6 +52,8 @@ class Option:
         shown = "the value given" if self.secret else repr(value)  # a secret's value is never echoed
         if self.type == "int" and not re.fullmatch(r"[+-]?\d+", value):
             return f"{self.name} must be an integer, not {shown}"
+        if self.type == "seconds" and not _positive_number(value):
+            return f"{self.name} must be a positive number of seconds, not {shown}"
         if self.type == "bool" and value.lower() not in ("true", "false"):
             return f"{self.name} must be true or false, not {shown}"
         if self.pattern is not None and not re.fullmatch(self.pattern, value):
@@ -177,6 +179,12 @@ class ConnectorSpec:
         return f"{scheme}:" + ",".join(
             f"{k}=***" if sep and k.strip() in secret else part
             for part in rest.split(",") for k, sep, _ in [part.partition("=")])
+
+
+def _positive_number(value: str) -> bool:
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?|\.[0-9]+", value):
+        return False
+    return float(value) > 0
 
 
 def did_you_mean(word: str, choices: Iterable[str], shown: Callable[[str], str] = repr) -> str:

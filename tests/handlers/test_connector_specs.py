@@ -219,6 +219,8 @@ def option_value(option: Option) -> st.SearchStrategy[str]:
         return st.integers(-10**6, 10**6).map(str)
     if option.type == "bool":
         return st.sampled_from(["true", "false"])
+    if option.type == "seconds":
+        return st.tuples(st.integers(0, 10**4), st.integers(1, 999)).map(lambda t: f"{t[0]}.{t[1]:03d}")
     if option.pattern == r"projects/[^/]+/topics/[^/]+":
         return st.tuples(SAFE, SAFE).map(lambda pt: f"projects/{pt[0]}/topics/{pt[1]}")
     return SAFE if option.name != "queueUrl" else SAFE.map(lambda s: f"https://sqs.eu-west-1.amazonaws.com/1/{s}")
@@ -290,7 +292,7 @@ def test_http_503_is_transient_and_400_permanent_against_a_real_server() -> None
         hook.close()
     assert [a.transient for a in answers] == [True, False, True, True, False]
     assert [a.details["status"] for a in answers] == list(statuses.values())
-    unreachable = HttpTarget("http://127.0.0.1:9/nothing", timeout_s=2).perform([Put("Web", "k", {})])[0]
+    unreachable = HttpTarget("http://127.0.0.1:9/nothing", deadline_s=2).perform([Put("Web", "k", {})])[0]
     assert isinstance(unreachable, EffectFailed) and unreachable.transient
 
 

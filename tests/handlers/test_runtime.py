@@ -79,7 +79,7 @@ def test_retries_exhausted_fail_that_record_only(hook_factory):
 
 
 def test_unreachable_endpoint_is_a_record_error():
-    target = HttpTarget("http://127.0.0.1:9/nothing", timeout_s=2)
+    target = HttpTarget("http://127.0.0.1:9/nothing", deadline_s=2)
     [result] = target.perform([Put("Web", "k", {})])
     assert isinstance(result, EffectFailed) and "127.0.0.1:9" in result.message
 
