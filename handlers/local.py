@@ -98,12 +98,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
             progress = _Progress(raw, os.fstat(raw.fileno()).st_size)
     try:
         if args.output == "-":
-            return run(runtime, raw, name, sys.stdout.buffer, sys.stderr, progress)
-        with open(args.output, "wb") as out:
-            return run(runtime, raw, name, out, sys.stderr, progress)
+            status = run(runtime, raw, name, sys.stdout.buffer, sys.stderr, progress)
+        else:
+            with open(args.output, "wb") as out:
+                status = run(runtime, raw, name, out, sys.stderr, progress)
     finally:
         if raw is not sys.stdin.buffer:
             raw.close()
+        spawns_failed = runtime.execs.drain(2 * args.exec_timeout)  # asynchronous spawns still running
+    return 1 if spawns_failed else status
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
