@@ -62,11 +62,16 @@ def redact_url_paths(text: str) -> str:
     return _URL_PATH.sub(lambda m: m.group(1) + _redact_path(m.group(1), m.group(2)), text)
 
 
+def redact_text(text: str) -> str:
+    """Free text (an error from a library, an endpoint's answer) with the secrets of every URL in it as ``***``."""
+    s = redact_url_paths(redact_userinfo(text))
+    return _QUERY_PARAM.sub(
+        lambda m: f"{m.group(1)}{m.group(2)}={_hidden(m.group(3)) if is_secret_name(m.group(2)) else m.group(3)}", s)
+
+
 def redact(connection_string: str) -> str:
     """The connection string with passwords, tokens, keys and webhook credentials replaced by ``***``."""
-    s = redact_url_paths(redact_userinfo(connection_string))
-    s = _QUERY_PARAM.sub(
-        lambda m: f"{m.group(1)}{m.group(2)}={_hidden(m.group(3)) if is_secret_name(m.group(2)) else m.group(3)}", s)
+    s = redact_text(connection_string)
     scheme = scheme_of(s)
     if scheme and "://" not in s[:len(scheme) + 3]:
         rest = s[len(scheme) + 1:]

@@ -25,6 +25,7 @@ from typing import Any, ClassVar, TypeVar
 
 import orjson
 
+from agglo_core.connstr import redact_text
 from agglo_core.effects import (
     ApplyDeltas,
     CompareAndPut,
@@ -238,9 +239,10 @@ class BaseConnector:
 
     def failure(self, err: Exception) -> EffectFailed:
         transient = self.is_transient(err)
+        reason = redact_text(str(err))  # a library's message may quote a URL with its credentials
         log.warning("%s failed (%s): %s: %s", self.describe(), "transient" if transient else "permanent",
-                    type(err).__name__, err)
-        return EffectFailed(f"{type(err).__name__}: {err}", transient=transient)
+                    type(err).__name__, reason)
+        return EffectFailed(f"{type(err).__name__}: {reason}", transient=transient)
 
     def pool(self) -> ThreadPoolExecutor:
         """The connector's worker pool, started on first use and kept."""

@@ -33,6 +33,7 @@ from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urljoin, ur
 
 import orjson
 
+from agglo_core.connstr import redact_text
 from agglo_core.effects import EffectFailed, Put
 from handlers.connectors.base import BaseConnector, status_is_permanent
 from handlers.connectors.spec import ConnectorSpec, Option
@@ -182,9 +183,7 @@ def _reason(err: BaseException) -> str:
 
 
 def _redacted(text: str) -> str:
-    from handlers.connectors.catalog import redact
-
-    return redact(text)
+    return redact_text(text)
 
 
 def _json_or_none(answer: bytes) -> Any:

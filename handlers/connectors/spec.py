@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from agglo_core.connstr import parse_options, redact_userinfo, scheme_of
+from agglo_core.connstr import parse_options, redact_text, redact_userinfo, scheme_of
 
 OptionType = Literal["str", "int", "bool", "seconds"]
 Form = Literal["options", "value", "url"]
@@ -49,7 +49,8 @@ class Option:
         """Why ``value`` is not a valid value of this option (None: it is)."""
         if ENV_REF.search(value):
             return None
-        shown = "the value given" if self.secret else repr(value)  # a secret's value is never echoed
+        # A secret's value is never echoed, nor a password in a URL given where something else belongs.
+        shown = "the value given" if self.secret else repr(redact_text(value))
         if self.type == "int" and not re.fullmatch(r"[+-]?\d+", value):
             return f"{self.name} must be an integer, not {shown}"
         if self.type == "seconds" and not _positive_number(value):
