@@ -61,7 +61,7 @@ clean:
 LAMBDA_PYTHON   ?= 3.11
 LAMBDA_PLATFORM ?= manylinux2014_aarch64
 LAMBDA_HANDLERS := handlers/__init__.py handlers/aws_lambda.py handlers/runtime handlers/sources handlers/connectors
-LAMBDA_REQUIREMENTS := 'pydantic>=2.6' 'orjson>=3.9' 'boto3>=1.34' 'aws-lambda-powertools>=3.0' 'aws-xray-sdk>=2.12'
+LAMBDA_REQUIREMENTS := 'pydantic>=2.6' 'orjson>=3.9' 'google-re2>=1.1,<2' 'boto3>=1.34' 'aws-lambda-powertools>=3.0' 'aws-xray-sdk>=2.12'
 
 .PHONY: build-PipelineFunction
 build-PipelineFunction:

@@ -78,7 +78,8 @@ class Regex:
     def matches(self, text: str) -> bool:
         """Whether the pattern is found anywhere in ``text`` (``search`` without building a match)."""
         data = text.encode("utf-8", "surrogatepass")
-        return self._match(self._unanchored, data, 0, len(data))[0] != _NO_MATCH
+        found: bool = self._match(self._unanchored, data, 0, len(data))[0] != _NO_MATCH
+        return found
 
     def sub(self, replacement: Replacement, text: str) -> str:
         """Every match replaced (a string is used as is; a function gets the ``Match``), Go's way."""
@@ -100,6 +101,8 @@ class Regex:
                     piece = replacement(Match(data, spans, self.groupindex))  # type: ignore[operator]
                     out.append(str(piece).encode("utf-8", "surrogatepass"))
             last_end = stop
+            if stop == end and stop > start:
+                break  # any later match is empty at the end, abutting this one: Go skips it
             width = _char_width(data, search_at) if search_at < end else 1
             search_at = search_at + width if search_at + width > stop else stop
         if not out:
@@ -146,7 +149,7 @@ def _cached(pattern: str) -> Regex:
 @lru_cache(maxsize=1)
 def _engine() -> Any:
     # Imported on first use: the extension costs a few milliseconds at cold start, and many configs have no regex.
-    from re2 import _re2
+    from re2 import _re2  # type: ignore[import-untyped]
 
     return _re2
 

@@ -90,7 +90,7 @@ class ConnectorSpec:
 
     def construct(self, external: Any, options: dict[str, str], shown: str) -> Any:
         """The connector, from the expanded external, its options and how its connection string is shown."""
-        return self.build(external, options, shown) if self.shows_template else self.build(external, options)  # type: ignore[call-arg]
+        return self.build(external, options, shown) if self.shows_template else self.build(external, options)
 
     def option(self, name: str) -> Option | None:
         return next((o for o in self.options if o.name == name), None)
