@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from agglo_core.connstr import redact_text
 from agglo_core.effects import EffectFailed, TickerCall
 from handlers.connectors.base import BaseConnector, status_is_permanent
 
@@ -45,7 +46,7 @@ class TickerClient(BaseConnector):
         try:
             status, answer = call(e.endpoint, e.method, e.path, e.body)
         except OSError as err:
-            return EffectFailed(f"ticker {e.endpoint} unreachable: {err}", {"status": 0})
+            return EffectFailed(f"ticker {redact_text(e.endpoint)} unreachable: {redact_text(str(err))}", {"status": 0})
         if 200 <= status < 300:
             return answer
         reason = answer.get("error") if isinstance(answer, dict) else None

@@ -520,3 +520,12 @@ def test_library_errors_that_quote_a_url_are_redacted():
     text = 'Could not connect to the endpoint URL: "http://key:Zq9secret@localhost:1/?X-Amz-Signature=abc123"'
     shown = redact_text(text)
     assert "Zq9secret" not in shown and "abc123" not in shown and "localhost:1" in shown
+
+
+def test_an_unreachable_ticker_is_named_without_its_credentials():
+    from agglo_core.effects import TickerCall
+    from handlers.connectors.ticker import TickerClient
+
+    [result] = TickerClient().perform([TickerCall("http://op:Zq9hunter2@127.0.0.1:9", "GET", "/tick")])
+    assert isinstance(result, EffectFailed) and "unreachable" in result.message
+    assert "Zq9hunter2" not in result.message and "127.0.0.1:9" in result.message
