@@ -529,3 +529,14 @@ def test_an_unreachable_ticker_is_named_without_its_credentials():
     [result] = TickerClient().perform([TickerCall("http://op:Zq9hunter2@127.0.0.1:9", "GET", "/tick")])
     assert isinstance(result, EffectFailed) and "unreachable" in result.message
     assert "Zq9hunter2" not in result.message and "127.0.0.1:9" in result.message
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(), pattern=st.sampled_from([".", "(.)", "\\w+", "$", "^", "a*", "(?P<x>[^a])", EVIL]))
+def test_any_event_text_is_matched_and_replaced_without_error(text, pattern):
+    """Lone surrogates, astral characters, empty strings: every str an event can hold."""
+    compiled = regex_engine.compile(pattern)
+    replaced = compiled.sub(lambda m: f"<{m.group(compiled.groups and 1) or ''}>", text)
+    assert isinstance(replaced, str) and compiled.matches(text) is (compiled.search(text) is not None)
+    if not compiled.matches(text):
+        assert replaced == text
