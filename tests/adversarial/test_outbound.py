@@ -289,8 +289,8 @@ def test_a_stalled_endpoint_costs_one_deadline_per_record_with_bounded_concurren
     finally:
         close()
     assert all(isinstance(r, EffectFailed) and r.transient and "deadline of 0.5s" in r.message for r in results)
-    # 20 records, 16 at once: two rounds of one deadline, not 20 deadlines (nor a socket timeout per byte)
-    assert elapsed < 0.5 * 2 + 1.5, elapsed
+    # 20 records, 16 at once: two rounds of one deadline (1 s), not 20 deadlines (10 s), nor endless trickling
+    assert elapsed < 5, elapsed
 
 
 def test_the_deadline_comes_from_the_connection_string_and_is_not_sent(endpoints, tmp_path):
