@@ -551,7 +551,7 @@ def test_readme_quick_start(tmp_path):
 
 
 
-RUN_NEEDS = {"pydantic", "pydantic_core", "orjson", "annotated_types", "typing_extensions", "typing_inspection"}
+RUN_NEEDS = {"pydantic", "pydantic_core", "orjson", "annotated_types", "typing_extensions", "typing_inspection", "re2"}
 """What ``pip install agglo`` (no extras, what ``make run`` installs) brings, by top-level module."""
 
 LOADED_THIRD_PARTY = """\
