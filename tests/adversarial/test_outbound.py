@@ -540,3 +540,9 @@ def test_any_event_text_is_matched_and_replaced_without_error(text, pattern):
     assert isinstance(replaced, str) and compiled.matches(text) is (compiled.search(text) is not None)
     if not compiled.matches(text):
         assert replaced == text
+
+
+def test_a_binary_runs_from_the_file_that_was_checked():
+    cat = os.path.realpath("/bin/cat")
+    runner = ExecRunner(frozenset({cat}), timeout_s=5)
+    assert runner.run(Exec("/bin/cat", (), {"a": [1, "é"]})) == {"a": [1, "é"]}
