@@ -18,7 +18,7 @@ from agglo_core.config import PipelineProcess, PipelinesConfig, load_config
 from agglo_core.connstr import redact
 from agglo_core.effects import Effect, EffectFailed, RetryPolicy
 from agglo_core.errors import RECORD_FAULTS, ConfigError, RecordError, StageError, describe
-from agglo_core.records import Outcome, Record
+from agglo_core.records import Outcome, Record, unwritable
 
 Driver = Generator[list[Effect], list[Any], Any]
 
@@ -258,10 +258,14 @@ class Plan:
         outcomes = [Outcome(r) for r in records]
         valid = []
         for o in outcomes:
-            if type(o.record.payload) is dict:
-                valid.append(o)
-            else:
+            if type(o.record.payload) is not dict:
                 o.errors.append(RecordError(o.record.id, None, None, "an event must be a JSON object"))
+            elif (problem := unwritable(o.record.payload)) is not None:
+                # Found before any effect: an event no output or body could hold fails alone, here.
+                o.errors.append(RecordError(o.record.id, None, None, f"the event cannot be written as JSON: "
+                                                                      f"{problem}"))
+            else:
+                valid.append(o)
         per_pipeline = []
         for pipe in self.pipelines:
             stamp = {"internal:partitionID": self.partition, "internal:name": pipe.name}

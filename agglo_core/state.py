@@ -10,22 +10,51 @@ from typing import Any
 
 from agglo_core.effects import Deltas, JoinAdd, JoinState
 
+STATE_LIMIT = 1e125
+"""The largest magnitude a non-integer state field may reach, the same in every store: DynamoDB's numbers
+stop just short of 1e126, and well below it a float sum never overflows to infinity."""
+STATE_INT_MIN, STATE_INT_MAX = -(2**63), 2**63 - 1
+"""Integer state fields stay within signed 64 bits (Firestore's integers; what every store writes exactly)."""
 
-def _apply(op: str, current: Any, amount: Any) -> Any:
+
+class StateOverflow(ArithmeticError):
+    """A state field would leave the bounds every store keeps: the change is refused, the state unchanged."""
+
+
+def state_problem(value: Any) -> str | None:
+    """Why a number cannot be a state field (None: it can)."""
+    if type(value) is int:
+        if STATE_INT_MIN <= value <= STATE_INT_MAX:
+            return None
+        shown = value if value.bit_length() <= 128 else f"an integer of {value.bit_length()} bits"
+        return f"{shown}, outside the signed 64-bit range"
+    if -STATE_LIMIT <= value <= STATE_LIMIT:  # false for nan
+        return None
+    return f"{value}, beyond ±{STATE_LIMIT:g}"
+
+
+def _checked(name: str, value: Any) -> Any:
+    if (problem := state_problem(value)) is not None:
+        raise StateOverflow(f"state field '{name}' would become {problem}, which no state store keeps: "
+                            "the change is refused and the state left as it was")
+    return value
+
+
+def _apply(op: str, current: Any, amount: Any, name: str) -> Any:
     if current is None:
-        return amount
+        return _checked(name, amount)
     if op == "add":
-        return current + amount
+        return _checked(name, current + amount)
     if op == "max":
-        return amount if amount > current else current
-    return amount if amount < current else current
+        return _checked(name, amount) if amount > current else current
+    return _checked(name, amount) if amount < current else current
 
 
 def apply_deltas(item: dict[str, Any], deltas: Deltas) -> dict[str, Any]:
     """A new item: ``item`` with ``deltas`` applied."""
     out = dict(item)
     for name, (op, amount) in deltas.items():
-        out[name] = _apply(op, out.get(name), amount)
+        out[name] = _apply(op, out.get(name), amount, name)
     return out
 
 
@@ -39,7 +68,7 @@ def apply_parts(item: dict[str, Any], parts: tuple[tuple[str, Deltas], ...],
         if mark in skip:
             continue
         for name, (op, amount) in deltas.items():
-            out[name] = _apply(op, out.get(name), amount)
+            out[name] = _apply(op, out.get(name), amount, name)
         after[mark] = {name: out[name] for name in deltas}
     return out, after
 
@@ -48,7 +77,7 @@ def combine_deltas(into: Deltas, more: Deltas) -> None:
     """Fold ``more`` into ``into`` (in place): applying the result equals applying both in turn."""
     for name, (op, amount) in more.items():
         prev = into.get(name)
-        into[name] = (op, amount if prev is None else _apply(op, prev[1], amount))
+        into[name] = (op, _checked(name, amount) if prev is None else _apply(op, prev[1], amount, name))
 
 
 def add_to_join(join: dict | None, e: JoinAdd) -> tuple[dict | None, JoinState]:
