@@ -56,6 +56,8 @@ def unwritable(value: Any, at: str = "", nesting: int = 0) -> str | None:
     One ``orjson.dumps`` decides in the common case; only a value it refuses, or whose JSON has a null
     (maybe a nan or inf written as null), is walked to say what and where.
     """
+    if nesting > MAX_DEPTH:
+        return f"{at or 'the value'}: nested deeper than {MAX_DEPTH} levels"
     kind = type(value)
     if kind is str or kind is bool or value is None:
         return None
@@ -74,29 +76,43 @@ def unwritable(value: Any, at: str = "", nesting: int = 0) -> str | None:
     return None
 
 
+Where = tuple[str, "Where"] | None
+"""A path as a linked list (last segment first), so walking a deep value builds no long strings."""
+
+
+def _path(at: str, where: Where, limit: int = 6) -> str:
+    segs: list[str] = []
+    while where is not None:
+        segs.append(where[0])
+        where = where[1]
+    segs.reverse()
+    if len(segs) > limit:  # a nesting problem: the way in says enough
+        segs = [*segs[:limit], "…"]
+    return ".".join([at, *segs] if at else segs) or "the event"
+
+
 def _find(value: Any, at: str, depth: int) -> str | None:
     """The first thing in ``value`` JSON cannot hold, with its path (iterative: depth is the problem)."""
-    stack = [(value, at, depth)]
+    stack: list[tuple[Any, Where, int]] = [(value, None, depth)]
     while stack:
-        v, path, d = stack.pop()
+        v, where, d = stack.pop()
         kind = type(v)
         if kind is dict or kind is list or kind is tuple:
             if d + 1 > MAX_DEPTH:
-                return f"{path or 'the event'}: nested deeper than {MAX_DEPTH} levels"
-            items = v.items() if kind is dict else enumerate(v)
-            for k, x in items:
-                if type(k) is not str and kind is dict:
-                    return f"{path or 'the event'}: the key {k!r} is not a string"
-                stack.append((x, f"{path}.{k}" if path else str(k), d + 1))
+                return f"{_path(at, where)}: nested deeper than {MAX_DEPTH} levels"
+            for k, x in (v.items() if kind is dict else enumerate(v)):
+                if kind is dict and type(k) is not str:
+                    return f"{_path(at, where)}: the key {k!r} is not a string"
+                stack.append((x, (str(k), where), d + 1))
         elif kind is str:
             try:
                 v.encode()
             except UnicodeEncodeError:
-                return f"{path}: the string is not valid UTF-8 (a lone surrogate)"
+                return f"{_path(at, where)}: the string is not valid UTF-8 (a lone surrogate)"
         elif (problem := number_problem(v)) is not None:
-            return f"{path}: {problem}"
+            return f"{_path(at, where)}: {problem}"
         elif not (kind is bool or v is None or kind is int or kind is float):
-            return f"{path}: a {kind.__name__} is not a JSON value"
+            return f"{_path(at, where)}: a {kind.__name__} is not a JSON value"
     return None
 
 

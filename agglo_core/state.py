@@ -21,22 +21,24 @@ class StateOverflow(ArithmeticError):
     """A state field would leave the bounds every store keeps: the change is refused, the state unchanged."""
 
 
+BOUNDS = "beyond the bounds every state store keeps (integers within signed 64 bits, other numbers within ±1e125)"
+REFUSED = "the change is refused and the state left as it was"
+
+
 def state_problem(value: Any) -> str | None:
-    """Why a number cannot be a state field (None: it can)."""
+    """How a number that cannot be a state field shows in a message (None: it can be one)."""
     if type(value) is int:
         if STATE_INT_MIN <= value <= STATE_INT_MAX:
             return None
-        shown = value if value.bit_length() <= 128 else f"an integer of {value.bit_length()} bits"
-        return f"{shown}, outside the signed 64-bit range"
+        return str(value) if value.bit_length() <= 128 else f"an integer of {value.bit_length()} bits"
     if -STATE_LIMIT <= value <= STATE_LIMIT:  # false for nan
         return None
-    return f"{value}, beyond ±{STATE_LIMIT:g}"
+    return repr(value)
 
 
 def _checked(name: str, value: Any) -> Any:
-    if (problem := state_problem(value)) is not None:
-        raise StateOverflow(f"state field '{name}' would become {problem}, which no state store keeps: "
-                            "the change is refused and the state left as it was")
+    if (shown := state_problem(value)) is not None:
+        raise StateOverflow(f"state field '{name}' would become {shown}, {BOUNDS}: {REFUSED}")
     return value
 
 

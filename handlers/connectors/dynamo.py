@@ -37,6 +37,8 @@ from agglo_core.effects import (
     Put,
 )
 from agglo_core.state import (
+    BOUNDS,
+    REFUSED,
     STATE_INT_MAX,
     STATE_INT_MIN,
     STATE_LIMIT,
@@ -162,8 +164,7 @@ class DynamoKV(AwsConnector):
             old = getattr(err, "response", {}).get("Item") or self._get(e.key)
             if all(op == "add" for op, _ in e.deltas.values()):  # only the bounds could refuse it
                 apply_deltas(fields_from_item(old), e.deltas)  # raises StateOverflow naming the field
-                raise StateOverflow(f"a sum in item {e.key!r} would leave the bounds every state store keeps: "
-                                    "the change is refused and the state left as it was") from None
+                raise StateOverflow(f"a sum in item {e.key!r} would go {BOUNDS}: {REFUSED}") from None
             if len(conds) > 1:  # some fields may still win: apply them one at a time
                 for field, delta in e.deltas.items():
                     self._apply(ApplyDeltas(e.store, e.key, {field: delta}))

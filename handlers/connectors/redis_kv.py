@@ -15,6 +15,7 @@ strings; a ``CompareAndPut`` (entwine's head check) is one script.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,7 +32,7 @@ from agglo_core.effects import (
     JoinState,
     Put,
 )
-from agglo_core.state import STATE_INT_MAX, STATE_LIMIT, StateOverflow
+from agglo_core.state import BOUNDS, REFUSED, STATE_INT_MAX, STATE_LIMIT, StateOverflow
 from handlers.connectors.base import BaseConnector, Work
 from handlers.connectors.kv import mark_ttl_s
 from handlers.connectors.spec import ConnectorSpec, Option
@@ -49,7 +50,7 @@ local function add(field, have, amount)
   local text = string.format('%.17g', sum)
   local float = isfloat(have) or isfloat(amount)
   if float and not (math.abs(sum) <= STATE_LIMIT) or not float and (sum < -INT_LIMIT or sum >= INT_LIMIT) then
-    error("state field '" .. field .. "' would become " .. text .. ", beyond the bounds every state store keeps", 0)
+    error("state field '" .. field .. "' would become " .. text .. ", " .. BOUNDS, 0)
   end
   if float and not isfloat(text) then text = text .. '.0' end
   return text
@@ -102,7 +103,7 @@ for field in pairs(fields) do redis.call('HSET', KEYS[1], field, current[field])
 for _, m in ipairs(markwrites) do redis.call('SET', m[1], m[2], 'EX', ttl) end
 return {old, skipped, memos}
 """
-_BOUNDS = f"local STATE_LIMIT, INT_LIMIT = {STATE_LIMIT!r}, {STATE_INT_MAX + 1}\n"
+_BOUNDS = f"local STATE_LIMIT, INT_LIMIT, BOUNDS = {STATE_LIMIT!r}, {STATE_INT_MAX + 1}, {json.dumps(BOUNDS, ensure_ascii=False)}\n"
 
 # KEYS[1] = join; ARGV = member, deadline, now, mark TTL, mark ('' = none), n, n x required member.
 # Adds the member; closes (deletes) the join when now is past its deadline or every required member
@@ -245,8 +246,8 @@ class RedisKV(BaseConnector):
 
     def _result(self, e: Any, answer: Any) -> Any:
         if isinstance(answer, Exception):  # this command failed; the others of the round trip stand
-            if isinstance(e, ApplyDeltas) and "beyond the bounds" in str(answer):
-                return self.failure(StateOverflow(f"{answer}: the change is refused and the state left as it was"))
+            if isinstance(e, ApplyDeltas) and BOUNDS in str(answer):
+                return self.failure(StateOverflow(f"{answer}: {REFUSED}"))
             return self.failure(answer)
         if isinstance(e, ApplyDeltas):
             old, skipped, memos = answer
