@@ -70,9 +70,9 @@ def unwritable(value: Any, at: str = "", nesting: int = 0) -> str | None:
     try:
         data = dumps(wrapped)
     except JSONEncodeError as err:
-        return _find(value, at, nesting) or f"{at or 'the event'}: {err}"
+        return find_problem(value, at, nesting) or f"{at or 'the event'}: {err}"
     if b"null" in data:
-        return _find(value, at, nesting)
+        return find_problem(value, at, nesting)
     return None
 
 
@@ -91,7 +91,7 @@ def _path(at: str, where: Where, limit: int = 6) -> str:
     return ".".join([at, *segs] if at else segs) or "the event"
 
 
-def _find(value: Any, at: str, depth: int) -> str | None:
+def find_problem(value: Any, at: str = "", depth: int = 0) -> str | None:
     """The first thing in ``value`` JSON cannot hold, with its path (iterative: depth is the problem)."""
     stack: list[tuple[Any, Where, int]] = [(value, None, depth)]
     while stack:

@@ -44,12 +44,20 @@ def _checked(name: str, value: Any) -> Any:
 
 def _apply(op: str, current: Any, amount: Any, name: str) -> Any:
     if current is None:
-        return _checked(name, amount)
-    if op == "add":
-        return _checked(name, current + amount)
-    if op == "max":
+        out = amount
+    elif op == "add":
+        out = current + amount
+    elif op == "max":
         return _checked(name, amount) if amount > current else current
-    return _checked(name, amount) if amount < current else current
+    else:
+        return _checked(name, amount) if amount < current else current
+    # Inline for the common case (this runs per record and field): a float or an int within bounds.
+    if type(out) is float:
+        if -STATE_LIMIT <= out <= STATE_LIMIT:
+            return out
+    elif STATE_INT_MIN <= out <= STATE_INT_MAX:
+        return out
+    return _checked(name, out)
 
 
 def apply_deltas(item: dict[str, Any], deltas: Deltas) -> dict[str, Any]:

@@ -162,7 +162,8 @@ class AggregatorStage:
         # state combined, so a record sees the stored state plus the batch's combined deltas so far.
         so_far: dict[str, Deltas] = {}
         for it, key, groups, delta, mark in updates:
-            answer = own.get(id(it), answers[key])
+            retried = bool(own) and id(it) in own
+            answer = own[id(it)] if retried else answers[key]
             if (err := effect_error(answer)) is not None:
                 it.fail(self.name, f"could not update state in '{self._store}': {err}", transient=err.transient)
                 continue
@@ -170,8 +171,8 @@ class AggregatorStage:
                 if mark in answer.duplicates:
                     # Applied by an earlier delivery of this record: change nothing, and show what that
                     # delivery showed (the fields it wrote, as the store remembers them).
-                    after = {**(answer.before if id(it) in own else state[key]), **answer.remembered.get(mark, {})}
-                elif id(it) in own:
+                    after = {**(answer.before if retried else state[key]), **answer.remembered.get(mark, {})}
+                elif retried:
                     after = apply_deltas(answer.before, delta)
                 elif mark:
                     after = state[key] = apply_deltas(state[key], delta)
