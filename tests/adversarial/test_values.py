@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import pathlib
+import sqlite3
 import threading
 import time
 import uuid
@@ -108,7 +109,7 @@ def test_a_problem_names_where_it_is():
 # --- the core and the runtime, in memory -----------------------------------------------------------------
 
 
-def values_config(state: str = "mem:state", tees: str = "mem:tees") -> dict:
+def values_config(state: str = "mem:state", tees: str = "mem:tees", tee_type: str = "ExternalObjectStore") -> dict:
     """y = m * 10, then a running sum of x forwarded on the event, then a tee."""
     return config(
         {"transformer": {"name": "Times10", "forwardInputFields": True, "specs": [{
@@ -117,7 +118,7 @@ def values_config(state: str = "mem:state", tees: str = "mem:tees") -> dict:
         {"aggregator": {"name": "SumX", "stateStore": "State", "forwardState": True,
                         "aggregation": {"key": "x", "aggregationType": "AggSum"}}},
         {"tee": {"name": "Out", "outputConnectorRef": "Tees"}},
-        externals=(kv("State", state), external("ExternalObjectStore", "Tees", tees)))
+        externals=(kv("State", state), external(tee_type, "Tees", tees)))
 
 
 # Events that are fine on the way in, but whose numbers the pipeline cannot make or keep.
@@ -526,22 +527,39 @@ def test_cloud_function_http_answers_422_for_an_event_it_cannot_write(tmp_path, 
 
 @pytest.mark.parametrize("durable", [False, True])
 def test_serve_and_the_durable_queue_answer_one_error_per_bad_event(tmp_path, durable):
-    cfg = write_config(tmp_path / "c.json", values_config())
-    extra = ["--durable", str(tmp_path / "queue"), "--workers", "1"] if durable else []
-    server = Server(cfg, tmp_path, *extra, log_name="values").start()
+    cfg = write_config(tmp_path / "c.json", values_config(f"sqlite:{tmp_path}/state.db", str(tmp_path / "tee"),
+                                                          "ExternalLocalFile"))
+    queue = tmp_path / "queue"
+    server = Server(cfg, tmp_path, *(["--durable", str(queue), "--workers", "1"] if durable else []),
+                    log_name="values").start()
     try:
         bad = [request(server.port, "POST", "/binge", nested_text(MAX_DEPTH + 1 + k).encode()) for k in range(3)]
         bad.append(request(server.port, "POST", "/binge", b'{"m": 1.5e308}'))
-        good = [post_json(server.port, {"x": n}) for n in range(3)]
+        good = [post_json(server.port, {"x": n, "n": n}) for n in range(3)]
         if durable:
-            assert all(status == 202 for status, _ in good), good
+            assert [status for status, _ in bad + good] == [202] * 7
+            deadline = time.monotonic() + 30
+            while (counts := request(server.port, "GET", "/maintenance/queue")[1])["unprocessed"] or \
+                    counts["inflight"]:
+                assert time.monotonic() < deadline, counts
+                time.sleep(0.1)
+            assert counts["failed"] == 4
         else:
             assert [status for status, _ in bad] == [422] * 4, bad
             assert [status for status, _ in good] == [200] * 3
             sums = [body["outputs"][0]["internal:aggregation:P"]["x:AggSum"]["value"] for _, body in good]
             assert sums == [0, 1, 3]
-        status, _ = request(server.port, "GET", "/healthz")
-        assert status == 200
+        assert request(server.port, "GET", "/healthz")[0] == 200
     finally:
         server.stop()
     assert b"Traceback" not in server.stderr_path.read_bytes()
+    written = sorted(json.loads(p.read_text())["n"] for p in (tmp_path / "tee").glob("*.json"))
+    assert written == [0, 1, 2]  # only the good records reached the tee
+    if durable:
+        conn = sqlite3.connect(queue / "queue.db")
+        try:
+            errors = [orjson.loads(e) for (e,) in conn.execute("SELECT errors FROM failed").fetchall()]
+        finally:
+            conn.close()
+        assert sorted(len(e) for e in errors) == [1, 1, 1, 1]
+        assert sum("cannot be written as JSON" in e[0]["error"] for e in errors) == 4
