@@ -5,6 +5,11 @@ is sent one result per effect; when it returns, its value is one ``Outcome`` per
 record. A batch moves through each pipeline stage by stage, so a batch crosses
 the effect protocol once per effectful stage (and the pipelines of a config
 share those crossings), never once per record.
+
+Every output and body can be written as JSON: an event is checked where it
+enters, and each process checks the values it makes (``records.unwritable``,
+``state``'s bounds), failing only that record, before any effect for it. So no
+adapter meets an encode error while writing its answer.
 """
 
 from __future__ import annotations

@@ -315,6 +315,7 @@ def test_every_store_refuses_a_sum_past_the_bound_and_keeps_the_state(store, mar
     assert "'value'" in refused.message and "beyond the bounds every state store keeps" in refused.message
     assert isinstance(neighbour, DeltasApplied)
     assert kv_store.get("k") == {"value": start} and kv_store.get("other") == {"value": 1}
+    assert type(kv_store.get("k")["value"]) is type(start)  # a large whole float stays a float (DynamoDB too)
     # Within the bound it still adds, and a refused mark was never remembered: the change may come again.
     [ok] = kv_store.perform([change("k", -start / 2 if isinstance(start, float) else -(start // 2),
                                     "m2" if marked else "")])
