@@ -479,6 +479,24 @@ def test_lambda_direct_invocation_answers_one_error_per_bad_event(lambda_stack, 
     orjson.dumps(answer)  # the answer itself can always be written
 
 
+def test_lambda_sqs_reports_exactly_the_messages_it_cannot_write(lambda_stack):
+    from handlers.connectors import memory
+
+    bodies = ['{"x": 1, "m": 1}', nested_text(MAX_DEPTH + 7), '{"x": 2, "m": 2}', '{"m": 1.5e308}',
+              '{"x": 2e125}', '{"x": 3, "m": 3}']
+    records = [{"messageId": f"m-{i}", "receiptHandle": f"rh-{i}", "body": body, "md5OfBody": "x",
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1", "SenderId": "x",
+                               "ApproximateFirstReceiveTimestamp": "1"},
+                "messageAttributes": {}, "eventSource": "aws:sqs", "awsRegion": "us-east-1",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:input"} for i, body in enumerate(bodies)]
+    fresh_lambda(lambda_stack)
+    response = lambda_stack.handler({"Records": records}, lambda_context())
+    assert response == {"batchItemFailures": [{"itemIdentifier": f"m-{i}"} for i in (1, 3, 4)]}
+    assert len(memory.store("object", "tees").data) == 3
+    [total] = [v for k, v in memory.store("kv", "state").data.items() if k.startswith("agg/")]
+    assert total == {"value": 6}
+
+
 def apigw(body: str) -> dict:
     return {"version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "", "headers": {},
             "requestContext": {"http": {"method": "POST", "path": "/"}, "requestId": "r", "stage": "$default"},
