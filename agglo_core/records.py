@@ -45,7 +45,7 @@ def number_problem(value: Any) -> str | None:
     if kind is float:
         return None if isfinite(value) else f"{value} is not a finite number"
     if kind is int and not INT_MIN <= value <= INT_MAX:
-        return f"{_short(value)} is outside the 64-bit integer range"
+        return f"{int_text(value)} is outside the 64-bit integer range"
     return None
 
 
@@ -116,6 +116,6 @@ def find_problem(value: Any, at: str = "", depth: int = 0) -> str | None:
     return None
 
 
-def _short(n: int) -> str:
+def int_text(n: int) -> str:
     """An integer for a message (Python refuses to print integers of thousands of digits)."""
     return str(n) if n.bit_length() <= 128 else f"an integer of {n.bit_length()} bits"

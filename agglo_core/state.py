@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from agglo_core.effects import Deltas, JoinAdd, JoinState
+from agglo_core.records import int_text
 
 STATE_LIMIT = 1e125
 """The largest magnitude a non-integer state field may reach, the same in every store: DynamoDB's numbers
@@ -30,7 +31,7 @@ def state_problem(value: Any) -> str | None:
     if type(value) is int:
         if STATE_INT_MIN <= value <= STATE_INT_MAX:
             return None
-        return str(value) if value.bit_length() <= 128 else f"an integer of {value.bit_length()} bits"
+        return int_text(value)
     if -STATE_LIMIT <= value <= STATE_LIMIT:  # false for nan
         return None
     return repr(value)
