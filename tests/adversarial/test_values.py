@@ -394,31 +394,41 @@ def test_the_collector_runs_after_a_bounded_number_of_overlapping_batches():
 # --- adapters -------------------------------------------------------------------------------------------
 
 
-def hostile_lines(draw_seed: int) -> list[tuple[str, bool]]:
-    """JSON lines: clean ones, and ones that parse but cannot be written or overflow in the pipeline."""
-    lines: list[tuple[str, bool]] = []
-    for n in range(6):
-        lines.append((json.dumps({"x": n, "m": n, "n": n}), True))
-    lines += [
-        (nested_text(MAX_DEPTH + 1 + draw_seed % 500), False),
-        ('{"n": 90, "m": ' + str(INT_MAX // 2) + "}", False),  # m * 10 leaves 64 bits
-        ('{"n": 91, "m": 1.5e308}', False),  # m * 10 is inf
-        ('{"n": 92, "x": 2e125}', False),  # the sum passes the state bound
-        ('{"n": 7, "x": 1, "x": 7}', True),  # duplicate keys: the last one wins
-    ]
-    return lines
+edge_numbers = st.sampled_from([INT_MAX, INT_MIN, STATE_INT_MAX, 1.7976931348623157e308, -1.7976931348623157e308,
+                                5e-324, 0.1, -0.0])
 
 
-@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 10**6), order=st.randoms(use_true_random=False))
-def test_agglo_run_gives_the_clean_outputs_and_one_error_per_bad_line(tmp_path_factory, seed, order):
+@st.composite
+def line_pairs(draw: st.DrawFn) -> list[tuple[str, str | None]]:
+    """(the line in a hostile file, the same record's line in a clean file, or None for a bad line).
+
+    Good lines carry any JSON value, numbers at the edges, and sometimes a duplicate key (the last one wins,
+    so its clean twin is the line without the first one). Bad lines parse, but cannot be written or make
+    numbers no output or state can hold.
+    """
+    pairs: list[tuple[str, str | None]] = []
+    for n in range(draw(st.integers(1, 6))):
+        event = {"x": n, "m": n, "n": n, "v": draw(json_values | edge_numbers)}
+        text = orjson.dumps(event).decode()
+        twin = text
+        if draw(st.booleans()):  # an earlier duplicate of "v" that the later one replaces
+            text = '{"v": ' + orjson.dumps(draw(json_values)).decode() + ", " + text[1:]
+        pairs.append((text, twin))
+    bad = [nested_text(draw(st.integers(MAX_DEPTH + 1, 1000))),
+           '{"m": ' + str(draw(st.integers(INT_MAX // 10 + 1, INT_MAX))) + "}",  # m * 10 leaves 64 bits
+           '{"m": ' + repr(draw(st.floats(1.8e307, 1.7e308))) + "}",  # m * 10 is inf
+           '{"x": ' + repr(draw(st.floats(1.01e125, 1e300))) + "}"]  # past the state bound
+    pairs += [(text, None) for text in draw(st.lists(st.sampled_from(bad), min_size=1, max_size=4))]
+    return draw(st.permutations(pairs))
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pairs=line_pairs())
+def test_agglo_run_gives_the_clean_outputs_and_one_error_per_bad_line(tmp_path_factory, pairs):
     tmp = tmp_path_factory.mktemp("run")
     cfg = write_config(tmp / "c.json", values_config())
-    lines = hostile_lines(seed)
-    order.shuffle(lines)
-    good = [text for text, ok in lines if ok]
-    (tmp / "clean.jsonl").write_text("\n".join(good) + "\n")
-    (tmp / "mixed.jsonl").write_text("\n".join(text for text, _ in lines) + "\n")
+    (tmp / "clean.jsonl").write_text("".join(twin + "\n" for _, twin in pairs if twin is not None))
+    (tmp / "mixed.jsonl").write_text("".join(text + "\n" for text, _ in pairs))
     clean = run_agglo(["run", "-c", str(cfg), "-i", "clean.jsonl"], tmp, timeout=60)
     mixed = run_agglo(["run", "-c", str(cfg), "-i", "mixed.jsonl"], tmp, timeout=60)
     assert clean.returncode == 0, clean.stderr
@@ -429,8 +439,7 @@ def test_agglo_run_gives_the_clean_outputs_and_one_error_per_bad_line(tmp_path_f
 
     assert without_ids(mixed.stdout) == without_ids(clean.stdout)
     errors = json_lines(mixed.stderr)
-    bad_lines = sorted(i + 1 for i, (_, ok) in enumerate(lines) if not ok)
-    assert sorted(e["line"] for e in errors) == bad_lines
+    assert sorted(e["line"] for e in errors) == [i + 1 for i, (_, twin) in enumerate(pairs) if twin is None]
 
 
 @pytest.fixture
