@@ -5,6 +5,11 @@ is sent one result per effect; when it returns, its value is one ``Outcome`` per
 record. A batch moves through each pipeline stage by stage, so a batch crosses
 the effect protocol once per effectful stage (and the pipelines of a config
 share those crossings), never once per record.
+
+Every output and body can be written as JSON: an event is checked where it
+enters, and each process checks the values it makes (``records.unwritable``,
+``state``'s bounds), failing only that record, before any effect for it. So no
+adapter meets an encode error while writing its answer.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
+from orjson import JSONEncodeError, dumps
+
 from agglo_core.config import PipelineProcess, PipelinesConfig, load_config
 from agglo_core.connstr import redact
 from agglo_core.effects import Effect, EffectFailed, RetryPolicy
 from agglo_core.errors import RECORD_FAULTS, ConfigError, RecordError, StageError, describe
-from agglo_core.records import Outcome, Record
+from agglo_core.records import Outcome, Record, find_problem
 
 Driver = Generator[list[Effect], list[Any], Any]
 
@@ -258,10 +265,21 @@ class Plan:
         outcomes = [Outcome(r) for r in records]
         valid = []
         for o in outcomes:
-            if type(o.record.payload) is dict:
+            payload = o.record.payload
+            if type(payload) is not dict:
+                o.errors.append(RecordError(o.record.id, None, None, "an event must be a JSON object"))
+                continue
+            # Found before any effect: an event no output or body could hold fails alone, here. One dumps
+            # decides (inline: this runs per record); only a refused event, or one with a null, is walked.
+            try:
+                problem = find_problem(payload) if b"null" in dumps(payload) else None
+            except JSONEncodeError as err:
+                problem = find_problem(payload) or str(err)
+            if problem is None:
                 valid.append(o)
             else:
-                o.errors.append(RecordError(o.record.id, None, None, "an event must be a JSON object"))
+                o.errors.append(RecordError(o.record.id, None, None,
+                                            f"the event cannot be written as JSON: {problem}"))
         per_pipeline = []
         for pipe in self.pipelines:
             stamp = {"internal:partitionID": self.partition, "internal:name": pipe.name}

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from math import isfinite
 from typing import Any
+
+from orjson import JSONEncodeError, dumps
 
 from agglo_core.errors import RecordError
 
@@ -28,3 +31,91 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return not self.errors
+
+
+# What orjson (every body, output and state item goes through it) can write: nesting up to 254 containers,
+# integers from -2**63 to 2**64 - 1, finite floats (it writes inf and nan as null, silently).
+MAX_DEPTH = 254
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+
+
+def number_problem(value: Any) -> str | None:
+    """Why a number cannot be written as JSON (None: it can, or it is not a number)."""
+    kind = type(value)
+    if kind is float:
+        return None if isfinite(value) else f"{value} is not a finite number"
+    if kind is int and not INT_MIN <= value <= INT_MAX:
+        return f"{int_text(value)} is outside the 64-bit integer range"
+    return None
+
+
+def unwritable(value: Any, at: str = "", nesting: int = 0) -> str | None:
+    """Why ``value`` cannot be written as JSON, naming where in it (None: it can).
+
+    ``at`` is where the value sits (a dotted path) and ``nesting`` how many containers hold it there.
+    One ``orjson.dumps`` decides in the common case; only a value it refuses, or whose JSON has a null
+    (maybe a nan or inf written as null), is walked to say what and where.
+    """
+    if nesting > MAX_DEPTH:
+        return f"{at or 'the value'}: nested deeper than {MAX_DEPTH} levels"
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return None
+    if kind is int or kind is float:
+        problem = number_problem(value)
+        return None if problem is None else f"{at or 'the value'}: {problem}"
+    wrapped = value
+    for _ in range(nesting):
+        wrapped = (wrapped,)
+    try:
+        data = dumps(wrapped)
+    except JSONEncodeError as err:
+        return find_problem(value, at, nesting) or f"{at or 'the event'}: {err}"
+    if b"null" in data:
+        return find_problem(value, at, nesting)
+    return None
+
+
+Where = tuple[str, "Where"] | None
+"""A path as a linked list (last segment first), so walking a deep value builds no long strings."""
+
+
+def _path(at: str, where: Where, limit: int = 6) -> str:
+    segs: list[str] = []
+    while where is not None:
+        segs.append(where[0])
+        where = where[1]
+    segs.reverse()
+    if len(segs) > limit:  # a nesting problem: the way in says enough
+        segs = [*segs[:limit], "…"]
+    return ".".join([at, *segs] if at else segs) or "the event"
+
+
+def find_problem(value: Any, at: str = "", depth: int = 0) -> str | None:
+    """The first thing in ``value`` JSON cannot hold, with its path (iterative: depth is the problem)."""
+    stack: list[tuple[Any, Where, int]] = [(value, None, depth)]
+    while stack:
+        v, where, d = stack.pop()
+        kind = type(v)
+        if kind is dict or kind is list or kind is tuple:
+            if d + 1 > MAX_DEPTH:
+                return f"{_path(at, where)}: nested deeper than {MAX_DEPTH} levels"
+            for k, x in (v.items() if kind is dict else enumerate(v)):
+                if kind is dict and type(k) is not str:
+                    return f"{_path(at, where)}: the key {k!r} is not a string"
+                stack.append((x, (str(k), where), d + 1))
+        elif kind is str:
+            try:
+                v.encode()
+            except UnicodeEncodeError:
+                return f"{_path(at, where)}: the string is not valid UTF-8 (a lone surrogate)"
+        elif (problem := number_problem(v)) is not None:
+            return f"{_path(at, where)}: {problem}"
+        elif not (kind is bool or v is None or kind is int or kind is float):
+            return f"{_path(at, where)}: a {kind.__name__} is not a JSON value"
+    return None
+
+
+def int_text(n: int) -> str:
+    """An integer for a message (Python refuses to print integers of thousands of digits)."""
+    return str(n) if n.bit_length() <= 128 else f"an integer of {n.bit_length()} bits"

@@ -9,23 +9,63 @@ from __future__ import annotations
 from typing import Any
 
 from agglo_core.effects import Deltas, JoinAdd, JoinState
+from agglo_core.records import int_text
+
+STATE_LIMIT = 1e125
+"""The largest magnitude a non-integer state field may reach, the same in every store: DynamoDB's numbers
+stop just short of 1e126, and well below it a float sum never overflows to infinity."""
+STATE_INT_MIN, STATE_INT_MAX = -(2**63), 2**63 - 1
+"""Integer state fields stay within signed 64 bits (Firestore's integers; what every store writes exactly)."""
 
 
-def _apply(op: str, current: Any, amount: Any) -> Any:
+class StateOverflow(ArithmeticError):
+    """A state field would leave the bounds every store keeps: the change is refused, the state unchanged."""
+
+
+BOUNDS = "beyond the bounds every state store keeps (integers within signed 64 bits, other numbers within ±1e125)"
+REFUSED = "the change is refused and the state left as it was"
+
+
+def state_problem(value: Any) -> str | None:
+    """How a number that cannot be a state field shows in a message (None: it can be one)."""
+    if type(value) is int:
+        if STATE_INT_MIN <= value <= STATE_INT_MAX:
+            return None
+        return int_text(value)
+    if -STATE_LIMIT <= value <= STATE_LIMIT:  # false for nan
+        return None
+    return repr(value)
+
+
+def _checked(name: str, value: Any) -> Any:
+    if (shown := state_problem(value)) is not None:
+        raise StateOverflow(f"state field '{name}' would become {shown}, {BOUNDS}: {REFUSED}")
+    return value
+
+
+def _apply(op: str, current: Any, amount: Any, name: str) -> Any:
     if current is None:
-        return amount
-    if op == "add":
-        return current + amount
-    if op == "max":
-        return amount if amount > current else current
-    return amount if amount < current else current
+        out = amount
+    elif op == "add":
+        out = current + amount
+    elif op == "max":
+        return _checked(name, amount) if amount > current else current
+    else:
+        return _checked(name, amount) if amount < current else current
+    # Inline for the common case (this runs per record and field): a float or an int within bounds.
+    if type(out) is float:
+        if -STATE_LIMIT <= out <= STATE_LIMIT:
+            return out
+    elif STATE_INT_MIN <= out <= STATE_INT_MAX:
+        return out
+    return _checked(name, out)
 
 
 def apply_deltas(item: dict[str, Any], deltas: Deltas) -> dict[str, Any]:
     """A new item: ``item`` with ``deltas`` applied."""
     out = dict(item)
     for name, (op, amount) in deltas.items():
-        out[name] = _apply(op, out.get(name), amount)
+        out[name] = _apply(op, out.get(name), amount, name)
     return out
 
 
@@ -39,7 +79,7 @@ def apply_parts(item: dict[str, Any], parts: tuple[tuple[str, Deltas], ...],
         if mark in skip:
             continue
         for name, (op, amount) in deltas.items():
-            out[name] = _apply(op, out.get(name), amount)
+            out[name] = _apply(op, out.get(name), amount, name)
         after[mark] = {name: out[name] for name in deltas}
     return out, after
 
@@ -48,7 +88,7 @@ def combine_deltas(into: Deltas, more: Deltas) -> None:
     """Fold ``more`` into ``into`` (in place): applying the result equals applying both in turn."""
     for name, (op, amount) in more.items():
         prev = into.get(name)
-        into[name] = (op, amount if prev is None else _apply(op, prev[1], amount))
+        into[name] = (op, _checked(name, amount) if prev is None else _apply(op, prev[1], amount, name))
 
 
 def add_to_join(join: dict | None, e: JoinAdd) -> tuple[dict | None, JoinState]:

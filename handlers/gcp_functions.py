@@ -209,7 +209,11 @@ def _http_id(key: str | None, event: dict, n: int) -> str:
 
     if key:
         return f"http:{key}#{n}"
-    return "http:sha256:" + hashlib.sha256(orjson.dumps(event, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    try:
+        content = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # an event the core refuses on entry, with its own error: any id will do
+        content = f"unwritable#{n}".encode()
+    return "http:sha256:" + hashlib.sha256(content).hexdigest()
 
 
 _app: CloudFunctionApp | None = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import orjson
@@ -20,13 +20,13 @@ from pydantic import StrictBool, StrictStr
 
 from agglo_core.conditions import compile_condition
 from agglo_core.config import AggregationType, ConditionField, ConfigModel
-from agglo_core.effects import ApplyDeltas, Deltas, DeltasApplied
+from agglo_core.effects import ApplyDeltas, Deltas, DeltasApplied, Effect
 from agglo_core.errors import describe
 from agglo_core.ids import IdMaker
 from agglo_core.paths import MISSING, compile_getter
 from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error
 from agglo_core.processes.spec import CheckContext, ExternalRef, Finding, LintContext, Problem, ProcessSpec
-from agglo_core.state import apply_deltas, combine_deltas
+from agglo_core.state import StateOverflow, apply_deltas, combine_deltas
 
 NIL = "nil"
 
@@ -138,7 +138,7 @@ class AggregatorStage:
             try:
                 combine_deltas(merged, delta)
             except ArithmeticError as e:
-                it.fail(self.name, describe(e))
+                it.fail(self.name, _fault(e))
                 continue
             mark = self._marks(it.record.id) if inv.dedupe else ""
             if mark and mark in seen:
@@ -155,13 +155,15 @@ class AggregatorStage:
         results = yield [ApplyDeltas(self._store, k, combined[k], self._retry, tuple(marks.get(k, ())))
                          for k in keys]
         answers: dict[str, Any] = dict(zip(keys, results, strict=True))
+        own = yield from self._one_by_one(answers, updates)
         state = {k: a.before for k, a in answers.items() if isinstance(a, DeltasApplied)}
         # Each record is shown the state after it, computed as the store computes it (floats are not
         # associative): marked parts are applied one record at a time; unmarked deltas are added to the stored
         # state combined, so a record sees the stored state plus the batch's combined deltas so far.
         so_far: dict[str, Deltas] = {}
         for it, key, groups, delta, mark in updates:
-            answer = answers[key]
+            retried = bool(own) and id(it) in own
+            answer = own[id(it)] if retried else answers[key]
             if (err := effect_error(answer)) is not None:
                 it.fail(self.name, f"could not update state in '{self._store}': {err}", transient=err.transient)
                 continue
@@ -169,7 +171,9 @@ class AggregatorStage:
                 if mark in answer.duplicates:
                     # Applied by an earlier delivery of this record: change nothing, and show what that
                     # delivery showed (the fields it wrote, as the store remembers them).
-                    after = {**state[key], **answer.remembered.get(mark, {})}
+                    after = {**(answer.before if retried else state[key]), **answer.remembered.get(mark, {})}
+                elif retried:
+                    after = apply_deltas(answer.before, delta)
                 elif mark:
                     after = state[key] = apply_deltas(state[key], delta)
                 else:
@@ -180,10 +184,32 @@ class AggregatorStage:
                     after = apply_deltas(state[key], so_far.get(key, {}))
                 forwarded = self._forwarded(it.event, groups, after) if self._forward else None  # type: ignore[arg-type]
             except ArithmeticError as e:
-                it.fail(self.name, describe(e))
+                it.fail(self.name, _fault(e))
                 continue
             if forwarded is not None:
                 it.event = forwarded
+
+    def _one_by_one(self, answers: dict[str, Any], updates: list[tuple[Item, str, tuple[str, ...], Deltas, str]]
+                    ) -> Generator[list[Effect], list[Any], dict[int, Any]]:
+        """Where a store refused a key's combined change (the record's data, say a sum past the bounds every
+        store keeps), each record's own change again, in order: the one at fault fails alone.
+
+        Returns each retried record's own answer, by ``id`` of its item.
+        """
+        queues: dict[str, list[tuple[Item, Deltas, str]]] = {}
+        for it, key, _, delta, mark in updates:
+            if delta and (err := effect_error(answers[key])) is not None and not err.transient:
+                queues.setdefault(key, []).append((it, delta, mark))
+        queues = {k: q for k, q in queues.items() if len(q) > 1}
+        own: dict[int, Any] = {}
+        step = 0
+        while batch := [(k, q[step]) for k, q in queues.items() if step < len(q)]:
+            got = yield [ApplyDeltas(self._store, k, delta, self._retry, ((mark, delta),) if mark else ())
+                         for k, (_, delta, mark) in batch]
+            for (_, (it, _, _)), answer in zip(batch, got, strict=True):
+                own[id(it)] = answer
+            step += 1
+        return own
 
     def _forwarded(self, event: dict, groups: tuple[str, ...], item: dict) -> dict:
         if not item:  # a redelivery whose state has since expired: nothing to show
@@ -195,6 +221,10 @@ class AggregatorStage:
         entries = dict(existing) if type(existing) is dict else {}
         entries[self._entry] = value
         return {**event, self._out_key: entries}
+
+
+def _fault(e: ArithmeticError) -> str:
+    return str(e) if isinstance(e, StateOverflow) else describe(e)
 
 
 def compile(d: Aggregator, ctx: StageContext) -> AggregatorStage:

@@ -13,6 +13,7 @@ from agglo_core.errors import StageError
 from agglo_core.paths import MISSING, compile_getter, set_path, split_path
 from agglo_core.pipeline import Invocation, StageContext
 from agglo_core.processes.spec import CheckContext, Guard, Problem, ProcessSpec
+from agglo_core.records import unwritable
 
 CURRENT_TIME = "derived:currentTime"
 
@@ -60,6 +61,9 @@ def _check(d: Annotator, ctx: CheckContext) -> Iterator[Problem]:
     for i, a in enumerate(d.annotations):
         if not a.fieldKey:
             yield f"annotations[{i}].fieldKey", "must not be empty"
+        elif (problem := unwritable(a.value, a.fieldKey, len(split_path(a.fieldKey)))) is not None:
+            # Every event it annotates could not be written; say so once, here.
+            yield f"annotations[{i}]", f"no event could hold this annotation: {problem}"
 
 
 def _conditions(d: Annotator) -> Iterator[Guard]:

@@ -26,6 +26,7 @@ from agglo_core.paths import MISSING, compile_getter
 from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error
 from agglo_core.processes.aggregator import render
 from agglo_core.processes.spec import CheckContext, ExternalRef, Problem, ProcessSpec
+from agglo_core.records import unwritable
 
 
 class Completion(ConfigModel):
@@ -71,6 +72,10 @@ class CompleterStage:
                 if value is not MISSING:
                     break
             else:
+                continue
+            if (type(value) is dict or type(value) is list) and \
+                    (problem := unwritable(value, f"{self._state_key}.value", 2)) is not None:
+                it.fail(self.name, f"the completed event could not be written as JSON: {problem}")  # before any effect
                 continue
             key = self._key_prefix + render(value)
             n = seen[key] = seen.get(key, -1) + 1

@@ -11,6 +11,7 @@ from agglo_core.config import ConditionField, ConfigModel, Int64
 from agglo_core.effects import Exec, RetryPolicy
 from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error
 from agglo_core.processes.spec import CheckContext, ExecRef, Problem, ProcessSpec
+from agglo_core.records import unwritable
 
 OUTPUT = "internal:spawn:output"
 
@@ -54,6 +55,9 @@ class SpawnerStage:
         for it, result in zip(chosen, results, strict=True):
             if (err := effect_error(result)) is not None:
                 it.fail(self.name, f"'{self._path}' failed: {err}", err.transient)
+                continue
+            if (problem := unwritable(result, f"{OUTPUT}.{self.name}", 2)) is not None:
+                it.fail(self.name, f"'{self._path}' answered what cannot be written as JSON: {problem}")
                 continue
             event = it.event
             assert event is not None

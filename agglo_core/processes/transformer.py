@@ -15,6 +15,7 @@ from agglo_core.errors import StageError
 from agglo_core.paths import MISSING, compile_getter, json_type, set_path, split_path
 from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error, run_each
 from agglo_core.processes.spec import CheckContext, ExecRef, Guard, Problem, ProcessSpec
+from agglo_core.records import MAX_DEPTH, unwritable
 from agglo_core.transforms import (
     BUILTIN_REDUCERS,
     ExecTransform,
@@ -96,6 +97,10 @@ class TransformerStage:
 
     @staticmethod
     def _put(out: dict, segs: tuple[str, ...] | None, target: str, value: Any) -> dict:
+        # What the transformation made (a sum past 64 bits, an infinite product, the event copied into
+        # itself too deep) must still be writable: otherwise this record fails here, before any effect.
+        if type(value) is not str and (problem := unwritable(value, target, len(segs) if segs else 0)) is not None:
+            raise StageError(f"the result cannot be written as JSON: {problem}")
         if segs is not None:
             return set_path(out, segs, value)
         if type(value) is not dict:
@@ -169,6 +174,8 @@ def compile(d: Transformer, ctx: StageContext) -> TransformerStage:
 
 def _check(d: Transformer, ctx: CheckContext) -> Iterator[Problem]:
     for i, spec in enumerate(d.specs):
+        if len(split_path(spec.targetField)) > MAX_DEPTH:
+            yield f"specs[{i}].targetField", f"nests deeper than the {MAX_DEPTH} levels an event can have"
         yield from _check_transformation(f"specs[{i}].transformation", spec.transformation)
 
 

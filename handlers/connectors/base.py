@@ -226,7 +226,7 @@ class BaseConnector:
 
     def is_transient(self, err: Exception) -> bool:
         """Whether a failure is the outside system's (retrying may help) rather than the record's own data."""
-        if isinstance(err, Refused):
+        if isinstance(err, Refused | ArithmeticError):  # ArithmeticError: a sum past the bounds state keeps
             return False
         status = getattr(err, "code", None)  # google.api_core's exceptions carry the HTTP status
         return not (isinstance(status, int) and status_is_permanent(status))

@@ -36,7 +36,19 @@ from agglo_core.effects import (
     JoinState,
     Put,
 )
-from agglo_core.state import add_to_join, apply_parts, join_from_memo, join_memo
+from agglo_core.state import (
+    BOUNDS,
+    REFUSED,
+    STATE_INT_MAX,
+    STATE_INT_MIN,
+    STATE_LIMIT,
+    StateOverflow,
+    add_to_join,
+    apply_deltas,
+    apply_parts,
+    join_from_memo,
+    join_memo,
+)
 from handlers.connectors.aws import AWS_OPTIONS, AwsConnector, client_for
 from handlers.connectors.base import OPTIMISTIC_ATTEMPTS, Conflict, Contended, Refused, backoff_s, optimistic
 from handlers.connectors.kv import MARK_PREFIX, mark_ttl_s
@@ -56,9 +68,19 @@ def to_dynamo(value: Any) -> Any:
     return value
 
 
+def _add_bounds(amount: int | float) -> tuple[Decimal, Decimal]:
+    """The values a field may hold for ``field + amount`` to stay within the state bounds."""
+    if type(amount) is int:
+        return Decimal(STATE_INT_MIN - amount), Decimal(STATE_INT_MAX - amount)
+    limit, step = Decimal(repr(STATE_LIMIT)), Decimal(repr(amount))
+    return -limit - step, limit - step
+
+
 def from_dynamo(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        if value == value.to_integral_value() and STATE_INT_MIN <= value <= STATE_INT_MAX:
+            return int(value)
+        return float(value)
     if isinstance(value, set):
         return {from_dynamo(v) for v in value}
     return value
@@ -115,6 +137,10 @@ class DynamoKV(AwsConnector):
             values[f":v{i}"] = ser.serialize(to_dynamo(amount))
             if op == "add":
                 adds.append(f"#f{i} :v{i}")
+                # The sum stays within the bounds every store keeps: the store refuses it, not just the type.
+                low, high = _add_bounds(amount)
+                values[f":lo{i}"], values[f":hi{i}"] = {"N": str(low)}, {"N": str(high)}
+                conds.append(f"(attribute_not_exists(#f{i}) OR #f{i} BETWEEN :lo{i} AND :hi{i})")
             else:
                 sets.append(f"#f{i} = :v{i}")
                 conds.append(f"(attribute_not_exists(#f{i}) OR #f{i} {'<' if op == 'max' else '>'} :v{i})")
@@ -136,6 +162,9 @@ class DynamoKV(AwsConnector):
             if not _conditional_failure(err):
                 raise
             old = getattr(err, "response", {}).get("Item") or self._get(e.key)
+            if all(op == "add" for op, _ in e.deltas.values()):  # only the bounds could refuse it
+                apply_deltas(fields_from_item(old), e.deltas)  # raises StateOverflow naming the field
+                raise StateOverflow(f"a sum in item {e.key!r} would go {BOUNDS}: {REFUSED}") from None
             if len(conds) > 1:  # some fields may still win: apply them one at a time
                 for field, delta in e.deltas.items():
                     self._apply(ApplyDeltas(e.store, e.key, {field: delta}))

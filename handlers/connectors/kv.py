@@ -22,7 +22,7 @@ from agglo_core.effects import (
     JoinState,
     Put,
 )
-from agglo_core.state import add_to_join, apply_deltas, apply_parts, join_from_memo, join_memo
+from agglo_core.state import StateOverflow, add_to_join, apply_deltas, apply_parts, join_from_memo, join_memo
 from handlers.connectors.base import BaseConnector, Work
 
 MARK_PREFIX = "mark/"
@@ -113,11 +113,19 @@ class KeyValueStore(BaseConnector):
 
     def perform_batch(self, works: list[Work]) -> list[Any]:
         with self.transaction():
-            results = [self.dispatch(w) for w in works]  # an exception rolls back the batch
+            results = [self._dispatch_refusable(w) for w in works]  # an exception rolls back the batch
         if time.time() >= self._next_purge:
             self._next_purge = time.time() + self.PURGE_EVERY_S
             self.purge_expired()
         return results
+
+    def _dispatch_refusable(self, work: Work) -> Any:
+        """One effect of the batch; a change refused for its data (state past its bounds, found before
+        anything is written) fails that effect alone and the batch goes on."""
+        try:
+            return self.dispatch(work)
+        except StateOverflow as err:
+            return self.failure(err)
 
     def put(self, e: Put, body: bytes) -> None:
         self.write(e.key, e.body)

@@ -15,6 +15,7 @@ strings; a ``CompareAndPut`` (entwine's head check) is one script.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +32,7 @@ from agglo_core.effects import (
     JoinState,
     Put,
 )
+from agglo_core.state import BOUNDS, REFUSED, STATE_INT_MAX, STATE_LIMIT, StateOverflow
 from handlers.connectors.base import BaseConnector, Work
 from handlers.connectors.kv import mark_ttl_s
 from handlers.connectors.spec import ConnectorSpec, Option
@@ -41,18 +43,23 @@ from handlers.connectors.spec import ConnectorSpec, Option
 _APPLY = """
 -- Sums in doubles, as Python adds them, written so that Python reads back the very same number:
 -- an integer stays an integer text, a float keeps a decimal point (17 digits round-trip a double).
+-- A sum past the bounds every store keeps (agglo_core.state) refuses the whole change before anything is written.
 local function isfloat(text) return string.find(text, '[%.eEnN]') ~= nil end
-local function add(have, amount)
+local function add(field, have, amount)
   local sum = tonumber(have) + tonumber(amount)
   local text = string.format('%.17g', sum)
-  if (isfloat(have) or isfloat(amount)) and not isfloat(text) then text = text .. '.0' end
+  local float = isfloat(have) or isfloat(amount)
+  if float and not (math.abs(sum) <= STATE_LIMIT) or not float and (sum < -INT_LIMIT or sum >= INT_LIMIT) then
+    error("state field '" .. field .. "' would become " .. text .. ", " .. BOUNDS, 0)
+  end
+  if float and not isfloat(text) then text = text .. '.0' end
   return text
 end
 local old = redis.call('HGETALL', KEYS[1])
 local current = {}
 for i = 1, #old, 2 do current[old[i]] = old[i + 1] end
 local ttl = ARGV[1]
-local skipped, memos = {}, {}
+local skipped, memos, fields, markwrites = {}, {}, {}, {}
 local i = 2
 while i <= #ARGV do
   local mark, n = ARGV[i], tonumber(ARGV[i + 1])
@@ -77,23 +84,26 @@ while i <= #ARGV do
         if have == nil then
           current[field] = amount
         else
-          current[field] = add(have, amount)
+          current[field] = add(field, have, amount)
         end
-        redis.call('HSET', KEYS[1], field, current[field])
+        fields[field] = true
       elseif have == nil or (op == 'max' and tonumber(amount) > tonumber(have))
           or (op == 'min' and tonumber(amount) < tonumber(have)) then
-        redis.call('HSET', KEYS[1], field, amount)
         current[field] = amount
+        fields[field] = true
       end
       wrote[field] = current[field]
     end
   end
   if apply and markkey then
-    redis.call('SET', markkey, cjson.encode(wrote), 'EX', ttl)
+    table.insert(markwrites, {markkey, cjson.encode(wrote)})
   end
 end
+for field in pairs(fields) do redis.call('HSET', KEYS[1], field, current[field]) end
+for _, m in ipairs(markwrites) do redis.call('SET', m[1], m[2], 'EX', ttl) end
 return {old, skipped, memos}
 """
+_BOUNDS = f"local STATE_LIMIT, INT_LIMIT, BOUNDS = {STATE_LIMIT!r}, {STATE_INT_MAX + 1}, {json.dumps(BOUNDS, ensure_ascii=False)}\n"
 
 # KEYS[1] = join; ARGV = member, deadline, now, mark TTL, mark ('' = none), n, n x required member.
 # Adds the member; closes (deletes) the join when now is past its deadline or every required member
@@ -202,7 +212,8 @@ class RedisKV(BaseConnector):
             self._client = redis.Redis.from_url(self.url, socket_timeout=30, socket_connect_timeout=5,
                                                 health_check_interval=30)
             self._scripts = {name: self._client.register_script(src) for name, src in
-                             (("apply", _APPLY), ("join_add", _JOIN_ADD), ("compare_and_put", _COMPARE_AND_PUT))}
+                             (("apply", _BOUNDS + _APPLY), ("join_add", _JOIN_ADD),
+                                                ("compare_and_put", _COMPARE_AND_PUT))}
         return self._client
 
     def perform_batch(self, works: list[Work]) -> list[Any]:
@@ -230,11 +241,14 @@ class RedisKV(BaseConnector):
                 keys = [key, *(self.prefix + k for k in e.absent), *(self.prefix + k for k, _ in e.writes)]
                 self._scripts["compare_and_put"](keys=keys, args=[e.expected or "", str(len(e.absent)), *w.data],
                                                  client=pipe)
-        answers = pipe.execute(raise_on_error=True)
+        answers = pipe.execute(raise_on_error=False)
         return [self._result(w.effect, a) for w, a in zip(works, answers, strict=True)]
 
-    @staticmethod
-    def _result(e: Any, answer: Any) -> Any:
+    def _result(self, e: Any, answer: Any) -> Any:
+        if isinstance(answer, Exception):  # this command failed; the others of the round trip stand
+            if isinstance(e, ApplyDeltas) and BOUNDS in str(answer):
+                return self.failure(StateOverflow(f"{answer}: {REFUSED}"))
+            return self.failure(answer)
         if isinstance(e, ApplyDeltas):
             old, skipped, memos = answer
             remembered = {m.decode(): _memo(memo) for m, memo in zip(skipped, memos, strict=True)}

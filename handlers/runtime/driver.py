@@ -34,18 +34,27 @@ log = logging.getLogger("agglo.runtime")
 _DEAD_LETTER_IDS = IdMaker("dead-letter")
 
 
-class _CollectorPause:
+class CollectorPause:
     """The cyclic garbage collector off while batches run (re-entrant across threads).
 
     A batch's objects are freed by reference counting when it ends; collections in
     the middle of one walk an ever larger heap for little, which on a big heap is a
-    third of the time. Collections resume between batches.
+    third of the time. Collections resume between batches. Under overlapping batches
+    (``agglo serve``'s threads) there may never be a moment between batches, so a
+    batch that ends after the collector has been off for ``max_pause_s`` or
+    ``max_batches`` batches runs a collection itself: cycles are never kept for long.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_pause_s: float = 1.0, max_batches: int = 256,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
         self._depth = 0
         self._resume = False
+        self._max_pause_s, self._max_batches, self._clock = max_pause_s, max_batches, clock
+        self._since = 0.0  # when the collector last ran (or was paused)
+        self._ended = 0  # batches ended since then
+        self.forced = 0
+        """Collections run because batches kept overlapping (for tests and metrics)."""
 
     def __enter__(self) -> None:
         with self._lock:
@@ -53,15 +62,26 @@ class _CollectorPause:
             if self._depth == 1:
                 self._resume = gc.isenabled()
                 gc.disable()
+                self._since, self._ended = self._clock(), 0
 
     def __exit__(self, *exc: object) -> None:
         with self._lock:
             self._depth -= 1
-            if self._depth == 0 and self._resume:
+            if not self._resume:
+                return  # the application keeps the collector off: so do we
+            if self._depth == 0:
                 gc.enable()
+                return
+            self._ended += 1
+            now = self._clock()
+            if now - self._since < self._max_pause_s and self._ended < self._max_batches:
+                return
+            self._since, self._ended = now, 0
+            self.forced += 1
+        gc.collect()  # outside the lock: other batches start and end meanwhile
 
 
-_collector_paused = _CollectorPause()
+_collector_paused = CollectorPause()
 
 _TICKERS = "\0tickers"
 """The group of ``TickerCall`` effects (no external system: they go to the URL they name)."""

@@ -117,7 +117,7 @@ def mark_config() -> dict:
     return config({"annotator": {"name": "Mark", "annotations": [{"fieldKey": "flag", "value": "true"}]}})
 
 
-EVENTS = st.lists(st.fixed_dictionaries({"n": st.integers()}, optional={"flag": st.text(max_size=3)}),
+EVENTS = st.lists(st.fixed_dictionaries({"n": st.integers(-(2**63), 2**64 - 1)}, optional={"flag": st.text(max_size=3)}),
                   min_size=1, max_size=5)
 
 
