@@ -29,6 +29,7 @@ import fcntl
 import logging
 import os
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -38,6 +39,7 @@ from typing import Any
 import orjson
 
 from agglo_core import Record
+from handlers.connectors.catalog import redact
 from handlers.connectors.sqlite import connect
 from handlers.runtime.settlement import DEFAULT_LIMITS, SettlementPolicy, Trigger, Verdict, backoff_s
 from handlers.sources.posted import KeyConflict, conflict_message
@@ -59,6 +61,16 @@ MAX_ATTEMPTS = 20
 DEFAULT_MAX_EVENTS = 100_000
 KEY_TTL_S = 24 * 3600
 STALL_BACKOFF_MS = 100  # a stalled worker's first pause; doubled up to the runtime's cap
+
+
+# A URL or connection string inside an error message (an output's endpoint, say).
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
+
+
+def redact_urls(message: str) -> str:
+    """``message`` with the secrets of every URL in it hidden as its connector's spec says: the failed
+    table and the log keep what went wrong, not the credentials."""
+    return _URL.sub(lambda m: redact(m.group()), message)
 
 
 class QueueLocked(RuntimeError):
@@ -271,9 +283,11 @@ class DurableQueue:
             elif verdict is Verdict.RETRY:
                 retry.append(qid)
             else:
-                failed.append((qid, rid, body, [e.to_dict() for e in outcome.errors]))
-                for e in outcome.errors:
-                    log.error("queued event %d failed and was moved to the failed table: %s", qid, e)
+                errors = [{**e.to_dict(), "error": redact_urls(e.message)} for e in outcome.errors]
+                failed.append((qid, rid, body, errors))
+                for e in errors:
+                    log.error("queued event %d (record %s) failed and was moved to the failed table: %s%s",
+                              qid, rid, " / ".join(filter(None, (e["pipeline"], e["process"], ""))), e["error"])
         if retry:
             log.warning("%d queued event(s) failed for a reason outside them; they will be tried again",
                         len(retry))

@@ -64,7 +64,7 @@ def posted_events(body: bytes, key: str | None) -> tuple[list[PostedEvent], bool
     """The records of a POSTed body (one per object, or one per element of an array) and whether it was an
     array (the answer then has one result per element)."""
     try:
-        value = orjson.loads(body)
+        value = orjson.loads(body.removeprefix(b"\xef\xbb\xbf"))  # a UTF-8 BOM some clients put first
     except orjson.JSONDecodeError as e:
         raise BadRequest(f"body is not valid JSON: {e}") from None
     if isinstance(value, list):
