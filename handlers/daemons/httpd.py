@@ -180,7 +180,8 @@ class HttpServer:
             return await reader.readexactly(int(length))
         if not chunked:
             return b""
-        parts, size = [], 0
+        parts: list[bytes] = []
+        size = 0
         while True:
             line = await reader.readuntil(b"\r\n")
             try:

@@ -98,6 +98,7 @@ class DurableQueue:
         self._local = threading.local()
         self._wakeup = threading.Condition()
         self._stalls: dict[str, str] = {}  # worker thread -> the error that stops it
+        self._workers: list[threading.Thread] = []
         conn = self._conn()
         conn.executescript(_SCHEMA)
         recovered = conn.execute("UPDATE queue SET inflight = 0 WHERE inflight = 1").rowcount
@@ -223,8 +224,17 @@ class DurableQueue:
                              [(i, rid, body, orjson.dumps(errors)) for i, rid, body, errors in failed])
             conn.executemany("DELETE FROM queue WHERE id = ?", [(i,) for i in done] + [(f[0],) for f in failed])
 
+    def start_workers(self, runtime: Any, count: int) -> None:
+        """The daemon's worker threads (``health`` watches them)."""
+        for i in range(count):
+            thread = threading.Thread(target=self.work, args=(runtime,), name=f"agglo-queue-{i}", daemon=True)
+            self._workers.append(thread)
+            thread.start()
+
     def health(self) -> str | None:
         """None while the workers make progress, else what stops them."""
+        if self._workers and not any(t.is_alive() for t in self._workers):
+            return "no queue worker is running"
         stalls = list(self._stalls.values())
         return stalls[0] if stalls else None
 
@@ -235,10 +245,12 @@ class DurableQueue:
         while not stop.is_set():
             try:
                 progressed = self.work_once(runtime)
-            except sqlite3.Error as e:
-                if not failures:
-                    log.error("queue worker %s cannot use %s: %s; backing off", name, self.path, e)
-                self._stalls[name] = f"the queue's database fails: {e}"
+            except Exception as e:
+                if not failures:  # a SQLite error is the expected kind; anything else is a bug worth its trace
+                    log.error("queue worker %s cannot use %s: %s; backing off", name, self.path, e,
+                              exc_info=not isinstance(e, sqlite3.Error))
+                self._stalls[name] = (f"the queue's database fails: {e}" if isinstance(e, sqlite3.Error)
+                                      else f"a queue worker fails: {e}")
                 stop.wait(backoff_s(failures, STALL_BACKOFF_MS, None, DEFAULT_LIMITS, random.random))
                 failures += 1
                 continue
@@ -261,13 +273,19 @@ class DurableQueue:
         if not rows:
             return False
         try:
-            records = [Record(rid, orjson.loads(body), source="queue") for _, rid, body in rows]
-            outcomes = runtime.process(records)
-        except Exception:
+            settlement = self._process(runtime, rows)
+        except Exception:  # a bug, not the events' fault: they go back to the queue, tried again after a backoff
             log.exception("processing %d queued event(s) failed; they stay queued", len(rows))
             self._settle_once([], [], [r[0] for r in rows])
             time.sleep(1)
             return True
+        self._settle_once(*settlement)
+        return True
+
+    def _process(self, runtime: Any, rows: list[tuple[int, str, bytes]]
+                 ) -> tuple[list[int], list[tuple[int, str, bytes, Any]], list[int]]:
+        """Run claimed events and sort them: done, failed (with their errors, secrets hidden), retry."""
+        outcomes = runtime.process([Record(rid, orjson.loads(body), source="queue") for _, rid, body in rows])
         try:
             attempts = dict(self._conn().execute(
                 f"SELECT id, attempts FROM queue WHERE id IN ({','.join('?' * len(rows))})", [r[0] for r in rows]))
@@ -286,13 +304,13 @@ class DurableQueue:
                 errors = [{**e.to_dict(), "error": redact_urls(e.message)} for e in outcome.errors]
                 failed.append((qid, rid, body, errors))
                 for e in errors:
+                    where = " / ".join(p for p in (e["pipeline"], e["process"]) if p)
                     log.error("queued event %d (record %s) failed and was moved to the failed table: %s%s",
-                              qid, rid, " / ".join(filter(None, (e["pipeline"], e["process"], ""))), e["error"])
+                              qid, rid, f"{where}: " if where else "", e["error"])
         if retry:
             log.warning("%d queued event(s) failed for a reason outside them; they will be tried again",
                         len(retry))
-        self._settle_once(done, failed, retry)
-        return True
+        return done, failed, retry
 
     def _settle_once(self, done: list[int], failed: list[tuple[int, str, bytes, Any]], retry: list[int]) -> None:
         """Settle a processed batch; after a SQLite error the next ``work_once`` settles it before anything else,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
@@ -213,8 +212,7 @@ def main(args: argparse.Namespace) -> int:
     except (OSError, OverflowError) as e:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {getattr(e, 'strerror', None) or e}") from None
     if queue is not None:
-        for i in range(max(1, args.workers)):
-            threading.Thread(target=queue.work, args=(runtime,), name=f"agglo-queue-{i}", daemon=True).start()
+        queue.start_workers(runtime, max(1, args.workers))
     print(f"agglo: serving {args.config} on http://{args.host}:{args.port}{args.path}"
           f"{' (durable queue in ' + args.durable + ')' if args.durable else ''}", flush=True)
     server.serve_forever()

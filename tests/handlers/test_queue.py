@@ -298,3 +298,39 @@ def test_a_full_disk_refuses_new_events_and_workers_carry_on_once_there_is_room(
     assert queue.counts() == {"inflight": 0, "unprocessed": 1, "failed": 0}  # nothing half-queued
     assert queue.work_once(runtime) and count(runtime) == 1
     queue.close()
+
+
+def test_a_worker_survives_a_fault_of_its_own_and_leaves_nothing_in_flight(tmp_path):
+    runtime = counting_runtime(tmp_path)
+    faults = [RuntimeError("settling broke")]
+
+    class BrokenOnce:
+        def process(self, records, *args):
+            return runtime.process(records, *args)
+
+        def settle(self, *args):
+            if faults:
+                raise faults.pop()
+            return runtime.settle(*args)
+
+    queue = DurableQueue(str(tmp_path / "q"), backoff_s=0)
+    for i in range(3):
+        queue.put(f"http:{i}", json.dumps({"n": i}).encode())
+    assert queue.work_once(BrokenOnce())
+    assert queue.counts() == {"inflight": 0, "unprocessed": 3, "failed": 0}  # back in the queue, not lost
+    assert queue.work_once(BrokenOnce())
+    assert queue.counts() == {"inflight": 0, "unprocessed": 0, "failed": 0}
+    assert count(runtime) == 3  # processed twice, counted once
+    queue.close()
+
+
+def test_health_names_workers_that_are_gone(tmp_path):
+    queue = DurableQueue(str(tmp_path / "q"))
+    assert queue.health() is None
+    queue.start_workers(None, 0)
+    dead = threading.Thread(target=lambda: None)
+    dead.start()
+    dead.join()
+    queue._workers.append(dead)
+    assert queue.health() == "no queue worker is running"
+    queue.close()
