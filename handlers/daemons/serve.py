@@ -54,7 +54,10 @@ MAX_LISTED_FAILURES = 1000
 
 def answer(start: StartResponse, status: int, body: Any) -> Iterable[bytes]:
     """A JSON answer; every 503 says when to come back (``Retry-After``)."""
-    data = orjson.dumps(body)
+    try:
+        data = orjson.dumps(body)
+    except orjson.JSONEncodeError as e:  # http_answer checks each record; this is the last line of defence
+        status, data = 422, orjson.dumps({"error": f"the answer cannot be serialised as JSON: {e}"})
     headers = [*JSON, ("Content-Length", str(len(data)))]
     if status == 503:
         headers.append(("Retry-After", str(RETRY_AFTER_S)))

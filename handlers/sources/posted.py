@@ -129,7 +129,7 @@ def http_answer(outcomes: list[Outcome], verdicts: list[Verdict], array: bool) -
         result = {"id": rid, "outputs": [e for _, e in outcome.outputs], "errors": [e.to_dict() for e in outcome.errors]}
         status = http_status([verdict])
         try:
-            orjson.dumps(result)
+            orjson.dumps({"results": [result]})  # as deep as the answer holds it: the encoder's limit counts levels
         except orjson.JSONEncodeError as e:
             error = RecordError(rid, None, None, f"the outputs cannot be serialised as JSON: {e}")
             result, status = {"id": rid, "outputs": [], "errors": [error.to_dict()]}, 422
