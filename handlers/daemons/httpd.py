@@ -28,6 +28,7 @@ log = logging.getLogger("agglo.serve")
 
 WsgiApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
 MAX_HEAD = 16384
+LINGER_S, LINGER_BYTES = 2.0, 16 << 20  # how long and how much a refused client may still send
 
 
 class _Refused(Exception):
@@ -124,6 +125,7 @@ class HttpServer:
                 return
             except _Refused as e:
                 await self._send(writer, e.status, _error(str(e)), keep_alive=False)
+                await _linger(reader, writer)
                 return
             task.agglo_busy = True  # type: ignore[attr-defined]
             environ = self._environ(method, target, version, headers, body, peer)
@@ -223,6 +225,18 @@ class HttpServer:
                  f"Connection: {'keep-alive' if keep_alive else 'close'}", "", ""]
         writer.write("\r\n".join(lines).encode("latin-1") + data)
         await asyncio.wait_for(writer.drain(), self.write_timeout)
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Read and drop what the client still sends, for a moment, before closing: closing with unread data
+    resets the connection, and the client may lose the answer that says why."""
+    with contextlib.suppress(Exception):
+        if writer.can_write_eof():
+            writer.write_eof()
+        async with asyncio.timeout(LINGER_S):
+            dropped = 0
+            while dropped < LINGER_BYTES and (chunk := await reader.read(65536)):
+                dropped += len(chunk)
 
 
 def _keep_alive(version: str, headers: dict[str, str]) -> bool:
