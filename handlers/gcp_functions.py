@@ -180,7 +180,7 @@ class CloudFunctionApp:
         _set_trace(request.headers.get("X-Cloud-Trace-Context") or request.headers.get("traceparent"))
         if (request.content_length or 0) > MAX_BODY:
             return {"error": f"body larger than {MAX_BODY} bytes"}, 413
-        raw = request.get_data()
+        raw = request.get_data().removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM some clients put first
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as e:

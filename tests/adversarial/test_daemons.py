@@ -486,3 +486,18 @@ def test_without_a_key_every_post_and_every_element_is_a_new_record(events, arra
     assert len(set(ids)) == len(ids) == 2 * len(first)
     keyed = [e.item.id for e in posted_events(body, "k")[0]]
     assert keyed == ([f"http:k#{n}" for n in range(1, len(events) + 1)] if array else ["http:k"])
+
+
+def test_the_cloud_function_accepts_a_byte_order_mark(cloud_function):
+    status, answer = function_post(cloud_function, b"\xef\xbb\xbf" + orjson.dumps(GOOD))
+    assert status == 200 and len(answer["results"]) == 2
+
+
+def test_the_lambda_http_path_makes_each_request_without_a_key_a_new_record():
+    from handlers.sources.aws import http_item
+
+    def apigw(request_id: str, headers: dict) -> dict:
+        return {"requestContext": {"requestId": request_id}, "headers": headers, "body": '{"click": 1}'}
+
+    assert http_item(apigw("r-1", {})).id != http_item(apigw("r-2", {})).id  # two identical clicks
+    assert http_item(apigw("r-1", {"Idempotency-Key": "k"})).id == http_item(apigw("r-2", {"idempotency-key": "k"})).id
