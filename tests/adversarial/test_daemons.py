@@ -266,7 +266,7 @@ def test_a_busy_port_or_an_unusable_address_is_one_line_and_exit_2(tmp_path):
 
 def test_two_durable_daemons_started_at_the_same_instant_on_one_directory_one_owns_it(tmp_path):
     cfg = marking_config(tmp_path)
-    for round_ in range(6):
+    for round_ in range(10):
         queue_dir = tmp_path / f"queue-{round_}"
         ports = [free_port(), free_port()]
         procs = [subprocess.Popen([*AGGLO, "serve", "-c", str(cfg), "--durable", str(queue_dir), "--port", str(p)],
