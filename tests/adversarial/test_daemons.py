@@ -262,6 +262,17 @@ def test_a_busy_port_or_an_unusable_address_is_one_line_and_exit_2(tmp_path):
     one_clear_line(proc, "cannot listen on 203.0.113.7")
     proc = run_agglo(["serve", "-c", str(cfg), "--port", "70000"], tmp_path, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr.decode()
+    (tmp_path / "a-file").write_text("")
+    for unusable in (tmp_path / "a-file", tmp_path / "a-file" / "queue"):
+        proc = run_agglo(["serve", "-c", str(cfg), "--durable", str(unusable), "--port", str(free_port())],
+                         tmp_path, timeout=60)
+        one_clear_line(proc, f"cannot use the queue directory {unusable}")
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "queue.db").write_bytes(b"not a database at all" * 100)
+    proc = run_agglo(["serve", "-c", str(cfg), "--durable", str(garbage), "--port", str(free_port())], tmp_path,
+                     timeout=60)
+    one_clear_line(proc, "not a database")
 
 
 def test_two_durable_daemons_started_at_the_same_instant_on_one_directory_one_owns_it(tmp_path):
