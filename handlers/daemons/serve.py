@@ -130,6 +130,9 @@ class ServeApp:
         """Commit the events that can be queued; 202 with their queue ids, each refused one named."""
         from handlers.daemons.queue import QueueFull
 
+        problem = self.queue.health()
+        if problem:  # no 202 while the workers cannot make progress: the client keeps the event and comes back
+            return answer(start, 503, {"error": f"the daemon cannot process events now: {problem}"})
         takeable = [(e.item.id, e.body) for e in events if e.body is not None]
         try:
             ids = iter(self.queue.put_many(takeable, key, fingerprint(body)) if takeable else [])

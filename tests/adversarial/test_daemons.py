@@ -512,3 +512,25 @@ def test_the_lambda_http_path_makes_each_request_without_a_key_a_new_record():
 
     assert http_item(apigw("r-1", {})).id != http_item(apigw("r-2", {})).id  # two identical clicks
     assert http_item(apigw("r-1", {"Idempotency-Key": "k"})).id == http_item(apigw("r-2", {"idempotency-key": "k"})).id
+
+
+def test_the_durable_daemon_takes_no_event_while_no_worker_runs(tmp_path):
+    import io
+
+    from handlers.daemons.queue import DurableQueue
+    from handlers.daemons.serve import ServeApp
+
+    queue = DurableQueue(str(tmp_path / "q"))
+    gone = threading.Thread(target=lambda: None)
+    gone.start()
+    gone.join()
+    queue._workers.append(gone)
+    app = ServeApp(None, "/binge", 1000, queue)  # type: ignore[arg-type]
+    answers: list[str] = []
+    body = orjson.dumps(GOOD[0])
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/binge", "CONTENT_LENGTH": str(len(body)),
+               "wsgi.input": io.BytesIO(body)}
+    data = b"".join(app(environ, lambda status, headers: answers.append(status)))
+    assert answers == ["503 Service Unavailable"] and b"no queue worker is running" in data
+    assert queue.counts()["unprocessed"] == 0
+    queue.close()
