@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from _faults import (
@@ -14,6 +17,9 @@ from _faults import (
     dump_sqlite,
     summary_lines,
 )
+from _world import Ticker, World, write_executables
+
+ENV_TALLY_FILE = "AGGLO_FAULTS_TALLY"
 
 
 @pytest.fixture(autouse=True)
@@ -75,9 +81,24 @@ def firestore_backend(firestore_emulator, monkeypatch) -> Backend:
                    lambda tmp: f"firestore:project=agglo-faults,collection=s-{uuid.uuid4().hex[:8]}", dump_firestore)
 
 
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> Iterator[World]:
+    """The executables and the ticker of the extended config (``_world``), shared by its scenarios."""
+    from entwine_world import rsa_pem
+
+    ticker = Ticker()
+    try:
+        yield World(write_executables(tmp_path_factory.mktemp("executables")), ticker, rsa_pem())
+    finally:
+        ticker.close()
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """The tally on the terminal, and in the file ``$AGGLO_FAULTS_TALLY`` names (``make test-faults``)."""
     lines = summary_lines()
     if lines:
         terminalreporter.section("fault injection")
         for line in lines:
             terminalreporter.write_line(line)
+        if os.environ.get(ENV_TALLY_FILE):
+            pathlib.Path(os.environ[ENV_TALLY_FILE]).write_text("\n".join(lines) + "\n")

@@ -1,0 +1,27 @@
+"""The extended config under faults: a spawner and an exec transform (faults in the executable runner) and
+entwine (faults in the ticker client and the substream's state), beside the base config's stages.
+
+Besides the base comparison, every record's message is in the substream exactly once and the substream
+verifies, and each executable ran as ``_world`` defines it: once in every delivery that settled the record,
+at most once in any other delivery of it, never outside one."""
+
+from __future__ import annotations
+
+import pytest
+from _faults import ADAPTERS, MODES, SMALL_BATCH, fault_config, numbered, sweep
+
+from agglo_core import compile_plan
+
+MODES_OF = {"Cloud Functions Pub/Sub": ("before", "after")}
+
+
+@pytest.fixture(scope="module")
+def extended_plan(world):
+    return compile_plan(fault_config(world=world), world.keys)
+
+
+@pytest.mark.parametrize("adapter", list(ADAPTERS))
+def test_faults_in_executables_and_ticker_calls_then_redelivery_lose_and_repeat_nothing(
+        adapter, memory_backend, world, extended_plan, tmp_path):
+    sweep(memory_backend, adapter, numbered(SMALL_BATCH), tmp_path, completions=1, open_joins={"j2": ["a"]},
+          modes=MODES_OF.get(adapter, MODES), plan=extended_plan, world=world, label=" + execs, entwine")
