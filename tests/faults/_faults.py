@@ -10,6 +10,10 @@ fires at the k-th effect the runtime hands to a connector:
 * ``crash``: effect k was performed and then the process dies (a ``BaseException``
   that nothing in agglo catches): the platform redelivers the whole batch.
 
+Two more modes plant the bugs the comparison must catch (``test_the_comparison``):
+``twice`` performs effect k a second time, ``skip`` answers it as done without
+performing it.
+
 The platform then redelivers as it does (only ``batchItemFailures``, from the
 lowest failed sequence number, one message, the in-flight queue rows, the whole
 file) until every record went through, and the final state, outputs and
@@ -28,6 +32,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import time
 import urllib.parse
 import uuid
 from collections.abc import Callable
@@ -60,6 +65,7 @@ from handlers.runtime.execs import ExecRunner
 NOW_S = 1_700_000_000.0
 TIMEOUT_MS = 3_600_000
 MODES = ("before", "after", "crash")
+PLANTED = ("twice", "skip")
 ENV_STATE, ENV_FILES = "AGGLO_FAULTS_STATE", "AGGLO_FAULTS_FILES"
 
 
@@ -96,6 +102,11 @@ class Faulty:
         if f.fired or not (start < f.k <= f.seen):
             return self.inner.perform(effects)
         j = f.k - start
+        if f.mode in PLANTED:
+            f.fired = True
+            if f.mode == "twice":
+                return self._perform(effects[:j])[:j - 1] + self._perform(effects[j - 1:])
+            return [*self._perform(effects[:j - 1]), None, *self._perform(effects[j:])]
         done = effects[:j] if f.mode != "before" else effects[:j - 1]
         if done:
             answers = self.inner.perform(done)
@@ -104,6 +115,9 @@ class Faulty:
         if f.mode == "crash":
             raise Crash(f"killed after effect {f.k}")
         raise InjectedError(f"injected {f.mode} effect {f.k}")
+
+    def _perform(self, effects: list[Any]) -> list[Any]:
+        return self.inner.perform(effects) if effects else []
 
 
 class Sink:
@@ -280,13 +294,38 @@ def dump_firestore(store: Any) -> dict[str, Any]:
     return out
 
 
+# --- time ---------------------------------------------------------------------------------------
+
+@dataclass
+class MovingClock:
+    """Time that moves ``step_s`` before every delivery (every ``Runtime.process`` call), from ``NOW_S``.
+
+    The runtime, the ticker and the key-value stores' dedupe marks all read it (``connector_time``), so a
+    redelivery comes later than the delivery that failed: join deadlines pass and marks expire in between.
+    """
+
+    step_s: float
+    now_s: float = NOW_S
+
+    def now(self) -> float:
+        return self.now_s
+
+    def advance(self) -> None:
+        self.now_s += self.step_s
+
+    def connector_time(self) -> SimpleNamespace:
+        """Stands in for the ``time`` module of the connectors that stamp and expire marks."""
+        return SimpleNamespace(time=self.now, monotonic=time.monotonic, sleep=time.sleep)
+
+
 # --- the platforms' ways of delivering -----------------------------------------------------------
 
 class Delivery:
     """Delivers ``events`` through an adapter until every record went through; counts invocations and
     keeps every ``Runtime.process`` call (which records it delivered, which it settled)."""
 
-    def __init__(self, runtime: Runtime, events: list[dict], tmp: pathlib.Path) -> None:
+    def __init__(self, runtime: Runtime, events: list[dict], tmp: pathlib.Path,
+                 clock: MovingClock | None = None) -> None:
         self.runtime, self.events, self.tmp = runtime, events, tmp
         self.invocations = 0
         self.calls: list[Call] = []
@@ -295,6 +334,8 @@ class Delivery:
         def recorded(records: Any, *args: Any, **kw: Any) -> Any:
             call = Call([r.payload.get("i", -1) if isinstance(r.payload, dict) else -1 for r in records])
             os.environ[ENV_CALL] = str(len(self.calls))  # the executables log the call they ran in
+            if clock:
+                clock.advance()
             self.calls.append(call)
             outcomes = process(records, *args, **kw)
             call.settled = {i for i, o in zip(call.records, outcomes, strict=True) if o.ok}
@@ -438,9 +479,22 @@ class Result:
         return sum(1 for body in self.files.values() if body.get("internal:completion:Join") == "complete")
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What a sweep runs besides the batch: the plan, with the world its executables and entwine need, and
+    a moving clock (or the fixed ``NOW_S``); ``label`` names it in the tally."""
+
+    plan: Any = None
+    world: World | None = None
+    clock: MovingClock | None = None
+    label: str = ""
+
+
 def run_scenario(backend: Backend, adapter: str, events: list[dict], tmp: pathlib.Path, fault: Fault,
-                 plan: Any = None, world: World | None = None) -> Result:
+                 setup: Setup) -> Result:
     from handlers.connectors import memory
+
+    plan, world, clock = setup.plan, setup.world, setup.clock
 
     tmp.mkdir(parents=True)
     memory.reset()
@@ -452,14 +506,17 @@ def run_scenario(backend: Backend, adapter: str, events: list[dict], tmp: pathli
     try:
         registry = Sink.register(backend.registry())
         execs = ExecRunner(world.executables.allowed) if world else None
-        runtime = Runtime.build(plan or PLAN, registry, execs, clock=lambda: NOW_S, sleep=lambda s: None)
+        if clock:
+            clock.now_s = NOW_S
+        runtime = Runtime.build(plan or PLAN, registry, execs, clock=clock.now if clock else lambda: NOW_S,
+                                sleep=lambda s: None)
         state = runtime.connectors["State"]
         runtime.connectors = {name: Faulty(c, fault) for name, c in runtime.connectors.items()}
         runtime.execs = Faulty(runtime.execs, fault)  # type: ignore[assignment]
         runtime.tickers = Faulty(TickerClient(), fault)
         if world:
-            world.ticker.fresh(tmp)
-        delivery = Delivery(runtime, events, tmp)
+            world.ticker.fresh(tmp, (lambda: int(clock.now() * 1000)) if clock else None)
+        delivery = Delivery(runtime, events, tmp, clock)
         ADAPTERS[adapter](delivery)
     finally:
         for k, v in saved.items():
@@ -514,10 +571,18 @@ def compare(want: Result, got: Result) -> Findings:
     f = Findings()
     _compare_map("state", _kv(want.state), _kv(got.state), f)
     _compare_map("file", want.files, got.files, f)
-    sent = dict(want.messages)
-    assert len(sent) == len(want.messages), "the once-only run sent a message twice"
+    _compare_messages(want.messages, got.messages, f)
+    if got.completions() < want.completions():
+        f.lost.append(f"{got.completions()} completions instead of {want.completions()}")
+    _compare_world(want, got, f)
+    return f
+
+
+def _compare_messages(want: list[tuple[str, dict]], got: list[tuple[str, dict]], f: Findings) -> None:
+    sent = dict(want)
+    assert len(sent) == len(want), "the once-only run sent a message twice"
     seen: set[str] = set()
-    for key, body in got.messages:
+    for key, body in got:
         if key not in sent:
             f.duplicated.append(f"message {key} extra")
         elif body != sent[key]:
@@ -526,10 +591,12 @@ def compare(want: Result, got: Result) -> Findings:
             f.resent += 1
         seen.add(key)
     f.lost.extend(f"message {key} never sent" for key in sent.keys() - seen)
+
+
+def _compare_world(want: Result, got: Result, f: Findings) -> None:
+    """More completions than once, the executables' runs and the substream."""
     if got.completions() > want.completions():
         f.duplicated.append(f"{got.completions()} completions instead of {want.completions()}")
-    elif got.completions() < want.completions():
-        f.lost.append(f"{got.completions()} completions instead of {want.completions()}")
     if want.chain is not None and got.chain is not None:
         lost, duplicated, f.reruns = exec_findings(got.calls, got.exec_runs, len(want.files))
         f.lost += lost
@@ -538,7 +605,34 @@ def compare(want: Result, got: Result) -> Findings:
         f.lost += lost
         f.duplicated += duplicated
         f.different += different
+
+
+def compare_moving(want: Result, got: Result) -> Findings:
+    """``compare`` under a moving clock. A record redelivered after a join's deadline may meet a join that
+    timed out where the once-only run completed it: only the completer's fields may differ, and only by
+    closing fewer joins. No record's answer may change between its deliveries: what was sent for it once
+    (after its join add was remembered with its mark) is what every later delivery sends."""
+    f = Findings()
+    _compare_map("state", _timeless(_kv(want.state)), _timeless(_kv(got.state)), f)
+    _compare_map("file", _timeless(want.files), _timeless(got.files), f)
+    first: dict[str, dict] = {}
+    for key, body in got.messages:
+        if first.setdefault(key, body) != body:
+            f.different.append(f"message {key} answered differently on redelivery: {body} after {first[key]}")
+    _compare_messages([(k, _without_completion(b)) for k, b in want.messages],
+                      [(k, _without_completion(b)) for k, b in got.messages], f)
+    _compare_world(want, got, f)
     return f
+
+
+def _without_completion(body: dict) -> dict:
+    return {k: v for k, v in body.items() if not k.startswith("internal:completion:")}
+
+
+def _timeless(values: dict[str, Any]) -> dict[str, Any]:
+    """Join state and the completer's fields dropped: under a moving clock they depend on when a record came."""
+    return {k: _without_completion(v) if isinstance(v, dict) else v for k, v in values.items()
+            if not k.startswith("join/")}
 
 
 def _kv(state: dict[str, Any]) -> dict[str, Any]:
@@ -559,6 +653,7 @@ class Tally:
     different: int = 0
     resent: int = 0
     reruns: int = 0
+    timedout: int = 0  # scenarios in which a join timed out (a moving clock's deadlines passed)
 
     def add(self, other: Tally) -> None:
         for name in self.__dataclass_fields__:
@@ -585,37 +680,39 @@ def scratch(tmp: pathlib.Path) -> pathlib.Path:
 
 def sweep(backend: Backend, adapter: str, events: list[dict], tmp: pathlib.Path, completions: int,
           open_joins: dict[str, list[str]], modes: tuple[str, ...] = MODES, every_effect: bool = True,
-          plan: Any = None, world: World | None = None, label: str = "") -> Tally:
+          plan: Any = None, world: World | None = None, clock: MovingClock | None = None, label: str = "") -> Tally:
     """A fault at every effect k (or some, see ``some_effects``) in every mode; every scenario against the
-    once-only run. ``plan`` and ``world`` go together for the extended config; ``label`` names the config in
-    the tally."""
+    once-only run (``compare``, or ``compare_moving`` under a moving clock). ``plan`` and ``world`` go
+    together for the extended config; ``label`` names the config in the tally."""
     root = scratch(tmp)
+    setup = Setup(plan, world, clock, label or (" + retries" if plan is RETRYING_PLAN else ""))
     try:
-        return _sweep(backend, adapter, events, root, completions, open_joins, modes, every_effect, plan, world,
-                      label or (" + retries" if plan is RETRYING_PLAN else ""))
+        return _sweep(backend, adapter, events, root, completions, open_joins, modes, every_effect, setup)
     finally:
         if root != tmp:
             shutil.rmtree(root, ignore_errors=True)
 
 
 def _sweep(backend: Backend, adapter: str, events: list[dict], tmp: pathlib.Path, completions: int,
-           open_joins: dict[str, list[str]], modes: tuple[str, ...], every_effect: bool, plan: Any,
-           world: World | None, label: str) -> Tally:
-    reference = run_scenario(backend, adapter, events, tmp / "once", Fault(), plan, world)
+           open_joins: dict[str, list[str]], modes: tuple[str, ...], every_effect: bool, setup: Setup) -> Tally:
+    plan = setup.plan
+    reference = run_scenario(backend, adapter, events, tmp / "once", Fault(), setup)
     check_reference(reference, events, completions, open_joins)
-    tally = TALLY.setdefault((backend.name, adapter + label), Tally())
+    tally = TALLY.setdefault((backend.name, adapter + setup.label), Tally())
     failures = []
     ks = range(1, reference.effects + 1) if every_effect else some_effects(reference.kinds)
     for k in ks:
         for mode in modes:
-            got = run_scenario(backend, adapter, events, tmp / f"{mode}-{k}", Fault(k, mode), plan, world)
+            got = run_scenario(backend, adapter, events, tmp / f"{mode}-{k}", Fault(k, mode), setup)
             if plan is RETRYING_PLAN and mode != "crash":
                 assert got.invocations == 1, f"effect {k} ({mode}): the runtime's retry did not absorb it"
             assert got.fired, f"the fault at effect {k} never fired"
-            found = compare(reference, got)
+            found = (compare_moving if setup.clock else compare)(reference, got)
             tally.add(Tally(scenarios=1, faults=1, records=len(events), invocations=got.invocations,
                             lost=len(found.lost), duplicated=len(found.duplicated), different=len(found.different),
-                            resent=found.resent, reruns=found.reruns))
+                            resent=found.resent, reruns=found.reruns,
+                            timedout=int(any(b.get("internal:completion:Join") == "timedout"
+                                             for b in got.files.values()))))
             if found:
                 failures.append(f"fault {mode} effect {k}/{reference.effects}: lost {found.lost[:3]}, "
                                 f"duplicated {found.duplicated[:3]}, different {found.different[:3]}")
