@@ -20,6 +20,17 @@ from _faults import (
 from _world import Ticker, World, write_executables
 
 ENV_TALLY_FILE = "AGGLO_FAULTS_TALLY"
+ENV_NIGHTLY = "AGGLO_FAULTS_NIGHTLY"
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The nightly size runs with ``AGGLO_FAULTS_NIGHTLY=1`` (``make test-faults``) or when ``-m`` asks for it."""
+    if os.environ.get(ENV_NIGHTLY) == "1" or "faults_nightly" in (config.getoption("markexpr") or ""):
+        return
+    nightly = [item for item in items if item.get_closest_marker("faults_nightly")]
+    if nightly:
+        config.hook.pytest_deselected(items=nightly)
+        items[:] = [item for item in items if not item.get_closest_marker("faults_nightly")]
 
 
 @pytest.fixture(autouse=True)
