@@ -45,6 +45,7 @@ from _world import (
     ENV_CALL,
     ENV_EXEC_LOG,
     ENV_OBJECTS,
+    EXECUTABLES,
     Call,
     World,
     chain_findings,
@@ -207,7 +208,7 @@ def check_reference(result: Result, events: list[dict], completions: int, open_j
     assert len(result.files) == len(events) and len(result.messages) == len(events)
     assert sum(1 for k in state if not k.startswith(("agg/", "join/", "entwine/"))) == len(events)  # the KV tee
     if result.chain is not None:
-        assert sorted(r[1:] for r in result.exec_runs) == sorted((w, i) for w in ("map", "spawn")
+        assert sorted(r[1:] for r in result.exec_runs) == sorted((w, i) for w in EXECUTABLES
                                                                   for i in range(len(events))), result.exec_runs
         assert result.chain["broken"] is None and len(result.chain["messages"]) == len(events), result.chain
         assert all(b.get("tenfold") == 10 * b["i"] and b["internal:spawn:output"] == [{"Spawn": {"spawned": b["i"]}}]

@@ -27,6 +27,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 ENV_EXEC_LOG, ENV_CALL, ENV_OBJECTS = "AGGLO_FAULTS_EXEC_LOG", "AGGLO_FAULTS_CALL", "AGGLO_FAULTS_OBJECTS"
+EXECUTABLES = ("spawn", "map")  # what each script writes in the log
 SUB_STREAM = "5d0b8a8e-3f3c-4a53-9a52-0c4bde1d9a11"
 KEY_FILE = "faults.pem"
 
@@ -66,7 +67,7 @@ def write_executables(directory: pathlib.Path) -> Executables:
     return Executables(*paths)
 
 
-class Ticker:
+class TickerEndpoint:
     """One HTTP endpoint for a whole test; ``fresh`` puts a new, empty ticker behind it for each scenario."""
 
     def __init__(self) -> None:
@@ -101,7 +102,7 @@ class World:
     """What a config with executables and entwine needs besides its stores."""
 
     executables: Executables
-    ticker: Ticker
+    ticker: TickerEndpoint
     key: bytes
 
     @property
@@ -150,7 +151,7 @@ def exec_findings(calls: list[Call], runs: list[tuple[int, str, int]], records: 
     counts: dict[tuple[int, str, int], int] = {}
     for run in runs:
         counts[run] = counts.get(run, 0) + 1
-    for what in ("spawn", "map"):
+    for what in EXECUTABLES:
         for i in range(records):
             ran = {c: n for (c, w, r), n in counts.items() if w == what and r == i}
             if not ran:
@@ -163,7 +164,7 @@ def exec_findings(calls: list[Call], runs: list[tuple[int, str, int]], records: 
             for c, call in enumerate(calls):
                 if i in call.settled and c not in ran:
                     lost.append(f"call {c} settled record {i} without running {what}")
-    return lost, duplicated, max(0, len(runs) - 2 * records)
+    return lost, duplicated, max(0, len(runs) - len(EXECUTABLES) * records)
 
 
 def chain_of(state: Any, objects: Any, key: bytes, ticker_pem: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from _faults import (
     dump_sqlite,
     summary_lines,
 )
-from _world import Ticker, World, write_executables
+from _world import TickerEndpoint, World, write_executables
 
 ENV_TALLY_FILE = "AGGLO_FAULTS_TALLY"
 ENV_NIGHTLY = "AGGLO_FAULTS_NIGHTLY"
@@ -97,7 +97,7 @@ def world(tmp_path_factory) -> Iterator[World]:
     """The executables and the ticker of the extended config (``_world``), shared by its scenarios."""
     from entwine_world import rsa_pem
 
-    ticker = Ticker()
+    ticker = TickerEndpoint()
     try:
         yield World(write_executables(tmp_path_factory.mktemp("executables")), ticker, rsa_pem())
     finally:

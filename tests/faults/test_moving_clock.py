@@ -43,7 +43,7 @@ ONE_CALL = [a for a in ADAPTERS if a != "Cloud Functions Pub/Sub"]
 @pytest.mark.parametrize("adapter", ONE_CALL)
 @pytest.mark.parametrize("backend", ["memory", "sqlite"])
 def test_deadlines_pass_between_a_fault_and_its_redelivery_and_no_answer_changes(
-        backend, adapter, moving, request, tmp_path):
+        backend, adapter, moving, request, tmp_path) -> None:
     """Marks outlive the redeliveries (7 days), deadlines do not: a redelivered record whose join add was
     remembered answers as it did; one whose add was not applied meets a timed-out join."""
     tally = sweep(request.getfixturevalue(f"{backend}_backend"), adapter, BATCH, tmp_path, completions=3,
@@ -51,14 +51,14 @@ def test_deadlines_pass_between_a_fault_and_its_redelivery_and_no_answer_changes
     assert tally.timedout > 0, "no redelivery met a passed deadline: the clock did not reach the joins"
 
 
-def test_entwine_and_executables_under_a_moving_clock(memory_backend, world, moving, tmp_path):
+def test_entwine_and_executables_under_a_moving_clock(memory_backend, world, moving, tmp_path) -> None:
     plan = compile_plan(fault_config(world=world), world.keys)
     sweep(memory_backend, "Lambda SQS", numbered(SMALL_BATCH), tmp_path, completions=1, open_joins={"j2": ["a"]},
           modes=MODES, plan=plan, world=world, clock=moving, label=" + execs, entwine, moving clock")
 
 
 def test_a_redelivery_later_than_the_marks_time_to_live_is_applied_again(memory_backend, moving, monkeypatch,
-                                                                         tmp_path):
+                                                                         tmp_path) -> None:
     """The documented limit of dedupe (``AGGLO_DEDUPE_TTL_S``): here the one sum whose write was committed
     before the failure counts its records twice (and the outputs that forward it show that); nothing is lost
     and no other state changes."""
