@@ -33,6 +33,14 @@ system-deps:
 test: $(DEV_STAMP) system-deps
 	$(PY) -m pytest
 
+# The fault-injection suite at its nightly size: DynamoDB and Firestore at every effect in every mode, the
+# extended config (executables, entwine) over the whole batch everywhere. Its tally is kept in FAULTS_TALLY.
+FAULTS_TALLY ?= tests/faults/tally.txt
+
+.PHONY: test-faults
+test-faults: $(DEV_STAMP) system-deps
+	AGGLO_FAULTS_NIGHTLY=1 AGGLO_FAULTS_TALLY=$(FAULTS_TALLY) $(PY) -m pytest -p no:cacheprovider tests/faults
+
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check agglo_core handlers tests benchmarks
 

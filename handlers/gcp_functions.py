@@ -3,8 +3,9 @@
 * ``on_cloud_event`` — CloudEvents: Pub/Sub ``messagePublished`` and GCS
   ``object.v1.finalized``.
 * ``on_http`` — HTTP: a Pub/Sub push subscription's envelope, or events POSTed
-  directly (one JSON object or a list; the answer is ``{"outputs", "errors"}``,
-  as ``agglo serve`` gives).
+  directly (one JSON object or an array, one record per element; record ids,
+  the ``Idempotency-Key``'s 409 and the answer are ``handlers.sources.posted``'s,
+  as in ``agglo serve``).
 
 Failures are settled by ``handlers.runtime.settlement`` (the README's "Failure
 settlement" table), so that one bad message never loops forever and nothing is
@@ -49,9 +50,8 @@ from handlers.runtime.settlement import (
     SettlementPolicy,
     Trigger,
     Verdict,
-    http_status,
 )
-from handlers.sources import TriggerRecord
+from handlers.sources import TriggerRecord, posted
 from handlers.sources import gcp as sources
 
 CHUNK = 500
@@ -118,6 +118,7 @@ class CloudFunctionApp:
     def __init__(self, runtime: Runtime, dead_letter: str | None) -> None:
         self.runtime = runtime
         self.dead_letter = dead_letter
+        self.keys = posted.KeyMemory()  # this instance's recent Idempotency-Keys (the README says what it covers)
 
     @classmethod
     def from_environment(cls) -> CloudFunctionApp:
@@ -179,8 +180,9 @@ class CloudFunctionApp:
         _set_trace(request.headers.get("X-Cloud-Trace-Context") or request.headers.get("traceparent"))
         if (request.content_length or 0) > MAX_BODY:
             return {"error": f"body larger than {MAX_BODY} bytes"}, 413
+        raw = request.get_data().removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM some clients put first
         try:
-            body = orjson.loads(request.get_data())
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
             return {"error": f"body is not valid JSON: {e}"}, 400
         if sources.is_push_envelope(body):
@@ -189,31 +191,21 @@ class CloudFunctionApp:
             except TransientFailure as e:
                 return {"error": str(e)}, 503  # not acknowledged: Pub/Sub pushes it again
             return "", 204
-        events = body if isinstance(body, list) else [body]
-        if not events or not all(isinstance(e, dict) for e in events):
-            return {"error": "body must be a JSON object or a list of objects"}, 400
-        key = request.headers.get("Idempotency-Key")
-        items = [TriggerRecord(_http_id(key, e, i), e) for i, e in enumerate(events, 1)]
-        outcomes = self.run(items, "http")
-        verdicts = self.runtime.settle(outcomes, SettlementPolicy(Trigger.HTTP))
-        answer = {"outputs": [e for o in outcomes for _, e in o.outputs],
-                  "errors": [e.to_dict() for o in outcomes for e in o.errors]}
-        status = http_status(verdicts)
+        try:
+            key = posted.parse_key(request.headers.get("Idempotency-Key"))
+            events, array = posted.posted_events(raw, key)
+            if key is not None:
+                self.keys.claim(key, raw)
+        except posted.BadRequest as e:
+            return {"error": str(e)}, 400
+        except posted.KeyConflict as e:
+            return {"error": str(e)}, 409
+        outcomes = self.run([e.item for e in events], "http")
+        status, answer = posted.http_answer(outcomes, self.runtime.settle(outcomes, SettlementPolicy(Trigger.HTTP)),
+                                            array)
         if status == 503:
             return answer, status, {"Retry-After": str(RETRY_AFTER_S)}
         return answer, status
-
-
-def _http_id(key: str | None, event: dict, n: int) -> str:
-    import hashlib
-
-    if key:
-        return f"http:{key}#{n}"
-    try:
-        content = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
-    except orjson.JSONEncodeError:  # an event the core refuses on entry, with its own error: any id will do
-        content = f"unwritable#{n}".encode()
-    return "http:sha256:" + hashlib.sha256(content).hexdigest()
 
 
 _app: CloudFunctionApp | None = None

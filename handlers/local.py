@@ -283,6 +283,10 @@ def parser() -> argparse.ArgumentParser:
                    help="larger bodies are refused with 413")
     s.add_argument("--durable", metavar="DIR", help="queue events durably in DIR and answer 202 (persistent daemon)")
     s.add_argument("--workers", type=_whole(1), default=2, help="worker threads processing the durable queue")
+    s.add_argument("--queue-max", type=_whole(1), default=100_000, metavar="N",
+                   help="the durable queue's bound: beyond N waiting events, POST answers 503 with Retry-After")
+    s.add_argument("--read-timeout", type=_whole(1), default=10, metavar="SECONDS",
+                   help="a request's head and body must arrive within this; idle connections close after it")
     s.set_defaults(func=_cmd_serve)
 
     i = _add_command(sub, "invoke", "run a SAM template's function once with an event (sam local invoke, "

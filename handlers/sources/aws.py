@@ -6,7 +6,7 @@
 | Kinesis | ``eventID`` (shard + sequence number) | sequence number |
 | DynamoDB Streams | ``eventID`` | sequence number |
 | S3 ``ObjectCreated`` | ``bucket/key@version#n`` (one per JSON element or line) | logged / dead-letter |
-| API Gateway, function URL | ``Idempotency-Key`` header, else a hash of the body | HTTP status |
+| API Gateway, function URL | ``Idempotency-Key`` header, else the request id (a new record) | HTTP status |
 | direct invocation | ``invoke:<request id>#n`` | in the response |
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
+import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote_plus
@@ -136,7 +136,9 @@ def http_item(event: dict) -> TriggerRecord:
     raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     key = headers.get("idempotency-key")
-    rid = f"http:{key}" if key else "http:sha256:" + hashlib.sha256(raw).hexdigest()
+    # Without a key each request is new data (two identical clicks count twice): API Gateway's request id.
+    request_id = (event.get("requestContext") or {}).get("requestId") or uuid.uuid4().hex
+    rid = f"http:{key}" if key else f"http:{request_id}"
     return TriggerRecord(rid, _json(raw, "the request body"))
 
 

@@ -34,7 +34,8 @@ def durable_config(tmp: pathlib.Path) -> pathlib.Path:
 
 
 class Client(threading.Thread):
-    """Posts events 0..N-1 in order on a keep-alive connection; re-sends an event until it gets a 202."""
+    """Posts events 0..N-1 in order on a keep-alive connection; re-sends an event (under the same
+    ``Idempotency-Key``) until it gets a 202."""
 
     def __init__(self, port: int) -> None:
         super().__init__(name="durable-client", daemon=True)
@@ -61,7 +62,8 @@ class Client(threading.Thread):
                 try:
                     if conn is None:
                         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
-                    conn.request("POST", "/binge", body=body, headers={"Content-Type": "application/json"})
+                    conn.request("POST", "/binge", body=body, headers={"Content-Type": "application/json",
+                                                                        "Idempotency-Key": f"event-{n}"})
                     resp = conn.getresponse()
                     data = resp.read()
                 except (OSError, http.client.HTTPException):
@@ -163,7 +165,8 @@ def test_failed_records_are_kept_and_bad_bodies_are_not_queued(tmp_path):
     server = Server(cfg, tmp_path, "--durable", str(queue_dir), "--workers", "1", log_name="marks").start()
     try:
         port = server.port
-        assert post_json(port, [1])[0] == 400
+        assert post_json(port, [])[0] == 400
+        assert post_json(port, [1])[0] == 422  # its only element is refused: nothing is queued
         assert request(port, "POST", "/binge", b"{nope")[0] == 400
         status, answer = post_json(port, {"n": 1})
         assert status == 202 and isinstance(answer["queued"], int)

@@ -92,21 +92,45 @@ def test_post_an_event(server, workdir):
     assert written == {k: v for k, v in out.items() if k != "internal:tee:output"}
 
 
-def test_same_body_or_same_idempotency_key_is_the_same_record(server):
+def test_the_idempotency_key_names_the_record_and_without_one_every_post_is_new(server):
     def tee_uuid(event, **kw):
         status, body = post_json(server.port, event, **kw)
         assert status == 200, body
         return body["outputs"][0]["internal:tee:output"][0]["uuid"]
 
+    # Two identical clicks are two records.
     a = tee_uuid({"who": "idem", "x": 1})
-    assert tee_uuid({"who": "idem", "x": 1}) == a
-    assert tee_uuid({"who": "idem", "x": 2}) != a
+    assert tee_uuid({"who": "idem", "x": 1}) != a
     keyed = tee_uuid({"who": "idem", "x": 3}, headers={"Idempotency-Key": "k-1"})
-    assert tee_uuid({"who": "idem", "x": 4}, headers={"Idempotency-Key": "k-1"}) == keyed
+    assert tee_uuid({"who": "idem", "x": 3}, headers={"Idempotency-Key": "k-1"}) == keyed
     assert keyed != a
+    # The same key with another body is refused, and the key still names its first body.
+    status, body = post_json(server.port, {"who": "idem", "x": 4}, headers={"Idempotency-Key": "k-1"})
+    assert status == 409 and "k-1" in body["error"], body
+    assert tee_uuid({"who": "idem", "x": 3}, headers={"Idempotency-Key": "k-1"}) == keyed
 
 
-@pytest.mark.parametrize("body", [b"[1]", b'"a string"', b"42", b"null", b"[]"])
+def test_an_array_is_one_record_per_element_each_with_its_own_result(server, workdir):
+    before = stored_sum(workdir)
+    events = [{"someNum": 1, "who": "array"}, {"seen": "already", "someNum": 100}, 7, {"someNum": 2, "who": "array"}]
+    status, body = post_json(server.port, events, headers={"Idempotency-Key": "batch-1"})
+    assert status == 422, body
+    ids = [r["id"] for r in body["results"]]
+    assert ids == [f"http:batch-1#{n}" for n in range(1, 5)]
+    assert [len(r["outputs"]) for r in body["results"]] == [1, 0, 0, 1]
+    assert [len(r["errors"]) for r in body["results"]] == [0, 1, 1, 0]
+    assert "JSON object" in body["results"][2]["errors"][0]["error"]
+    assert stored_sum(workdir) == before + 3
+    # Sent again: the same records, whose state changes are not made twice.
+    again = post_json(server.port, events, headers={"Idempotency-Key": "batch-1"})
+    assert again[0] == 422 and stored_sum(workdir) == before + 3
+    # Without a key, each element gets a fresh id.
+    status, body = post_json(server.port, [{"someNum": 0}, {"someNum": 0}])
+    assert status == 200, body
+    assert len({r["id"] for r in body["results"]}) == 2
+
+
+@pytest.mark.parametrize("body", [b'"a string"', b"42", b"null", b"[]"])
 def test_post_json_that_is_not_an_object_is_400(server, body):
     status, answer = request(server.port, "POST", "/binge", body)
     assert status == 400

@@ -10,13 +10,18 @@ fires at the k-th effect the runtime hands to a connector:
 * ``crash``: effect k was performed and then the process dies (a ``BaseException``
   that nothing in agglo catches): the platform redelivers the whole batch.
 
+Two more modes plant the bugs the comparison must catch (``test_the_comparison``):
+``twice`` performs effect k a second time, ``skip`` answers it as done without
+performing it.
+
 The platform then redelivers as it does (only ``batchItemFailures``, from the
 lowest failed sequence number, one message, the in-flight queue rows, the whole
 file) until every record went through, and the final state, outputs and
 completions are compared with a run where nothing failed.
 
-The wrapper sits around the connector objects the runtime calls; production code
-has no test hooks.
+The wrapper sits around the connector objects the runtime calls, its executable
+runner and its ticker client (the extended config, see ``_world``); production
+code has no test hooks.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import time
 import urllib.parse
 import uuid
 from collections.abc import Callable
@@ -35,16 +41,32 @@ from types import SimpleNamespace
 from typing import Any
 
 import orjson
+from _world import (
+    ENV_CALL,
+    ENV_EXEC_LOG,
+    ENV_OBJECTS,
+    EXECUTABLES,
+    Call,
+    World,
+    chain_findings,
+    chain_of,
+    exec_findings,
+    exec_runs,
+    extended_definitions,
+)
 from builders import config, external, kv
 
 from agglo_core import EffectFailed, compile_plan
 from agglo_core.effects import Put
 from handlers.connectors import Registry
+from handlers.connectors.ticker import TickerClient
 from handlers.runtime.driver import Runtime
+from handlers.runtime.execs import ExecRunner
 
 NOW_S = 1_700_000_000.0
 TIMEOUT_MS = 3_600_000
 MODES = ("before", "after", "crash")
+PLANTED = ("twice", "skip")
 ENV_STATE, ENV_FILES = "AGGLO_FAULTS_STATE", "AGGLO_FAULTS_FILES"
 
 
@@ -81,6 +103,11 @@ class Faulty:
         if f.fired or not (start < f.k <= f.seen):
             return self.inner.perform(effects)
         j = f.k - start
+        if f.mode in PLANTED:
+            f.fired = True
+            if f.mode == "twice":
+                return self._perform(effects[:j])[:j - 1] + self._perform(effects[j - 1:])
+            return [*self._perform(effects[:j - 1]), None, *self._perform(effects[j:])]
         done = effects[:j] if f.mode != "before" else effects[:j - 1]
         if done:
             answers = self.inner.perform(done)
@@ -89,6 +116,9 @@ class Faulty:
         if f.mode == "crash":
             raise Crash(f"killed after effect {f.k}")
         raise InjectedError(f"injected {f.mode} effect {f.k}")
+
+    def _perform(self, effects: list[Any]) -> list[Any]:
+        return self.inner.perform(effects) if effects else []
 
 
 class Sink:
@@ -113,21 +143,30 @@ class Sink:
 
 # --- the pipeline and the batch ------------------------------------------------------------------
 
-def fault_config(retries: int = 0) -> dict:
-    """Sum, count and max per group, a join on a / b, and tees to the state store, files and a queue."""
+def fault_config(retries: int = 0, world: World | None = None) -> dict:
+    """Sum, count and max per group, a join on a / b, and tees to the state store, files and a queue.
+
+    With a ``world``: a spawner and an exec transform first, entwine last (``_world``).
+    """
     def agg(name: str, kind: str, groups: tuple[str, ...] = ()) -> dict:
         return {"aggregator": {"name": name, "stateStore": "State", "forwardState": True,
                                "aggregation": {"key": "n", "aggregationType": kind, "groupByKeys": list(groups)}}}
 
+    first: tuple[dict, ...] = ()
+    last: tuple[dict, ...] = ()
+    more: tuple[dict, ...] = ()
+    if world is not None:
+        added, more = extended_definitions(world)
+        first, last = added[:2], added[2:]
     return config(
-        agg("SumN", "AggSum", ("g",)), agg("CountN", "AggCount"), agg("MaxN", "AggMax", ("g",)),
+        *first, agg("SumN", "AggSum", ("g",)), agg("CountN", "AggCount"), agg("MaxN", "AggMax", ("g",)),
         {"completer": {"name": "Join", "stateStore": "State",
                        "completion": {"joinKeys": ["a", "b"], "timeoutMs": TIMEOUT_MS}}},
         {"tee": {"name": "ToKV", "outputConnectorRef": "State"}},
         {"tee": {"name": "ToFiles", "outputConnectorRef": "Files"}},
-        {"tee": {"name": "ToQueue", "outputConnectorRef": "Queue"}},
+        {"tee": {"name": "ToQueue", "outputConnectorRef": "Queue"}}, *last,
         externals=(kv("State", f"${{{ENV_STATE}}}"), external("ExternalLocalFile", "Files", f"${{{ENV_FILES}}}"),
-                   external("ExternalPubSub", "Queue", "rec:out")), retries=retries)
+                   external("ExternalPubSub", "Queue", "rec:out"), *more), retries=retries)
 
 
 BATCH = [
@@ -141,6 +180,11 @@ BATCH = [
     {"n": 2, "g": "y", "b": "j2"},  # completes the new j2
 ]
 SMALL_BATCH = [{"n": 3, "g": "x", "a": "j1"}, {"n": 5, "g": "y", "a": "j2"}, {"n": 2, "g": "x", "b": "j1"}]
+
+
+def numbered(events: list[dict]) -> list[dict]:
+    """The events with their position as ``i``: how the extended config's executables name the record."""
+    return [{**e, "i": i} for i, e in enumerate(events)]
 
 
 def check_reference(result: Result, events: list[dict], completions: int, open_joins: dict[str, list[str]]) -> None:
@@ -162,7 +206,13 @@ def check_reference(result: Result, events: list[dict], completions: int, open_j
     assert joins == open_joins, joins
     assert result.completions() == completions
     assert len(result.files) == len(events) and len(result.messages) == len(events)
-    assert sum(1 for k in state if not k.startswith(("agg/", "join/"))) == len(events)  # the KV tee's entries
+    assert sum(1 for k in state if not k.startswith(("agg/", "join/", "entwine/"))) == len(events)  # the KV tee
+    if result.chain is not None:
+        assert sorted(r[1:] for r in result.exec_runs) == sorted((w, i) for w in EXECUTABLES
+                                                                  for i in range(len(events))), result.exec_runs
+        assert result.chain["broken"] is None and len(result.chain["messages"]) == len(events), result.chain
+        assert all(b.get("tenfold") == 10 * b["i"] and b["internal:spawn:output"] == [{"Spawn": {"spawned": b["i"]}}]
+                   for b in result.files.values()), result.files
 
 
 # --- backends ------------------------------------------------------------------------------------
@@ -245,14 +295,54 @@ def dump_firestore(store: Any) -> dict[str, Any]:
     return out
 
 
+# --- time ---------------------------------------------------------------------------------------
+
+@dataclass
+class MovingClock:
+    """Time that moves ``step_s`` before every delivery (every ``Runtime.process`` call), from ``NOW_S``.
+
+    The runtime, the ticker and the key-value stores' dedupe marks all read it (``connector_time``), so a
+    redelivery comes later than the delivery that failed: join deadlines pass and marks expire in between.
+    """
+
+    step_s: float
+    now_s: float = NOW_S
+
+    def now(self) -> float:
+        return self.now_s
+
+    def advance(self) -> None:
+        self.now_s += self.step_s
+
+    def connector_time(self) -> SimpleNamespace:
+        """Stands in for the ``time`` module of the connectors that stamp and expire marks."""
+        return SimpleNamespace(time=self.now, monotonic=time.monotonic, sleep=time.sleep)
+
+
 # --- the platforms' ways of delivering -----------------------------------------------------------
 
 class Delivery:
-    """Delivers ``events`` through an adapter until every record went through; counts invocations."""
+    """Delivers ``events`` through an adapter until every record went through; counts invocations and
+    keeps every ``Runtime.process`` call (which records it delivered, which it settled)."""
 
-    def __init__(self, runtime: Runtime, events: list[dict], tmp: pathlib.Path) -> None:
+    def __init__(self, runtime: Runtime, events: list[dict], tmp: pathlib.Path,
+                 clock: MovingClock | None = None) -> None:
         self.runtime, self.events, self.tmp = runtime, events, tmp
         self.invocations = 0
+        self.calls: list[Call] = []
+        process = runtime.process
+
+        def recorded(records: Any, *args: Any, **kw: Any) -> Any:
+            call = Call([r.payload.get("i", -1) if isinstance(r.payload, dict) else -1 for r in records])
+            os.environ[ENV_CALL] = str(len(self.calls))  # the executables log the call they ran in
+            if clock:
+                clock.advance()
+            self.calls.append(call)
+            outcomes = process(records, *args, **kw)
+            call.settled = {i for i, o in zip(call.records, outcomes, strict=True) if o.ok}
+            return outcomes
+
+        runtime.process = recorded  # type: ignore[method-assign]
 
     def invoked(self) -> None:
         self.invocations += 1
@@ -382,37 +472,65 @@ class Result:
     invocations: int
     fired: bool
     kinds: list[str]
+    calls: list[Call] = field(default_factory=list)
+    exec_runs: list[tuple[int, str, int]] = field(default_factory=list)
+    chain: dict[str, Any] | None = None  # the entwine substream (``_world.chain_of``)
 
     def completions(self) -> int:
         return sum(1 for body in self.files.values() if body.get("internal:completion:Join") == "complete")
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What a sweep runs besides the batch: the plan, with the world its executables and entwine need, and
+    a moving clock (or the fixed ``NOW_S``); ``label`` names it in the tally."""
+
+    plan: Any = None
+    world: World | None = None
+    clock: MovingClock | None = None
+    label: str = ""
+
+
 def run_scenario(backend: Backend, adapter: str, events: list[dict], tmp: pathlib.Path, fault: Fault,
-                 plan: Any = None) -> Result:
+                 setup: Setup) -> Result:
     from handlers.connectors import memory
+
+    plan, world, clock = setup.plan, setup.world, setup.clock
 
     tmp.mkdir(parents=True)
     memory.reset()
     Sink.sinks.clear()
-    env = {ENV_STATE: backend.fresh(tmp), ENV_FILES: str(tmp / "files")}
+    env = {ENV_STATE: backend.fresh(tmp), ENV_FILES: str(tmp / "files"), ENV_OBJECTS: str(tmp / "objects"),
+           ENV_EXEC_LOG: str(tmp / "execs.log"), ENV_CALL: "-1"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
         registry = Sink.register(backend.registry())
-        runtime = Runtime.build(plan or PLAN, registry, clock=lambda: NOW_S, sleep=lambda s: None)
+        execs = ExecRunner(world.executables.allowed) if world else None
+        if clock:
+            clock.now_s = NOW_S
+        runtime = Runtime.build(plan or PLAN, registry, execs, clock=clock.now if clock else lambda: NOW_S,
+                                sleep=lambda s: None)
+        state = runtime.connectors["State"]
+        runtime.connectors = {name: Faulty(c, fault) for name, c in runtime.connectors.items()}
+        runtime.execs = Faulty(runtime.execs, fault)  # type: ignore[assignment]
+        runtime.tickers = Faulty(TickerClient(), fault)
+        if world:
+            world.ticker.fresh(tmp, (lambda: int(clock.now() * 1000)) if clock else None)
+        delivery = Delivery(runtime, events, tmp, clock)
+        ADAPTERS[adapter](delivery)
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    state = runtime.connectors["State"]
-    runtime.connectors = {name: Faulty(c, fault) for name, c in runtime.connectors.items()}
-    delivery = Delivery(runtime, events, tmp)
-    ADAPTERS[adapter](delivery)
     files = {p.name: orjson.loads(p.read_bytes()) for p in (tmp / "files").glob("*.json")}
+    chain = None
+    if world:
+        chain = chain_of(state, runtime.connectors["Objects"].inner, world.key, world.ticker.app.signer.public_pem)
     return Result(backend.dump(state), files, list(Sink.sinks["out"].messages), fault.seen, delivery.invocations,
-                  fault.fired, fault.kinds)
+                  fault.fired, fault.kinds, delivery.calls, exec_runs(tmp / "execs.log"), chain)
 
 
 PLAN = compile_plan(fault_config())
@@ -427,6 +545,7 @@ class Findings:
     duplicated: list[str] = field(default_factory=list)
     different: list[str] = field(default_factory=list)
     resent: int = 0  # messages sent again under the same id and with the same body (consumers drop them)
+    reruns: int = 0  # executables run again for a record whose earlier delivery failed
 
     def __bool__(self) -> bool:
         return bool(self.lost or self.duplicated or self.different)
@@ -451,12 +570,20 @@ def _compare_map(what: str, want: dict, got: dict, f: Findings) -> None:
 
 def compare(want: Result, got: Result) -> Findings:
     f = Findings()
-    _compare_map("state", want.state, got.state, f)
+    _compare_map("state", _kv(want.state), _kv(got.state), f)
     _compare_map("file", want.files, got.files, f)
-    sent = dict(want.messages)
-    assert len(sent) == len(want.messages), "the once-only run sent a message twice"
+    _compare_messages(want.messages, got.messages, f)
+    if got.completions() < want.completions():
+        f.lost.append(f"{got.completions()} completions instead of {want.completions()}")
+    _compare_world(want, got, f)
+    return f
+
+
+def _compare_messages(want: list[tuple[str, dict]], got: list[tuple[str, dict]], f: Findings) -> None:
+    sent = dict(want)
+    assert len(sent) == len(want), "the once-only run sent a message twice"
     seen: set[str] = set()
-    for key, body in got.messages:
+    for key, body in got:
         if key not in sent:
             f.duplicated.append(f"message {key} extra")
         elif body != sent[key]:
@@ -465,11 +592,53 @@ def compare(want: Result, got: Result) -> Findings:
             f.resent += 1
         seen.add(key)
     f.lost.extend(f"message {key} never sent" for key in sent.keys() - seen)
+
+
+def _compare_world(want: Result, got: Result, f: Findings) -> None:
+    """More completions than once, the executables' runs and the substream."""
     if got.completions() > want.completions():
         f.duplicated.append(f"{got.completions()} completions instead of {want.completions()}")
-    elif got.completions() < want.completions():
-        f.lost.append(f"{got.completions()} completions instead of {want.completions()}")
+    if want.chain is not None and got.chain is not None:
+        lost, duplicated, f.reruns = exec_findings(got.calls, got.exec_runs, len(want.files))
+        f.lost += lost
+        f.duplicated += duplicated
+        lost, duplicated, different = chain_findings(want.chain, got.chain)
+        f.lost += lost
+        f.duplicated += duplicated
+        f.different += different
+
+
+def compare_moving(want: Result, got: Result) -> Findings:
+    """``compare`` under a moving clock. A record redelivered after a join's deadline may meet a join that
+    timed out where the once-only run completed it: only the completer's fields may differ, and only by
+    closing fewer joins. No record's answer may change between its deliveries: what was sent for it once
+    (after its join add was remembered with its mark) is what every later delivery sends."""
+    f = Findings()
+    _compare_map("state", _timeless(_kv(want.state)), _timeless(_kv(got.state)), f)
+    _compare_map("file", _timeless(want.files), _timeless(got.files), f)
+    first: dict[str, dict] = {}
+    for key, body in got.messages:
+        if first.setdefault(key, body) != body:
+            f.different.append(f"message {key} answered differently on redelivery: {body} after {first[key]}")
+    _compare_messages([(k, _without_completion(b)) for k, b in want.messages],
+                      [(k, _without_completion(b)) for k, b in got.messages], f)
+    _compare_world(want, got, f)
     return f
+
+
+def _without_completion(body: dict) -> dict:
+    return {k: v for k, v in body.items() if not k.startswith("internal:completion:")}
+
+
+def _timeless(values: dict[str, Any]) -> dict[str, Any]:
+    """Join state and the completer's fields dropped: under a moving clock they depend on when a record came."""
+    return {k: _without_completion(v) if isinstance(v, dict) else v for k, v in values.items()
+            if not k.startswith("join/")}
+
+
+def _kv(state: dict[str, Any]) -> dict[str, Any]:
+    """The state without entwine's substream, which ``chain_findings`` compares (its order may differ)."""
+    return {k: v for k, v in state.items() if not k.startswith("entwine/")}
 
 
 # --- the tally the report quotes -----------------------------------------------------------------
@@ -478,11 +647,18 @@ def compare(want: Result, got: Result) -> Findings:
 class Tally:
     scenarios: int = 0
     faults: int = 0
+    records: int = 0  # records delivered, over all scenarios
     invocations: int = 0
     lost: int = 0
     duplicated: int = 0
     different: int = 0
     resent: int = 0
+    reruns: int = 0
+    timedout: int = 0  # scenarios in which a join timed out (a moving clock's deadlines passed)
+
+    def add(self, other: Tally) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 TALLY: dict[tuple[str, str], Tally] = {}
@@ -505,38 +681,39 @@ def scratch(tmp: pathlib.Path) -> pathlib.Path:
 
 def sweep(backend: Backend, adapter: str, events: list[dict], tmp: pathlib.Path, completions: int,
           open_joins: dict[str, list[str]], modes: tuple[str, ...] = MODES, every_effect: bool = True,
-          plan: Any = None) -> Tally:
+          plan: Any = None, world: World | None = None, clock: MovingClock | None = None, label: str = "") -> Tally:
     """A fault at every effect k (or some, see ``some_effects``) in every mode; every scenario against the
-    once-only run."""
+    once-only run (``compare``, or ``compare_moving`` under a moving clock). ``plan`` and ``world`` go
+    together for the extended config; ``label`` names the config in the tally."""
     root = scratch(tmp)
+    setup = Setup(plan, world, clock, label or (" + retries" if plan is RETRYING_PLAN else ""))
     try:
-        return _sweep(backend, adapter, events, root, completions, open_joins, modes, every_effect, plan)
+        return _sweep(backend, adapter, events, root, completions, open_joins, modes, every_effect, setup)
     finally:
         if root != tmp:
             shutil.rmtree(root, ignore_errors=True)
 
 
 def _sweep(backend: Backend, adapter: str, events: list[dict], tmp: pathlib.Path, completions: int,
-           open_joins: dict[str, list[str]], modes: tuple[str, ...], every_effect: bool, plan: Any) -> Tally:
-    reference = run_scenario(backend, adapter, events, tmp / "once", Fault(), plan)
+           open_joins: dict[str, list[str]], modes: tuple[str, ...], every_effect: bool, setup: Setup) -> Tally:
+    plan = setup.plan
+    reference = run_scenario(backend, adapter, events, tmp / "once", Fault(), setup)
     check_reference(reference, events, completions, open_joins)
-    tally = TALLY.setdefault((backend.name, adapter + (" + retries" if plan is RETRYING_PLAN else "")), Tally())
+    tally = TALLY.setdefault((backend.name, adapter + setup.label), Tally())
     failures = []
     ks = range(1, reference.effects + 1) if every_effect else some_effects(reference.kinds)
     for k in ks:
         for mode in modes:
-            got = run_scenario(backend, adapter, events, tmp / f"{mode}-{k}", Fault(k, mode), plan)
+            got = run_scenario(backend, adapter, events, tmp / f"{mode}-{k}", Fault(k, mode), setup)
             if plan is RETRYING_PLAN and mode != "crash":
                 assert got.invocations == 1, f"effect {k} ({mode}): the runtime's retry did not absorb it"
             assert got.fired, f"the fault at effect {k} never fired"
-            found = compare(reference, got)
-            tally.scenarios += 1
-            tally.faults += 1
-            tally.invocations += got.invocations
-            tally.lost += len(found.lost)
-            tally.duplicated += len(found.duplicated)
-            tally.different += len(found.different)
-            tally.resent += found.resent
+            found = (compare_moving if setup.clock else compare)(reference, got)
+            tally.add(Tally(scenarios=1, faults=1, records=len(events), invocations=got.invocations,
+                            lost=len(found.lost), duplicated=len(found.duplicated), different=len(found.different),
+                            resent=found.resent, reruns=found.reruns,
+                            timedout=int(any(b.get("internal:completion:Join") == "timedout"
+                                             for b in got.files.values()))))
             if found:
                 failures.append(f"fault {mode} effect {k}/{reference.effects}: lost {found.lost[:3]}, "
                                 f"duplicated {found.duplicated[:3]}, different {found.different[:3]}")
@@ -544,20 +721,21 @@ def _sweep(backend: Backend, adapter: str, events: list[dict], tmp: pathlib.Path
     return tally
 
 
+COLUMNS = ("faults", "records", "invocations", "lost", "duplicated", "different", "resent", "reruns")
+
+
 def summary_lines() -> list[str]:
+    """The tally as a table, one row per backend and adapter, and one closing line the README quotes."""
     if not TALLY:
         return []
-    rows = [("backend", "adapter", "faults", "invocations", "lost", "duplicated", "different", "resent (same id)")]
+    rows = [("backend", "adapter", *COLUMNS[:-2], "resent (same id)", "exec reruns")]
     total = Tally()
     for (backend, adapter), t in sorted(TALLY.items()):
-        rows.append((backend, adapter, str(t.faults), str(t.invocations), str(t.lost), str(t.duplicated),
-                     str(t.different), str(t.resent)))
-        for name in ("scenarios", "faults", "invocations", "lost", "duplicated", "different", "resent"):
-            setattr(total, name, getattr(total, name) + getattr(t, name))
-    rows.append(("all", "", str(total.faults), str(total.invocations), str(total.lost), str(total.duplicated),
-                 str(total.different), str(total.resent)))
+        rows.append((backend, adapter, *(str(getattr(t, c)) for c in COLUMNS)))
+        total.add(t)
+    rows.append(("all", "", *(str(getattr(total, c)) for c in COLUMNS)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines.append(f"fault injection: {total.faults} faults injected, {total.lost} lost and {total.duplicated} "
-                 f"duplicated results found ({total.different} otherwise different)")
+    lines.append(f"fault injection: {total.faults} faults injected over {total.records} records, {total.lost} lost "
+                 f"and {total.duplicated} duplicated results found ({total.different} otherwise different)")
     return lines

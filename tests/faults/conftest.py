@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from _faults import (
@@ -14,6 +17,20 @@ from _faults import (
     dump_sqlite,
     summary_lines,
 )
+from _world import TickerEndpoint, World, write_executables
+
+ENV_TALLY_FILE = "AGGLO_FAULTS_TALLY"
+ENV_NIGHTLY = "AGGLO_FAULTS_NIGHTLY"
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The nightly size runs with ``AGGLO_FAULTS_NIGHTLY=1`` (``make test-faults``) or when ``-m`` asks for it."""
+    if os.environ.get(ENV_NIGHTLY) == "1" or "faults_nightly" in (config.getoption("markexpr") or ""):
+        return
+    nightly = [item for item in items if item.get_closest_marker("faults_nightly")]
+    if nightly:
+        config.hook.pytest_deselected(items=nightly)
+        items[:] = [item for item in items if not item.get_closest_marker("faults_nightly")]
 
 
 @pytest.fixture(autouse=True)
@@ -75,9 +92,24 @@ def firestore_backend(firestore_emulator, monkeypatch) -> Backend:
                    lambda tmp: f"firestore:project=agglo-faults,collection=s-{uuid.uuid4().hex[:8]}", dump_firestore)
 
 
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> Iterator[World]:
+    """The executables and the ticker of the extended config (``_world``), shared by its scenarios."""
+    from entwine_world import rsa_pem
+
+    ticker = TickerEndpoint()
+    try:
+        yield World(write_executables(tmp_path_factory.mktemp("executables")), ticker, rsa_pem())
+    finally:
+        ticker.close()
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """The tally on the terminal, and in the file ``$AGGLO_FAULTS_TALLY`` names (``make test-faults``)."""
     lines = summary_lines()
     if lines:
         terminalreporter.section("fault injection")
         for line in lines:
             terminalreporter.write_line(line)
+        if os.environ.get(ENV_TALLY_FILE):
+            pathlib.Path(os.environ[ENV_TALLY_FILE]).write_text("\n".join(lines) + "\n")

@@ -151,14 +151,26 @@ def test_direct_posts_answer_like_agglo_serve(pipeline, redis_kv_url):
     traced = [json.loads(line) for line in pipeline.server.log().splitlines() if '"record failed' in line]
     assert traced[-1]["logging.googleapis.com/trace"] == \
         "projects/agglo-test/traces/0af7651916cd43dd8448eb211c80319c"
-    status, answer = post(pipeline.url, json.dumps([{"n": 3}, {"n": 5}]).encode())
+    key = {"Idempotency-Key": "order-1"}
+    status, answer = post(pipeline.url, json.dumps([{"n": 3}, {"n": 5}]).encode(), key)
     assert status == 200 and [o["n"] for o in answer["outputs"]] == [3, 5] and answer["errors"] == []
     assert [o["internal:aggregation:P"]["n:AggSum"]["value"] for o in answer["outputs"]] == [3, 8]
-    again, answer = post(pipeline.url, json.dumps([{"n": 3}, {"n": 5}]).encode())
-    assert again == 200 and state_total(redis_kv_url) == 8  # the same events again: the same records
+    assert [r["id"] for r in answer["results"]] == ["http:order-1#1", "http:order-1#2"]
+    again, answer = post(pipeline.url, json.dumps([{"n": 3}, {"n": 5}]).encode(), key)
+    assert again == 200 and state_total(redis_kv_url) == 8  # the same key and body again: the same records
+    conflict, answer = post(pipeline.url, json.dumps([{"n": 3}]).encode(), key)
+    assert conflict == 409 and "order-1" in answer["error"] and state_total(redis_kv_url) == 8
+    # Without a key, the same body is new data: it counts again.
+    assert post(pipeline.url, json.dumps({"n": 2}).encode())[0] == 200
+    assert post(pipeline.url, json.dumps({"n": 2}).encode())[0] == 200
+    assert state_total(redis_kv_url) == 12
     status, answer = post(pipeline.url, json.dumps({"n": 1, "seen": "x"}).encode())
     assert status == 422 and answer["errors"][0]["process"] == "Mark"
-    assert post(pipeline.url, b"[1, 2]")[0] == 400 and post(pipeline.url, b"{nope")[0] == 400
+    # Elements that are not objects are their own errors; the object among them runs.
+    status, answer = post(pipeline.url, b'[1, {"n": 16}, "x"]')
+    assert status == 422 and [len(r["errors"]) for r in answer["results"]] == [1, 0, 1]
+    assert state_total(redis_kv_url) == 28
+    assert post(pipeline.url, b"[]")[0] == 400 and post(pipeline.url, b"{nope")[0] == 400
 
 
 def test_pubsub_outputs_keep_ordering_keys_and_carry_the_tee_id(pubsub_emulator, monkeypatch):
