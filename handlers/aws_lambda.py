@@ -40,9 +40,9 @@ from handlers.runtime.settlement import (
     SettlementPolicy,
     Trigger,
     Verdict,
-    http_status,
 )
 from handlers.sources import aws as sources
+from handlers.sources import posted
 
 S3_CHUNK = 500
 
@@ -149,6 +149,7 @@ class LambdaApp:
         self.instruments = Instruments(runtime.plan.config)
         # Observing stage boundaries has a cost (the core then runs pure stages one at a time): only when asked.
         runtime.observe = self.instruments.observe if self.instruments.active else None
+        self.keys = posted.KeyMemory()  # this container's recent Idempotency-Keys (the README says what it covers)
 
     @classmethod
     def from_environment(cls) -> LambdaApp:
@@ -248,18 +249,19 @@ class LambdaApp:
                 "deadLettered": sum(1 for _, v in settled if v is Verdict.DEAD_LETTER)}
 
     def _http(self, event: dict) -> dict:
-        item = sources.http_item(event)
-        from handlers.sources import Unreadable
-
-        if isinstance(item.payload, Unreadable):
-            return _http_response(400, {"error": item.payload.message})
-        [(outcome, verdict)] = self.settled([item], sources.HTTP)
-        outputs = [e for _, e in outcome.outputs]
-        if verdict is Verdict.DONE:
-            return _http_response(200, {"outputs": outputs})
-        status = http_status([verdict])
-        return _http_response(status, {"errors": [e.to_dict() for e in outcome.errors], "outputs": outputs},
-                              {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None)
+        """As the HTTP Cloud Function and ``agglo serve``: 400 for a bad body, 409 for a key reused with
+        another body, one result per element of an array."""
+        raw, key = sources.http_request(event)
+        try:
+            events, array = posted.accept(raw, key, self.keys)
+        except posted.BadRequest as e:
+            return _http_response(400, {"error": str(e)})
+        except posted.KeyConflict as e:
+            return _http_response(409, {"error": str(e)})
+        outcomes = self.run([e.item for e in events], sources.HTTP)
+        status, answer = posted.http_answer(outcomes, self.runtime.settle(outcomes, self.policy(sources.HTTP)),
+                                            array)
+        return _http_response(status, answer, {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None)
 
 
 def _http_response(status: int, body: Any, headers: dict[str, str] | None = None) -> dict:

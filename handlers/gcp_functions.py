@@ -192,10 +192,7 @@ class CloudFunctionApp:
                 return {"error": str(e)}, 503  # not acknowledged: Pub/Sub pushes it again
             return "", 204
         try:
-            key = posted.parse_key(request.headers.get("Idempotency-Key"))
-            events, array = posted.posted_events(raw, key)
-            if key is not None:
-                self.keys.claim(key, raw)
+            events, array = posted.accept(raw, request.headers.get("Idempotency-Key"), self.keys)
         except posted.BadRequest as e:
             return {"error": str(e)}, 400
         except posted.KeyConflict as e:

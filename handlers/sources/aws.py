@@ -6,7 +6,7 @@
 | Kinesis | ``eventID`` (shard + sequence number) | sequence number |
 | DynamoDB Streams | ``eventID`` | sequence number |
 | S3 ``ObjectCreated`` | ``bucket/key@version#n`` (one per JSON element or line) | logged / dead-letter |
-| API Gateway, function URL | ``Idempotency-Key`` header, else the request id (a new record) | HTTP status |
+| API Gateway, function URL | ``Idempotency-Key`` header (``#n`` per array element), else a new id | HTTP status |
 | direct invocation | ``invoke:<request id>#n`` | in the response |
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote_plus
@@ -131,15 +130,15 @@ def s3_record_id(bucket: str, key: str, version: str | None, n: int) -> str:
     return f"{bucket}/{key}@{version or 'null'}#{n}"
 
 
-def http_item(event: dict) -> TriggerRecord:
+def http_request(event: dict) -> tuple[bytes, str | None]:
+    """An API Gateway or function URL request's body and its ``Idempotency-Key`` (headers in any case)."""
     body = event.get("body") or ""
-    raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
+    try:
+        raw = base64.b64decode(body, validate=True) if event.get("isBase64Encoded") else body.encode()
+    except (binascii.Error, ValueError):
+        raw = b""  # refused as "not valid JSON" by the caller, like any other unreadable body
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-    key = headers.get("idempotency-key")
-    # Without a key each request is new data (two identical clicks count twice): API Gateway's request id.
-    request_id = (event.get("requestContext") or {}).get("requestId") or uuid.uuid4().hex
-    rid = f"http:{key}" if key else f"http:{request_id}"
-    return TriggerRecord(rid, _json(raw, "the request body"))
+    return raw, headers.get("idempotency-key")
 
 
 def direct_items(event: Any, request_id: str) -> list[TriggerRecord]:

@@ -91,6 +91,16 @@ def _event(rid: str, value: object) -> PostedEvent:
     return PostedEvent(TriggerRecord(rid, value), data)
 
 
+def accept(body: bytes, key_header: str | None, keys: KeyMemory) -> tuple[list[PostedEvent], bool]:
+    """``posted_events`` for a request whose key is remembered in ``keys``: raises ``BadRequest`` (400) and
+    ``KeyConflict`` (409)."""
+    key = parse_key(key_header)
+    events, array = posted_events(body, key)
+    if key is not None:
+        keys.claim(key, body)
+    return events, array
+
+
 class KeyMemory:
     """The last ``capacity`` keys and the fingerprints of their bodies, in this process only.
 

@@ -506,16 +506,6 @@ def test_the_cloud_function_accepts_a_byte_order_mark(cloud_function):
     assert status == 200 and len(answer["results"]) == 2
 
 
-def test_the_lambda_http_path_makes_each_request_without_a_key_a_new_record():
-    from handlers.sources.aws import http_item
-
-    def apigw(request_id: str, headers: dict) -> dict:
-        return {"requestContext": {"requestId": request_id}, "headers": headers, "body": '{"click": 1}'}
-
-    assert http_item(apigw("r-1", {})).id != http_item(apigw("r-2", {})).id  # two identical clicks
-    assert http_item(apigw("r-1", {"Idempotency-Key": "k"})).id == http_item(apigw("r-2", {"idempotency-key": "k"})).id
-
-
 def test_the_durable_daemon_takes_no_event_while_no_worker_runs(tmp_path):
     import io
 

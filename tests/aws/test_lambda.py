@@ -229,11 +229,25 @@ def test_http_api_and_function_urls(stack):
     assert ok["statusCode"] == 200
     [output] = json.loads(ok["body"])["outputs"]
     assert output["internal:aggregation:BasicPipeline"]["someNum:AggSum"] == {"value": 3}
+    assert total() == 3
+    # Without a key each request is new data: the same click twice counts twice.
+    assert aws_lambda.handler(apigw(json.dumps(event(3))), context())["statusCode"] == 200
+    assert total() == 6
+    # With one, a repeat is the same record (counted once); the same key with another body is a conflict.
     again = aws_lambda.handler(apigw(json.dumps(event(3)), headers={"Idempotency-Key": "k1"}), context())
-    same_key = aws_lambda.handler(apigw(json.dumps(event(5)), headers={"idempotency-key": "k1"}), context())
-    tee_ids = [json.loads(r["body"])["outputs"][0]["internal:tee:output"][0]["uuid"] for r in (again, same_key)]
-    assert tee_ids[0] == tee_ids[1]
-    bad = aws_lambda.handler(apigw("[1, 2]"), context())
+    repeat = aws_lambda.handler(apigw(json.dumps(event(3)), headers={"idempotency-key": "k1"}), context())
+    tee_ids = [json.loads(r["body"])["outputs"][0]["internal:tee:output"][0]["uuid"] for r in (again, repeat)]
+    assert tee_ids[0] == tee_ids[1] and total() == 9
+    conflict = aws_lambda.handler(apigw(json.dumps(event(5)), headers={"Idempotency-Key": "k1"}), context())
+    assert conflict["statusCode"] == 409 and "k1" in json.loads(conflict["body"])["error"] and total() == 9
+    # An array is one record per element, each with its own result; a non-object element fails alone.
+    mixed = aws_lambda.handler(apigw(json.dumps([event(10), 2, event(20)]), headers={"Idempotency-Key": "k2"}),
+                               context())
+    answer = json.loads(mixed["body"])
+    assert mixed["statusCode"] == 422 and total() == 39
+    assert [r["id"] for r in answer["results"]] == ["http:k2#1", "http:k2#2", "http:k2#3"]
+    assert [len(r["errors"]) for r in answer["results"]] == [0, 1, 0]
+    bad = aws_lambda.handler(apigw("3"), context())
     assert bad["statusCode"] == 400 and "JSON object" in json.loads(bad["body"])["error"]
     failed = aws_lambda.handler(apigw(json.dumps(event(1, foobar="x"))), context())
     assert failed["statusCode"] == 422
