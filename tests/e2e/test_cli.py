@@ -193,12 +193,13 @@ def test_run_line_numbers_count_leading_blank_lines_and_a_broken_first_line(tmp_
     assert [(e["line"], e["pipeline"]) for e in errors_of(proc.stderr)] == [(1, None), (4, "First")]
 
 
-def test_run_truncated_array_is_one_error(tmp_path, two):
-    proc = run_agglo(["run", "-c", str(two)], tmp_path, stdin=b'[{"n": 1}, {"n": 2}')
-    assert proc.returncode == 1 and proc.stdout == b""
+def test_run_truncated_array_runs_its_complete_elements_and_is_one_error(tmp_path, two):
+    proc = run_agglo(["run", "-c", str(two)], tmp_path, stdin=b'[{"n": 1}, {"n": 2}, {"n":')
+    assert proc.returncode == 1
+    assert json_lines(proc.stdout) == [first_out({"n": 1}), first_out({"n": 2})]
     [err] = errors_of(proc.stderr)
-    assert (err["line"], err["pipeline"], err["process"]) == (1, None, None)
-    assert "not valid JSON" in err["error"]
+    assert (err["line"], err["pipeline"], err["process"]) == (3, None, None)
+    assert "ends inside the JSON array, after 2 complete element(s)" in err["error"]
 
 
 def test_run_pretty_printed_document_error_is_line_one(tmp_path, two):
