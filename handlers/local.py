@@ -12,6 +12,8 @@ import argparse
 import logging
 import math
 import os
+import socket
+import sqlite3
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -68,6 +70,16 @@ def input_name(path: str) -> str:
     return "file:" + os.path.realpath(path)
 
 
+def _write(out: IO[bytes], data: bytes) -> None:
+    """``data`` to ``out`` (none: flush it); a full disk or an I/O error there is a usage error, saying where."""
+    try:
+        out.write(data) if data else out.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise UsageError(f"cannot write {getattr(out, 'name', 'the output')}: {e.strerror or e}") from None
+
+
 def run(runtime: Runtime, raw: IO[bytes], name: str, out: IO[bytes], err: IO[str],
         progress: _Progress | None = None, limits: Limits | None = None) -> int:
     """Process every event in ``raw``; outputs to ``out`` as JSON lines, failures to ``err``.
@@ -87,13 +99,13 @@ def run(runtime: Runtime, raw: IO[bytes], name: str, out: IO[bytes], err: IO[str
             errors.extend({"line": line, "pipeline": e.pipeline, "process": e.process, "error": e.message}
                           for e in outcome.errors)
         if chunks:
-            out.write(b"\n".join(chunks) + b"\n")
+            _write(out, b"\n".join(chunks) + b"\n")
         if errors:
             failed += len(errors)
             err.write("".join(dumps(e).decode() + "\n" for e in errors))
         if progress:
             progress.update()
-    out.flush()
+    _write(out, b"")
     err.flush()
     if progress:
         progress.done()
@@ -462,12 +474,26 @@ def _os_error(e: OSError) -> str:
     return f"{e.filename}: {what}" if e.filename else what
 
 
+def _check_listen(host: str, port: int) -> None:
+    """Can a server listen on ``host:port``? Asked before it starts, so a port in use or a host that is not
+    this machine's is one line rather than a server retrying and logging."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+            probe.bind(address)
+    except OSError as e:
+        raise UsageError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Ordinary mistakes (bad usage, a file, directory, port or disk that cannot be used, a missing extra) are
     one line on stderr and exit status 2; anything else is a bug and keeps its traceback for the report."""
     logging.basicConfig(level=os.environ.get("AGGLO_LOG_LEVEL", "WARNING"), format="agglo: %(message)s")
     args = parse_args(argv)
     try:
+        if isinstance(getattr(args, "port", None), int) and isinstance(getattr(args, "host", None), str):
+            _check_listen(args.host, args.port)
         result: int = args.func(args)
         return result
     except UsageError as e:
@@ -477,6 +503,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _output_closed()
     except OSError as e:
         print(f"agglo: {_os_error(e)}", file=sys.stderr)
+        return 2
+    except sqlite3.OperationalError as e:  # the database's operation (cannot open, locked, full), not a bug
+        print(f"agglo: SQLite: {e}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as e:
         extra = EXTRAS.get((e.name or "").partition(".")[0])
