@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 from agglo_core import ConfigError
 from handlers.connectors import UnknownConnector, local_registry
+from handlers.runtime.config_source import MAX_CONFIG_BYTES, ConfigTooLarge, bounded_config
 from handlers.runtime.driver import Runtime
 from handlers.runtime.entwine_keys import compile_with_keys
-from handlers.runtime.config_source import MAX_CONFIG_BYTES, ConfigTooLarge, bounded_config
 from handlers.runtime.execs import ExecRunner, allow_list_from
 
 
