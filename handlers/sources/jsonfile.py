@@ -158,13 +158,18 @@ def _content(raw: IO[bytes], limits: Limits) -> Iterator[bytes]:
     stream = _reader(raw)
     chunks = _gunzipped(stream, limits.max_decompressed_bytes) if stream.peek(2)[:2] == GZIP_MAGIC \
         else _plain(stream)
-    head = b""
-    for chunk in chunks:
-        head += chunk
-        if len(head) >= len(BOM):
-            break
+    head, broken = b"", None
+    try:
+        for chunk in chunks:
+            head += chunk
+            if len(head) >= len(BOM):
+                break
+    except _Broken as e:  # a break this early still comes after the bytes before it
+        broken = e
     if head := head.removeprefix(BOM):
         yield head
+    if broken is not None:
+        raise broken
     yield from chunks
 
 
@@ -325,11 +330,7 @@ class _Input:
                 self.line += scanned.count(b"\n")
                 self.pos += off
                 off = 0
-            if not self.fill():
-                if scalar and self.pos + off == len(self.buf) and off:
-                    value = self.buf[self.pos:]
-                    self.pos = len(self.buf)
-                    return value, _digest(value), "ok" if self._whole() else "end"
+            if not self.fill():  # even a scalar: without what follows it, it may be cut short (``[1, 2``)
                 return None, "", "end"
 
 
@@ -396,7 +397,7 @@ def _array_or_lines(inp: _Input, limits: Limits) -> Iterator[Event]:
         expect_value = False
     if held is not None and inp.pin is not None and problem != "end":
         # The array closed, or broke, on its first line: JSON lines if more follows that line.
-        inp.pos, inp.line = inp.pin, first_line  # type: ignore[assignment]
+        inp.pos, inp.line = inp.pin, first_line
         line, digest, whole = inp.next_line(limit)
         inp.pin = None
         if line is not None and whole and inp.skip_blank():
