@@ -359,6 +359,24 @@ def test_agglo_run_runs_every_good_record_as_a_clean_run_would(case, two_pipelin
             assert error["pipeline"] is None and error["error"], error
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(bad=st.sampled_from(sorted(BAD_LINES)), at=st.integers(0, len(GOOD)), gzipped=st.booleans())
+def test_agglo_run_with_a_generated_bad_line_matches_the_clean_run(bad, at, gzipped, two_pipelines):
+    from handlers import local
+    from handlers.runtime.boot import build_runtime
+
+    path, clean_outputs = two_pipelines
+    lines = [dumps(e) for e in GOOD]
+    lines.insert(at, BAD_LINES[bad])
+    data = b"\n".join(lines) + b"\n"
+    out, err = io.BytesIO(), io.StringIO()
+    status = local.run(build_runtime(str(path), None, 30.0), io.BytesIO(gzip.compress(data) if gzipped else data),
+                       "file:/generated", out, err, limits=LIMITS)
+    assert status == 1
+    assert json_lines(out.getvalue()) == clean_outputs
+    assert [e["line"] for e in json_lines(err.getvalue())] == [at + 1]
+
+
 # --- the object readers of the functions -------------------------------------------------------
 
 
