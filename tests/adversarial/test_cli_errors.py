@@ -125,7 +125,7 @@ def test_an_absurdly_large_config_is_refused_unread(tmp_path, monkeypatch):
     with open(big, "wb") as f:  # sparse: large without writing it
         f.truncate(MAX_CONFIG_BYTES + 1)
     for args in (["run", "-c", "big.json"], ["validate", "-c", "big.json"], ["lint", "big.json"],
-                 ["graph", "-c", "big.json"]):
+                 ["graph", "-c", "big.json"], ["fmt", "-c", "big.json"]):
         one_line(run_agglo(args, tmp_path, timeout=60), "config big.json is larger than 16 MiB")
     monkeypatch.setenv("AGGLO_CONFIG", str(big))
     with pytest.raises(ConfigTooLarge, match="larger than 16 MiB"):
