@@ -262,11 +262,10 @@ class _Input:
     def scan_value(self, limit: int, skip_long: bool = True) -> tuple[bytearray | None, str, str]:
         """One JSON value from the read position (not blank), found by its structure: (bytes, digest, status).
 
-        ``status`` is ``ok``, ``long`` (more than ``limit`` bytes: skipped when ``skip_long``, else the read
-        position is left where it was), ``end`` (the input ends inside it) or ``syntax`` (a closing bracket
-        with nothing open). orjson checks the bytes afterwards; this only finds where the value ends.
+        ``status`` is ``ok``, ``long`` (more than ``limit`` bytes: skipped when ``skip_long``, else the caller
+        rewinds to its ``pin``), ``end`` (the input ends inside it) or ``syntax`` (a closing bracket with
+        nothing open). orjson checks the bytes afterwards; this only finds where the value ends.
         """
-        start = (self.pos, self.line)
         scalar = self.buf[self.pos] not in b'{["'
         depth, in_string, off = 0, False, 0
         long_digest: Any = None
@@ -307,7 +306,6 @@ class _Input:
             if end >= 0:
                 value = self.buf[self.pos:end]
                 if long_digest is None and len(value) > limit and not skip_long:
-                    self.pos, self.line = start
                     return None, "", "long"
                 self.line += value.count(b"\n")
                 self.pos = end
@@ -321,7 +319,6 @@ class _Input:
             off = min(off, len(self.buf) - self.pos)
             if off > limit and long_digest is None:
                 if not skip_long:
-                    self.pos, self.line = start
                     return None, "", "long"
                 long_digest, self.pin = hashlib.blake2b(digest_size=8), None
             if long_digest is not None:  # drop what was scanned: only the scanner's state is kept
