@@ -343,8 +343,9 @@ def _too_long(limit: int, what: str) -> Unreadable:
     return Unreadable(f"{what} is longer than {limit} bytes (the maximum line size)")
 
 
-def _lines(inp: _Input, limits: Limits) -> Iterator[Event]:
-    after = 0  # the position after the last line read (a last line may have no newline)
+def _lines(inp: _Input, limits: Limits, after: int = 0) -> Iterator[Event]:
+    """JSON lines, each at its line number, but never at a position below ``after``: lines read after an
+    array broke must not take the positions (and so the record ids) of its elements."""
     limit, blake2b = limits.max_line_bytes, hashlib.blake2b
     new = tuple.__new__  # an Event without NamedTuple's slower constructor: this loop runs once a line
     while inp.skip_blank():
@@ -354,9 +355,10 @@ def _lines(inp: _Input, limits: Limits) -> Iterator[Event]:
             n = inp.line
             for line in bytes(inp.buf[inp.pos:last]).split(b"\n"):
                 if text := line.strip():
-                    yield new(Event, (n, _parse(text) if len(line) <= limit else _too_long(limit, "the line"),
+                    at = max(n, after)
+                    yield new(Event, (at, _parse(text) if len(line) <= limit else _too_long(limit, "the line"),
                                       blake2b(text, digest_size=8).hexdigest()))
-                    after = n + 1
+                    after = at + 1
                 n += 1
             inp.pos, inp.line = last + 1, n
             continue
@@ -364,8 +366,9 @@ def _lines(inp: _Input, limits: Limits) -> Iterator[Event]:
         one, digest, whole = inp.next_line(limit)  # a line longer than the buffer, or the last one
         if not whole:
             break
-        yield Event(n, _parse(one) if one is not None else _too_long(limit, "the line"), digest)
-        after = n + 1
+        at = max(n, after)
+        yield Event(at, _parse(one) if one is not None else _too_long(limit, "the line"), digest)
+        after = at + 1
     yield from _ended(inp, max(inp.line, after), "")
 
 
@@ -419,7 +422,7 @@ def _array_or_lines(inp: _Input, limits: Limits) -> Iterator[Event]:
         if problem:
             yield Event(n + 1, Unreadable(f"the JSON array breaks on line {first_line}: the rest of that line "
                                           "is not read"), "")
-            yield from _lines(inp, limits)
+            yield from _lines(inp, limits, n + 2)
         else:
             yield from _ended(inp, n + 1, "")
         return
@@ -437,7 +440,8 @@ def _array_or_lines(inp: _Input, limits: Limits) -> Iterator[Event]:
         inp.pos, inp.line = pos, line_no
         if not starts_line:
             inp.next_line(limit)
-    yield from _lines(inp, limits)
+        n += 1
+    yield from _lines(inp, limits, n + 1)
 
 
 def _document_or_lines(inp: _Input, limits: Limits) -> Iterator[Event]:

@@ -112,6 +112,23 @@ def test_blank_lines_cost_no_records_and_keep_line_numbers(good, flood):
     assert [(e.position, e.payload) for e in read(data)] == [(flood + i, e) for i, e in enumerate(good, 1)]
 
 
+FRAGMENTS = [b"[", b"]", b"{", b"}", b",", b'"', b"\\", b"\n", b" ", b"1", b'{"a": 1}', b"x", b"\xff",
+             b"\xef\xbb\xbf"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(parts=st.lists(st.sampled_from(FRAGMENTS), max_size=60), gzipped=st.booleans(),
+       limit=st.sampled_from([8, 64, 4096]))
+def test_any_input_reads_to_its_end_with_a_distinct_position_for_each_record(parts, gzipped, limit):
+    """Whatever the bytes, reading ends without an exception, and no two records share a position (record ids
+    are made of it: two records under one id would be one record to the dedupe marks)."""
+    data = b"".join(parts)
+    got = read(gzip.compress(data) if gzipped else data, Limits(max_line_bytes=limit))
+    positions = [e.position for e in got]
+    assert positions == sorted(set(positions))
+    assert len(got) <= data.count(b"\n") + data.count(b",") + 2
+
+
 def test_a_broken_array_opening_json_lines_loses_no_line():
     """``[1,`` on the first line looks like an array that goes on: its elements are errors, not the lines after."""
     good = [{"n": i} for i in range(5)]
