@@ -73,7 +73,10 @@ def input_name(path: str) -> str:
 def _write(out: IO[bytes], data: bytes) -> None:
     """``data`` to ``out`` (none: flush it); a full disk or an I/O error there is a usage error, saying where."""
     try:
-        out.write(data) if data else out.flush()
+        if data:
+            out.write(data)
+        else:
+            out.flush()
     except BrokenPipeError:
         raise
     except OSError as e:
