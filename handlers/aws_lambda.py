@@ -274,12 +274,14 @@ def _http_response(status: int, body: Any, headers: dict[str, str] | None = None
 def _s3_chunks(event: dict) -> Any:
     """The records of every object in an S3 notification, in chunks, streamed."""
     from handlers.connectors.s3 import open_object
-    from handlers.sources.jsonfile import open_events, read_events
+    from handlers.sources.jsonfile import Limits, read_records
 
+    limits = Limits.from_environment()  # AGGLO_MAX_LINE_BYTES, AGGLO_MAX_DECOMPRESSED_BYTES
     chunk: list[sources.TriggerRecord] = []
     for bucket, key, version in sources.s3_objects(event):
         with open_object(bucket, key, version) as stream:
-            for n, payload in read_events(open_events(stream)):
+            # Damaged or oversized data is one failed record after the ones before it, not an exception.
+            for n, payload, _ in read_records(stream, limits):
                 chunk.append(sources.TriggerRecord(sources.s3_record_id(bucket, key, version, n), payload))
                 if len(chunk) >= S3_CHUNK:
                     yield chunk

@@ -164,11 +164,13 @@ class CloudFunctionApp:
     @staticmethod
     def _gcs_chunks(bucket: str, name: str, generation: str | None) -> Iterator[list[TriggerRecord]]:
         from handlers.connectors.gcs import open_object
-        from handlers.sources.jsonfile import open_events, read_events
+        from handlers.sources.jsonfile import Limits, read_records
 
+        limits = Limits.from_environment()  # AGGLO_MAX_LINE_BYTES, AGGLO_MAX_DECOMPRESSED_BYTES
         chunk: list[TriggerRecord] = []
         with open_object(bucket, name, generation) as stream:
-            for n, payload in read_events(open_events(stream)):
+            # Damaged or oversized data is one failed record after the ones before it, not an exception.
+            for n, payload, _ in read_records(stream, limits):
                 chunk.append(TriggerRecord(sources.gcs_record_id(bucket, name, generation, n), payload))
                 if len(chunk) >= CHUNK:
                     yield chunk

@@ -1,7 +1,9 @@
 """The ``agglo`` command: binge's run modes on this machine.
 
 Exit status: 0 when every record went through, 1 when a record (or, for ``validate``,
-``lint`` and ``fmt``, the config) had a problem, 2 for a bad config or bad usage.
+``lint`` and ``fmt``, the config) had a problem, 2 for a bad config or bad usage (or a
+file, directory, port or disk that cannot be used: one line on stderr, no traceback),
+141 when whoever reads the output stops reading (``| head``), quietly.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ import argparse
 import logging
 import math
 import os
+import socket
+import sqlite3
 import sys
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
 from typing import IO, Any
@@ -21,7 +26,13 @@ from agglo_core import ConfigError, Record
 from handlers.runtime.boot import UsageError, build_runtime, read_config_file
 from handlers.runtime.driver import Runtime
 from handlers.runtime.entwine_keys import validate_source
-from handlers.sources.jsonfile import open_events, read_events
+from handlers.sources.jsonfile import (
+    DEFAULT_MAX_DECOMPRESSED_BYTES,
+    DEFAULT_MAX_LINE_BYTES,
+    Event,
+    Limits,
+    read_records,
+)
 
 BATCH = 512
 
@@ -46,33 +57,58 @@ class _Progress:
             sys.stderr.write("\r     \r")
 
 
-def _batches(events: Iterator[tuple[int, Any]]) -> Iterator[list[tuple[int, Any]]]:
+def _batches(events: Iterator[Event]) -> Iterator[list[Event]]:
     while batch := list(islice(events, BATCH)):
         yield batch
 
 
+def input_name(path: str) -> str:
+    """What the records of ``path`` are named by: ``file:`` and the real absolute path (``./x``, ``x``, ``/abs/x``
+    and a symlink to it are one file); for stdin (``-``), a name new to this run: piped input is new data."""
+    if path == "-":
+        return f"stdin:{uuid.uuid4().hex}"
+    return "file:" + os.path.realpath(path)
+
+
+def _write(out: IO[bytes], data: bytes) -> None:
+    """``data`` to ``out`` (none: flush it); a full disk or an I/O error there is a usage error, saying where."""
+    try:
+        if data:
+            out.write(data)
+        else:
+            out.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise UsageError(f"cannot write {getattr(out, 'name', 'the output')}: {e.strerror or e}") from None
+
+
 def run(runtime: Runtime, raw: IO[bytes], name: str, out: IO[bytes], err: IO[str],
-        progress: _Progress | None = None) -> int:
-    """Process every event in ``raw``; outputs to ``out`` as JSON lines, failures to ``err``."""
+        progress: _Progress | None = None, limits: Limits | None = None) -> int:
+    """Process every event in ``raw``; outputs to ``out`` as JSON lines, failures to ``err``.
+
+    A record's id is ``NAME#POSITION:HASH``: the same line of the same file is the same record (``--dedupe``
+    changes state once for it), while other content at that position is new data.
+    """
     failed = 0
     dumps = orjson.dumps
-    for batch in _batches(read_events(open_events(raw))):
-        records = [Record(f"{name}#{line}", event, source=name) for line, event in batch]
+    for batch in _batches(read_records(raw, limits)):
+        records = [Record(f"{name}#{line}:{digest}", event, source=name) for line, event, digest in batch]
         outcomes = runtime.process(records)
         chunks: list[bytes] = []
         errors: list[dict[str, Any]] = []
-        for (line, _), outcome in zip(batch, outcomes, strict=True):
+        for (line, _, _), outcome in zip(batch, outcomes, strict=True):
             chunks.extend(dumps(event) for _, event in outcome.outputs)
             errors.extend({"line": line, "pipeline": e.pipeline, "process": e.process, "error": e.message}
                           for e in outcome.errors)
         if chunks:
-            out.write(b"\n".join(chunks) + b"\n")
+            _write(out, b"\n".join(chunks) + b"\n")
         if errors:
             failed += len(errors)
             err.write("".join(dumps(e).decode() + "\n" for e in errors))
         if progress:
             progress.update()
-    out.flush()
+    _write(out, b"")
     err.flush()
     if progress:
         progress.done()
@@ -85,23 +121,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         return explain.main(args)
     runtime = build_runtime(args.config, args.allow_exec, args.exec_timeout, dedupe=args.dedupe)
+    limits = Limits(args.max_line_bytes, args.max_decompressed_bytes)
     progress = None
     if args.input == "-":
-        raw, name = sys.stdin.buffer, "stdin"
+        raw = sys.stdin.buffer
     else:
         try:
             raw = open(args.input, "rb")  # noqa: SIM115 - closed below
         except OSError as e:
             raise UsageError(f"cannot read {args.input}: {e.strerror}") from None
-        name = args.input
         if sys.stderr.isatty():
             progress = _Progress(raw, os.fstat(raw.fileno()).st_size)
     try:
         if args.output == "-":
-            status = run(runtime, raw, name, sys.stdout.buffer, sys.stderr, progress)
+            status = run(runtime, raw, input_name(args.input), sys.stdout.buffer, sys.stderr, progress, limits)
         else:
-            with open(args.output, "wb") as out:
-                status = run(runtime, raw, name, out, sys.stderr, progress)
+            try:
+                out = open(args.output, "wb")  # noqa: SIM115 - closed below
+            except OSError as e:
+                raise UsageError(f"cannot write {args.output}: {e.strerror}") from None
+            with out:
+                status = run(runtime, raw, input_name(args.input), out, sys.stderr, progress, limits)
     finally:
         if raw is not sys.stdin.buffer:
             raw.close()
@@ -258,7 +298,12 @@ def parser() -> argparse.ArgumentParser:
                    help="JSON lines, a JSON array or a JSON document, gzipped or not ('-': stdin)")
     r.add_argument("-o", "--output", default="-", help="where outputs go as JSON lines ('-': stdout)")
     r.add_argument("--dedupe", action="store_true",
-                   help="treat records seen before (same file and line) as redeliveries: state changes once")
+                   help="treat records seen before (same file, line and content) as redeliveries: state changes "
+                        "once")
+    r.add_argument("--max-line-bytes", type=_whole(1), default=DEFAULT_MAX_LINE_BYTES, metavar="BYTES",
+                   help="a longer line (array element, document) is that record's error")
+    r.add_argument("--max-decompressed-bytes", type=_whole(1), default=DEFAULT_MAX_DECOMPRESSED_BYTES,
+                   metavar="BYTES", help="gzipped input that decompresses to more is cut there, with one error")
     r.add_argument("--explain", nargs="?", type=_whole(1), const=1, metavar="N",
                    help="instead of the outputs, show how the first N events (1 when N is left out) went "
                         "through each process: conditions, changes, effects")
@@ -417,14 +462,67 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+# Optional extras by the top-level module a missing one shows up as (pyproject.toml's optional-dependencies).
+EXTRAS = {"boto3": "aws", "botocore": "aws", "aws_lambda_powertools": "aws", "aws_xray_sdk": "aws",
+          "google": "gcp", "functions_framework": "gcp", "cloudevents": "gcp", "redis": "redis",
+          "gunicorn": "serve", "cryptography": "entwine", "yaml": "authoring"}
+SIGPIPE_STATUS = 128 + 13
+
+
+def _output_closed() -> int:
+    """Whoever read stdout stopped (``| head``): end quietly, as Unix tools do, and keep Python's own flush of
+    stdout at exit from failing again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return SIGPIPE_STATUS
+
+
+def _os_error(e: OSError) -> str:
+    """An OSError as one line: what failed on which file (the message alone when it names none)."""
+    what = e.strerror or str(e) or type(e).__name__
+    return f"{e.filename}: {what}" if e.filename else what
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Can a server listen on ``host:port``? Asked before it starts, so a port in use or a host that is not
+    this machine's is one line rather than a server retrying and logging."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+            probe.bind(address)
+    except OSError as e:
+        raise UsageError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Ordinary mistakes (bad usage, a file, directory, port or disk that cannot be used, a missing extra) are
+    one line on stderr and exit status 2; anything else is a bug and keeps its traceback for the report."""
     logging.basicConfig(level=os.environ.get("AGGLO_LOG_LEVEL", "WARNING"), format="agglo: %(message)s")
     args = parse_args(argv)
     try:
+        if isinstance(getattr(args, "port", None), int) and isinstance(getattr(args, "host", None), str):
+            _check_listen(args.host, args.port)
         result: int = args.func(args)
         return result
     except UsageError as e:
         print(f"agglo: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return _output_closed()
+    except OSError as e:
+        print(f"agglo: {_os_error(e)}", file=sys.stderr)
+        return 2
+    except sqlite3.OperationalError as e:  # the database's operation (cannot open, locked, full), not a bug
+        print(f"agglo: SQLite: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        extra = EXTRAS.get((e.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        print(f"agglo: this needs the {e.name} package, which is not installed: pip install 'agglo[{extra}]'",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

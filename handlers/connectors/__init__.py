@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -106,6 +107,8 @@ class Registry:
                 built[ext.name] = self.build(ext)
             except (UnknownConnector, ValueError) as e:
                 problems.append(str(e))
+            except (OSError, sqlite3.Error) as e:  # a path that cannot be used (a directory, no permission…)
+                problems.append(f"external system '{ext.name}' cannot be opened: {e}")
         if problems:
             raise UnknownConnector("\n".join(problems))
         return built

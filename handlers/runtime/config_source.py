@@ -11,8 +11,23 @@ import os
 ENV = "AGGLO_CONFIG"
 
 
+MAX_CONFIG_BYTES = 16 << 20  # far beyond any real config; what is larger is a mistake (or an attack)
+
+
 class ConfigSourceError(RuntimeError):
     pass
+
+
+class ConfigTooLarge(ConfigSourceError):
+    pass
+
+
+def bounded_config(data: bytes, where: str) -> bytes:
+    """``data`` (read with a limit of ``MAX_CONFIG_BYTES + 1``), or ConfigTooLarge if the config is larger."""
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigTooLarge(f"config {where} is larger than {MAX_CONFIG_BYTES >> 20} MiB: refused (is it the "
+                             "right file?)")
+    return data
 
 
 def read_config_source(uri: str | None = None) -> bytes:
@@ -23,16 +38,18 @@ def read_config_source(uri: str | None = None) -> bytes:
         from handlers.connectors.aws import client
 
         bucket, _, key = uri[5:].partition("/")
-        return client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        body = client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+        return bounded_config(body.read(MAX_CONFIG_BYTES + 1), uri)
     if uri.startswith("gs://"):
         from handlers.connectors.gcs import storage_client
 
         bucket, _, name = uri[5:].partition("/")
-        return storage_client().bucket(bucket).blob(name).download_as_bytes()
+        blob = storage_client().bucket(bucket).blob(name)
+        return bounded_config(blob.download_as_bytes(start=0, end=MAX_CONFIG_BYTES), uri)  # end is inclusive
     candidates = [uri] if os.path.isabs(uri) else [
         os.path.join(os.environ.get("LAMBDA_TASK_ROOT", ""), uri), uri]
     for path in candidates:
         if os.path.isfile(path):
             with open(path, "rb") as f:
-                return f.read()
+                return bounded_config(f.read(MAX_CONFIG_BYTES + 1), path)
     raise ConfigSourceError(f"{ENV}={uri}: no such file (looked in {', '.join(candidates)})")

@@ -193,12 +193,13 @@ def test_run_line_numbers_count_leading_blank_lines_and_a_broken_first_line(tmp_
     assert [(e["line"], e["pipeline"]) for e in errors_of(proc.stderr)] == [(1, None), (4, "First")]
 
 
-def test_run_truncated_array_is_one_error(tmp_path, two):
-    proc = run_agglo(["run", "-c", str(two)], tmp_path, stdin=b'[{"n": 1}, {"n": 2}')
-    assert proc.returncode == 1 and proc.stdout == b""
+def test_run_truncated_array_runs_its_complete_elements_and_is_one_error(tmp_path, two):
+    proc = run_agglo(["run", "-c", str(two)], tmp_path, stdin=b'[{"n": 1}, {"n": 2}, {"n":')
+    assert proc.returncode == 1
+    assert json_lines(proc.stdout) == [first_out({"n": 1}), first_out({"n": 2})]
     [err] = errors_of(proc.stderr)
-    assert (err["line"], err["pipeline"], err["process"]) == (1, None, None)
-    assert "not valid JSON" in err["error"]
+    assert (err["line"], err["pipeline"], err["process"]) == (3, None, None)
+    assert "ends inside the JSON array, after 2 complete element(s)" in err["error"]
 
 
 def test_run_pretty_printed_document_error_is_line_one(tmp_path, two):
@@ -523,7 +524,7 @@ def test_binge_basic_pipeline(tmp_path):
     assert sums[-1] == 2 * total
     assert list(kv_rows(db).values()) == [{"value": 2 * total}]
 
-    # With --dedupe a record seen before (same file and line) changes no state: the first such run
+    # With --dedupe a record seen before (same file, line and content) changes no state: the first such run
     # marks the records (and counts them, as no marks existed), the next one changes nothing.
     for expected in (3 * total, 3 * total):
         deduped = run_agglo(["run", "-c", str(cfg), "-i", "events.jsonl", "--dedupe"], tmp_path)
@@ -533,6 +534,41 @@ def test_binge_basic_pipeline(tmp_path):
         shown = [o["internal:aggregation:BasicPipeline"]["someNum:AggSum"]["value"]
                  for o in json_lines(deduped.stdout) if "internal:aggregation:BasicPipeline" in o]
         assert shown[-1] == expected
+
+
+def test_run_record_ids_are_the_real_path_and_the_content(tmp_path):
+    """With --dedupe, one file under any of its names changes state once and keeps its tee files; new content
+    under the old name, and anything piped on stdin, is new data."""
+    cfg, before, _, db = basic_config(tmp_path)
+    events = [e for e in generate_basic_events(60) if "someNum" in e]
+    (tmp_path / "events.jsonl").write_bytes(jsonl(events))
+    (tmp_path / "link.jsonl").symlink_to(tmp_path / "events.jsonl")
+    (tmp_path / "sub").mkdir()
+    total = sum(e["someNum"] for e in events)
+
+    def run(*args: str, stdin: bytes | None = None) -> tuple[float, set[str]]:
+        proc = run_agglo(["run", "-c", str(cfg), "--dedupe", *args], tmp_path, stdin=stdin)
+        assert proc.returncode == 0, proc.stderr
+        [state] = [v["value"] for k, v in kv_rows(db).items() if not k.startswith("mark/")]
+        return state, set(tee_files(before))
+
+    first = run("-i", "events.jsonl")
+    assert first[0] == total and len(first[1]) == len(events)
+    for name in ("./events.jsonl", str(tmp_path / "events.jsonl"), "link.jsonl", "sub/../events.jsonl"):
+        assert run("-i", name) == first, name
+
+    # The same name, some lines changed: those are new records; the unchanged ones are still seen before.
+    changed = [dict(e, someNum=e["someNum"] + 1) if i % 3 == 0 else e for i, e in enumerate(events)]
+    (tmp_path / "events.jsonl").write_bytes(jsonl(changed))
+    new_lines = [e for i, e in enumerate(changed) if i % 3 == 0]
+    state, tees = run("-i", "events.jsonl")
+    assert state == total + sum(e["someNum"] for e in new_lines)
+    assert tees > first[1] and len(tees) == len(events) + len(new_lines)
+
+    # Piped input is new data each time: nothing on stdin is dropped as seen before.
+    piped, _ = run(stdin=jsonl(events))
+    assert piped == state + total
+    assert run(stdin=jsonl(events))[0] == piped + total
 
 
 def test_readme_quick_start(tmp_path):

@@ -122,7 +122,7 @@ def test_state_is_combined_per_key_but_outputs_are_per_record(tmp_path):
     (b'  [{"a": 1}, 2, {"c": 3}]', [(1, {"a": 1}), (2, 2), (3, {"c": 3})]),
     (b'{\n  "a": {\n    "b": 1\n  }\n}\n', [(1, {"a": {"b": 1}})]),
     (b'\n\n{"a": 1', [(3, Unreadable)]),
-    (b'[1, 2', [(1, Unreadable)]),
+    (b'[1, 2', [(1, 1), (2, Unreadable)]),  # a truncated array: its complete elements, one error
     (b'', []),
 ])
 def test_reading_events_in_every_format(data, expected):
