@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 import pytest
-from builders import config, external, kv
+from builders import config, external, kv, without_uuids
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -115,16 +115,8 @@ def mixed(good: list[dict], hostile: list[bytes]) -> list[bytes]:
 
 # --- what every adapter must show --------------------------------------------------------------------------
 
-def comparable(event: dict) -> dict:
-    """An output without what differs between runs by design (tee uuids derive from record ids)."""
-    out = dict(event)
-    if "internal:tee:output" in out:
-        out["internal:tee:output"] = [{k: v for k, v in t.items() if k != "uuid"} for t in out["internal:tee:output"]]
-    return out
-
-
 def by_id(outputs: list[dict]) -> dict[str, dict]:
-    return {o["id"]: comparable(o) for o in outputs if isinstance(o, dict) and "id" in o}
+    return {o["id"]: without_uuids(o) for o in outputs if isinstance(o, dict) and "id" in o}
 
 
 def has_null(value: Any) -> bool:

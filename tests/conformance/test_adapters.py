@@ -17,6 +17,7 @@ from collections.abc import Callable
 from types import SimpleNamespace
 
 import pytest
+from builders import without_uuids
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 Runner = Callable[[pathlib.Path, list[dict]], list[dict]]
@@ -27,13 +28,6 @@ def local_copy(config: str, workdir: pathlib.Path) -> pathlib.Path:
     path = workdir / config
     path.write_text((REPO / "pipelines" / config).read_text())
     return path
-
-
-def without_uuids(event: dict) -> dict:
-    out = dict(event)
-    if "internal:tee:output" in out:
-        out["internal:tee:output"] = [{k: v for k, v in t.items() if k != "uuid"} for t in out["internal:tee:output"]]
-    return out
 
 
 def agglo_run(config: pathlib.Path, events: list[dict]) -> list[dict]:
