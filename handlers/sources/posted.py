@@ -25,6 +25,7 @@ import orjson
 
 from agglo_core import Outcome
 from agglo_core.errors import RecordError
+from agglo_core.records import find_problem
 from handlers.runtime.settlement import Verdict, http_status
 from handlers.sources import TriggerRecord, Unreadable
 
@@ -86,8 +87,9 @@ def _event(rid: str, value: object) -> PostedEvent:
         return PostedEvent(TriggerRecord(rid, Unreadable("an event must be a JSON object")), None)
     try:
         data = orjson.dumps(value)
-    except orjson.JSONEncodeError as e:
-        return PostedEvent(TriggerRecord(rid, Unreadable(f"the event cannot be serialised as JSON: {e}")), None)
+    except orjson.JSONEncodeError as e:  # the core's own words for what and where (it refuses the same)
+        problem = find_problem(value) or str(e)
+        return PostedEvent(TriggerRecord(rid, Unreadable(f"the event cannot be written as JSON: {problem}")), None)
     return PostedEvent(TriggerRecord(rid, value), data)
 
 
