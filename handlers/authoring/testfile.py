@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from agglo_core import ConfigError, PipelinesConfig, load_config
+from handlers.runtime.config_source import MAX_CONFIG_BYTES, ConfigTooLarge, bounded_config
 
 SUFFIXES = (".agglo-test.yaml", ".agglo-test.yml", ".agglo-test.json")
 MATCHERS = ("json_equals", "json_contains", "absent", "error_contains")
@@ -318,9 +319,11 @@ def load_test_file(path: str) -> TestFile:
     result = TestFile(path, config_path)
     try:
         with open(result.config_path, "rb") as f:
-            result.config = load_config(f.read())
+            result.config = load_config(bounded_config(f.read(MAX_CONFIG_BYTES + 1), result.config_path))
     except OSError as e:
         r.problem(("config",), f"cannot read the config {result.config_path}: {e.strerror}")
+    except ConfigTooLarge as e:
+        r.problem(("config",), str(e))
     except ConfigError as e:
         r.problems.extend(f"{result.config_path}: {p}" for p in e.problems)
     tests = data.get("tests")

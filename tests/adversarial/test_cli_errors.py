@@ -127,6 +127,10 @@ def test_an_absurdly_large_config_is_refused_unread(tmp_path, monkeypatch):
     for args in (["run", "-c", "big.json"], ["validate", "-c", "big.json"], ["lint", "big.json"],
                  ["graph", "-c", "big.json"], ["fmt", "-c", "big.json"]):
         one_line(run_agglo(args, tmp_path, timeout=60), "config big.json is larger than 16 MiB")
+    (tmp_path / "big.agglo-test.yaml").write_text("config: big.json\ntests:\n  - name: t\n    events: [{}]\n")
+    proc = run_agglo(["test", "big.agglo-test.yaml"], tmp_path, timeout=60)
+    assert proc.returncode != 0 and b"Traceback" not in proc.stderr
+    assert b"config big.json is larger than 16 MiB" in proc.stdout + proc.stderr
     monkeypatch.setenv("AGGLO_CONFIG", str(big))
     with pytest.raises(ConfigTooLarge, match="larger than 16 MiB"):
         read_config_source()
