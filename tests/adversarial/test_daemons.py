@@ -125,9 +125,9 @@ def test_an_event_nested_past_the_encoder_limit_is_422_not_500(server, clean):
     for depth in range(245, 260):  # around the encoder's limit, where the answer's own levels count too
         for body in (nested(depth), b"[" + nested(depth) + b"]"):
             status, _, answer = call(server.port, "POST", "/binge", body)
-            assert status == 200 or (status == 422 and "serialised" in answer["errors"][0]["error"]), answer
+            assert status == 200 or (status == 422 and "as JSON" in answer["errors"][0]["error"]), answer
     status, _, answer = call(server.port, "POST", "/binge", nested(300))
-    assert status == 422 and "serialised" in answer["errors"][0]["error"], answer
+    assert status == 422 and "as JSON" in answer["errors"][0]["error"], answer
     status, _, answer = call(server.port, "POST", "/binge", nested(2000))
     assert status == 400 and "not valid JSON" in answer["error"], answer
 
@@ -387,7 +387,7 @@ def test_failed_records_are_listed_logged_and_replayed_and_a_bad_element_is_refu
         assert status == 202, answer
         ok, bad = answer["results"]
         assert ok == {"id": "http:pair#1", "queued": answer["queued"][0]}
-        assert bad["id"] == "http:pair#2" and "serialised" in bad["error"]
+        assert bad["id"] == "http:pair#2" and "as JSON" in bad["error"]
         wait_for(lambda: request(server.port, "GET", "/maintenance/queue")[1]["failed"] == 1)
         status, failed = request(server.port, "GET", "/maintenance/failed")
         [entry] = failed["failed"]
