@@ -3,6 +3,11 @@
 Never random, so a redelivered record gets the same ids and overwrites, rather
 than duplicates, what it wrote before. Ids are RFC 4122 version-5 UUIDs; the
 hash of the constant prefix is computed once per process definition.
+
+Why SHA-1 stays: an id costs about 0.7 µs, half hashing, half formatting. BLAKE2b
+(digest_size 16) saves about 12% of that, and formatting through an integer costs
+more, not less; a saving near 2% of a record's time is not worth changing every
+tee key, which would make redeliveries across an upgrade write a second copy.
 """
 
 from __future__ import annotations

@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks import (
         agglo_run,
+        batch_of_one,
+        bytewax_peer,
         cold_start,
         condition_heavy,
         core_throughput,
@@ -81,6 +83,25 @@ def main(argv: list[str] | None = None) -> int:
              f"against {name} (median of {few})",
              f"{name}: {side['wall']:,.0f} rec/s", f"Lambda: {lam['wall']:,.0f} rec/s wall, "
              f"{lam['cpu']:,.0f} rec/s of this process's CPU", f"{lam['cpu'] / side['cpu']:.2f}× CPU", "(overhead)")
+
+    batch_of_one.check()
+    per = batch_of_one.measure(args.events // 5, args.runs)
+    for stores in batch_of_one.STORES:
+        one, many = per[(stores, 1)], per[(stores, 500)]
+        _row(f"6. binge's basic pipeline through `Runtime.process`, batches of 1 against 500, {stores} stores, "
+             f"{args.events // 5:,} records (CPU per record, median of {args.runs})",
+             f"batch of 500: {many:.1f} µs", f"batch of 1: {one:.1f} µs", f"{one / many:.2f}×", "≤ 1.5×")
+
+    bytewax_peer.check()
+    peer = bytewax_peer.measure(args.events, few)
+    bw = peer.pop("Bytewax")
+    for name, side in peer.items():
+        _row(f"7. {name} against Bytewax 0.21 (`bytewax.run`, one worker), binge's basic pipeline, "
+             f"{args.events:,} events, file in, stdout out (spawn to exit, median of {few})",
+             f"Bytewax {bw['cpu']:.2f} s CPU, {bw['wall']:.2f} s wall",
+             f"{side['cpu']:.2f} s CPU, {side['wall']:.2f} s wall",
+             f"{bw['cpu'] / side['cpu']:.2f}× CPU, {bw['wall'] / side['wall']:.2f}× wall (Bytewax's time / agglo's)",
+             "> 1×")
     return 0
 
 

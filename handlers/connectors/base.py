@@ -88,7 +88,7 @@ def status_is_permanent(status: int) -> bool:
     return 400 <= status < 500 and status not in (408, 429)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs twice as much, once per effect
 class Work:
     """An effect the connector will perform, with its JSON (a ``Put``'s body, a ``CompareAndPut``'s values)."""
 
@@ -120,28 +120,32 @@ class BaseConnector:
     # --- what the runtime calls ----------------------------------------------------------------
 
     def perform(self, effects: list[Any]) -> list[Any]:
-        results: list[Any] = [None] * len(effects)
-        todo: list[tuple[int, Work]] = []
+        works: list[Work] = []
+        refused: dict[int, EffectFailed] = {}  # by position: effects this connector will not perform
+        capabilities = self.capabilities
         for i, e in enumerate(effects):
             name = type(e).__name__
-            if name not in self.capabilities:
-                results[i] = EffectFailed(f"{self.describe()} cannot perform {name}", transient=False)
+            if name not in capabilities:
+                refused[i] = EffectFailed(f"{self.describe()} cannot perform {name}", transient=False)
                 continue
             try:
-                todo.append((i, Work(e, encode(e))))
+                works.append(Work(e, encode(e)))
             except TypeError as err:  # orjson.JSONEncodeError is one
-                results[i] = EffectFailed(f"{self.describe()}: the body cannot be stored as JSON: {err}",
+                refused[i] = EffectFailed(f"{self.describe()}: the body cannot be stored as JSON: {err}",
                                           transient=False)
-        if not todo:
-            return results
-        works = [w for _, w in todo]
-        try:
-            answers = self.perform_batch(works)
-        except Exception as err:  # the whole call failed: every effect it carried
-            answers = [self.failure(err)] * len(works)
-        for (i, _), answer in zip(todo, answers, strict=True):
-            results[i] = answer
-        return results
+        if works:
+            try:
+                answers = self.perform_batch(works)
+            except Exception as err:  # the whole call failed: every effect it carried
+                answers = [self.failure(err)] * len(works)
+            if len(answers) != len(works):
+                raise RuntimeError(f"{self.describe()} answered {len(answers)} results for {len(works)} effects")
+        else:
+            answers = []
+        if not refused:
+            return answers
+        done = iter(answers)
+        return [refused[i] if i in refused else next(done) for i in range(len(effects))]
 
     def get(self, key: str) -> Any:
         """The value stored at ``key`` (None when there is none), for tools and tests."""

@@ -11,8 +11,9 @@ process that died mid-write are removed when the directory is next opened.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
-import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -26,11 +27,26 @@ from handlers.connectors.spec import ConnectorSpec, Option
 
 
 def write_atomically(path: str, data: bytes) -> None:
+    """``data`` to a temporary file beside ``path``, then renamed over it.
+
+    The temporary name is this process's and thread's own with a counter: unique without
+    ``mkstemp``'s random names and file object, which cost a fifth of a tee's write.
+    """
     directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=TMP_PREFIX)
+    while True:
+        tmp = os.path.join(directory, f"{TMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{next(_tmp_numbers)}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            break
+        except FileExistsError:  # left by a process that died with this pid: take the next number
+            continue
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -38,6 +54,7 @@ def write_atomically(path: str, data: bytes) -> None:
         raise
 
 
+_tmp_numbers = itertools.count()
 TMP_PREFIX = ".tmp-"
 STALE_TMP_S = 600
 

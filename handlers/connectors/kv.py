@@ -111,11 +111,17 @@ class KeyValueStore(BaseConnector):
     def purge_expired(self, now_s: float | None = None) -> int:
         raise NotImplementedError
 
+    def transaction_for(self, works: list[Work]) -> contextlib.AbstractContextManager[Any]:
+        """What makes this batch atomic: ``transaction()``, unless a store knows a cheaper way for it."""
+        return self.transaction()
+
     def perform_batch(self, works: list[Work]) -> list[Any]:
-        with self.transaction():
-            results = [self._dispatch_refusable(w) for w in works]  # an exception rolls back the batch
-        if time.time() >= self._next_purge:
-            self._next_purge = time.time() + self.PURGE_EVERY_S
+        dispatch = self._dispatch_refusable
+        with self.transaction_for(works):
+            results = [dispatch(w) for w in works]  # an exception rolls back the batch
+        now = time.time()
+        if now >= self._next_purge:
+            self._next_purge = now + self.PURGE_EVERY_S
             self.purge_expired()
         return results
 

@@ -6,6 +6,7 @@ process at cold start and feeds it batches of records.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import random
@@ -126,18 +127,15 @@ class Runtime:
         one invocation (an object read in chunks, a FIFO batch run record by record).
         """
         readable = [r for r in records if not isinstance(r.payload, Unreadable)]
-        budget = budget or self.retry_budget()
-
-        def perform(effects: list[Effect]) -> list[Any]:
-            return self.perform(effects, budget)
+        perform = functools.partial(self.perform, budget=budget or self.retry_budget())  # no Python frame of its own
 
         with _collector_paused:
-            outcomes = iter(self.plan.run(readable, int(self.clock() * 1000), perform, self.observe,
-                                          self.dedupe))
+            outcomes = self.plan.run(readable, int(self.clock() * 1000), perform, self.observe, self.dedupe)
         if len(readable) == len(records):
-            return list(outcomes)
+            return outcomes
+        done = iter(outcomes)
         return [Outcome(r, errors=[RecordError(r.id, None, None, r.payload.message)])
-                if isinstance(r.payload, Unreadable) else next(outcomes) for r in records]
+                if isinstance(r.payload, Unreadable) else next(done) for r in records]
 
     def dead_letter_target(self, name: str | None) -> str | None:
         """``name`` (``AGGLO_DEAD_LETTER``) checked at cold start: a typo would otherwise loop every poison record."""
@@ -191,14 +189,18 @@ class Runtime:
         ``budget`` is the batch's time left for retries (a fresh one when not given).
         """
         budget = budget or self.retry_budget()
-        targets = [_target(e) for e in effects]
-        first = targets[0] if targets else None
-        if targets.count(first) == len(targets):  # the common case: one stage's effects to one system
+        if not effects:
+            return []
+        first = _target(effects[0])
+        for e in effects:
+            if _target(e) != first:
+                break
+        else:  # the common case: one stage's effects to one system
             return self._perform_one(first, effects, budget)
         results: list[Any] = [None] * len(effects)
         groups: dict[str | None, list[int]] = {}
-        for i, target in enumerate(targets):
-            groups.setdefault(target, []).append(i)
+        for i, e in enumerate(effects):
+            groups.setdefault(_target(e), []).append(i)
         for target, idxs in groups.items():
             out = self._perform_one(target, [effects[i] for i in idxs], budget)
             for i, r in zip(idxs, out, strict=True):
@@ -207,39 +209,42 @@ class Runtime:
 
     def _perform_one(self, target: str | None, effects: list[Effect], budget: RetryBudget) -> list[Any]:
         connector: Any = self.execs if target is None else self.connectors.get(target)
-        if target == _TICKERS:
+        if connector is None and target == _TICKERS:
             from handlers.connectors.ticker import TickerClient
 
             connector = self.tickers = self.tickers or TickerClient()
         if connector is None:
             return [EffectFailed(f"no connector for external system '{target}'")] * len(effects)
-        return self._with_retries(connector, effects, budget)
+        out = self._attempt(connector, effects)
+        for r in out:
+            if type(r) is EffectFailed:
+                return self._with_retries(connector, effects, out, budget)
+        return out  # everything done at the first attempt: the path nearly every call takes
 
-    def _with_retries(self, connector: Any, effects: list[Effect], budget: RetryBudget) -> list[Any]:
-        """Transient failures again, as the effect's retry strategy allows, within the batch's budget.
+    @staticmethod
+    def _attempt(connector: Any, effects: list[Effect]) -> list[Any]:
+        """One call to the connector: one result per effect, whatever it raises."""
+        try:
+            out = connector.perform(effects)
+        except Exception as err:  # a connector failure fails its effects, never the batch
+            log.warning("connector %s failed: %s", type(connector).__name__, err)
+            out = [EffectFailed(f"{type(err).__name__}: {err}")] * len(effects)
+        if len(out) != len(effects):
+            raise RuntimeError(f"{type(connector).__name__} answered {len(out)} results for {len(effects)} effects")
+        return out
+
+    def _with_retries(self, connector: Any, effects: list[Effect], first: list[Any],
+                      budget: RetryBudget) -> list[Any]:
+        """Transient failures again (``first``: the first attempt's results), as the effect's retry strategy
+        allows, within the batch's budget.
 
         A permanent failure is never retried: the record's data is at fault and would fail again.
         """
-        results: list[Any] = [None] * len(effects)
-        pending = list(range(len(effects)))
+        results: list[Any] = list(first)
+        retry = [i for i, r in enumerate(first)
+                 if isinstance(r, EffectFailed) and r.transient and effects[i].retry.num_retries > 0]
         attempt = 0
-        while True:
-            try:
-                out = connector.perform([effects[i] for i in pending])
-            except Exception as err:  # a connector failure fails its effects, never the batch
-                log.warning("connector %s failed: %s", type(connector).__name__, err)
-                out = [EffectFailed(f"{type(err).__name__}: {err}")] * len(pending)
-            if len(out) != len(pending):
-                raise RuntimeError(f"{type(connector).__name__} answered {len(out)} results for {len(pending)} effects")
-            if attempt == 0 and not any(type(r) is EffectFailed for r in out):
-                return out  # everything done at the first attempt
-            retry = []
-            for i, r in zip(pending, out, strict=True):
-                results[i] = r
-                if isinstance(r, EffectFailed) and r.transient and attempt < effects[i].retry.num_retries:
-                    retry.append(i)
-            if not retry:
-                return results
+        while retry:
             asked = [results[i].retry_after_ms for i in retry if results[i].retry_after_ms is not None]
             wait = backoff_s(attempt, max(effects[i].retry.initial_backoff_ms for i in retry),
                              max(asked) if asked else None, self.retry_limits, self.rand)
@@ -249,4 +254,10 @@ class Runtime:
                 return results
             self.sleep(wait)
             attempt += 1
-            pending = retry
+            out = self._attempt(connector, [effects[i] for i in retry])
+            pending, retry = retry, []
+            for i, r in zip(pending, out, strict=True):
+                results[i] = r
+                if isinstance(r, EffectFailed) and r.transient and attempt < effects[i].retry.num_retries:
+                    retry.append(i)
+        return results

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import agglo_run, cold_start, condition_heavy, core_throughput, state_round_trips, warm_batch
+from benchmarks import (
+    agglo_run,
+    batch_of_one,
+    bytewax_peer,
+    cold_start,
+    condition_heavy,
+    core_throughput,
+    state_round_trips,
+    warm_batch,
+)
 
 
 @pytest.mark.parametrize("workload", [core_throughput, condition_heavy])
@@ -37,3 +46,22 @@ def test_cold_start_measurement_runs_both_handlers_against_moto():
 def test_warm_batch_measurement_runs_the_lambda_handler_and_agglo_run():
     rates = warm_batch.measure(1, records=20)  # asserts no record failed on either side
     assert len(rates) == 3 and all(r["wall"] > 0 for r in rates.values())
+
+
+def test_batches_of_one_give_what_batches_of_500_give_in_memory_and_in_sqlite():
+    batch_of_one.check(600)  # tee bodies, ids and every field record for record; the sums where batches end
+
+
+def test_batch_of_one_measurement_runs_every_side():
+    per = batch_of_one.measure(40, 1)
+    assert set(per) == {(s, n) for s in batch_of_one.STORES for n in batch_of_one.SIZES}
+    assert all(us > 0 for us in per.values())
+
+
+def test_the_bytewax_twin_writes_what_agglo_run_writes():
+    bytewax_peer.check(1100)  # three of agglo run's batches: the running sum's float additions included
+
+
+def test_bytewax_measurement_runs_every_side():
+    times = bytewax_peer.measure(50, 1)  # raises unless every side wrote one line per event
+    assert set(times) == {"agglo run, memory", "agglo run, SQLite", "Bytewax"}

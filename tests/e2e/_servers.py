@@ -39,7 +39,8 @@ def run_agglo(args: Sequence[str], cwd: pathlib.Path, stdin: bytes | None = None
 
 def json_lines(data: bytes | str) -> list[Any]:
     text = data.decode() if isinstance(data, bytes) else data
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    # split("\n"), not splitlines(): a JSON string may hold U+0085 or U+2028, which splitlines() breaks on
+    return [json.loads(line) for line in text.split("\n") if line.strip()]
 
 
 def write_config(path: pathlib.Path, config: dict) -> pathlib.Path:
