@@ -2,7 +2,8 @@
 
 The artefact is built by the Makefile target sam runs (for this machine's Python and architecture) and
 started as Lambda starts it: a clean interpreter with only the artefact on its path, writing nothing.
-The init-phase tests import ``handlers.aws_lambda`` in fresh processes, as Lambda does once per sandbox.
+The init-phase tests import ``handlers.aws_lambda`` (and ``handlers.gcp_functions``) in fresh processes, as
+Lambda (and functions-framework) does once per sandbox.
 """
 
 from __future__ import annotations
@@ -191,6 +192,23 @@ def test_a_config_that_cannot_start_fails_the_import_saying_which_and_why(tmp_pa
         assert message.startswith(f"agglo cannot start: AGGLO_CONFIG={path}: "), proc.stderr[-3000:]
         assert words in message, (path, message)
         assert f"{cause}:" in cause_shown  # the cause's traceback is kept above it
+
+
+def test_cloud_functions_build_at_import_too(tmp_path):
+    """The same init phase for Cloud Functions: built when functions-framework imports the module."""
+    config = basic_config(tmp_path, f"sqlite:{tmp_path / 'state.db'}")
+    script = f"""
+import os
+from handlers import gcp_functions
+os.remove({str(config)!r})
+print(len(gcp_functions.app().runtime.plan.config.pipelines))
+"""
+    built = _python(script, {"AGGLO_CONFIG": str(config)}, tmp_path)
+    assert built.returncode == 0 and built.stdout.split() == ["1"], built.stderr[-3000:]
+    missing = str(tmp_path / "missing.json")
+    failed = _python("import handlers.gcp_functions", {"AGGLO_CONFIG": missing}, tmp_path)
+    assert failed.returncode != 0
+    assert f"InitError: agglo cannot start: AGGLO_CONFIG={missing}: no such file" in failed.stderr
 
 
 SNAPSHOT_AND_RESTORE = """
