@@ -5,9 +5,10 @@ One handler for every trigger (see ``handlers.sources.aws``). In the init phase
 concurrency runs ahead of traffic) it reads ``AGGLO_CONFIG``, compiles the plan
 and builds the connectors once; a config that cannot start fails the init with
 ``InitError`` saying why. Without ``AGGLO_CONFIG`` at import nothing is built
-until the first invocation. boto3 clients are created on first use, or before
-the snapshot under SnapStart (``before_snapshot``; ``after_restore`` renews what
-must differ between the sandboxes restored from one snapshot).
+until the first invocation. boto3 clients are created on first use, or in the
+init phase under SnapStart and provisioned concurrency (``prepare``);
+``after_restore`` renews what must differ between the sandboxes restored from
+one SnapStart snapshot.
 
 Each record is settled by ``handlers.runtime.settlement`` (the README's "Failure
 settlement" table); this module only says it in Lambda's words:
@@ -357,7 +358,10 @@ def after_restore() -> None:
 
 def _register_snapstart_hooks() -> None:
     try:
-        from snapshot_restore_py import register_after_restore, register_before_snapshot
+        from snapshot_restore_py import (  # type: ignore[import-untyped]
+            register_after_restore,
+            register_before_snapshot,
+        )
     except ImportError:  # not in the package: no SnapStart hooks to run
         return
     register_before_snapshot(prepare)

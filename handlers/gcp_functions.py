@@ -25,7 +25,8 @@ lost; this module only says it in Cloud Functions' words:
 At cold start (when the module is imported, before the first request) the config
 comes from ``AGGLO_CONFIG`` (a path, or a ``gs://`` URI) and is compiled once; a
 config that cannot start fails the instance's start with ``InitError`` saying
-why. Connectors are built once and their clients on first use. ``PUBSUB_EMULATOR_HOST`` and ``STORAGE_EMULATOR_HOST`` are honoured. Logs
+why. Connectors are built once and their clients on first use.
+``PUBSUB_EMULATOR_HOST`` and ``STORAGE_EMULATOR_HOST`` are honoured. Logs
 are JSON lines in Cloud Logging's format (``severity``, ``message``, the record
 id as a label, the request's trace where it has one).
 """

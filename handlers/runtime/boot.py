@@ -28,8 +28,7 @@ class InitError(RuntimeError):
     with this message, before any event is taken."""
 
 
-def build_at_init(build: Callable[[], App], environ: Mapping[str, str] = os.environ
-                  ) -> App | None:
+def build_at_init(build: Callable[[], App], environ: Mapping[str, str] = os.environ) -> App | None:
     """``build()`` now, in the init phase, when ``AGGLO_CONFIG`` is set; ``None`` (build on first use) otherwise.
 
     Lambda's init phase is what SnapStart snapshots and provisioned concurrency runs ahead of traffic, so
