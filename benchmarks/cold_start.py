@@ -4,8 +4,8 @@ Each side is the package Lambda would run, started the way Lambda starts it: agg
 is the ``sam build`` artefact (the Makefile's ``build-PipelineFunction`` target, built
 for this machine's Python and architecture), the baseline a ``pip --target`` package
 of Powertools and boto3 beside a bare handler module, compiled the same way. Each run
-is a fresh interpreter (``-I -S``: no site-packages, no user paths, only the package on
-``sys.path``; ``PYTHONDONTWRITEBYTECODE=1``, as Lambda's read-only code directory)
+is a fresh interpreter (``-I -S -B``: no site-packages, no user paths, only the package on
+``sys.path``, writing no bytecode, as on Lambda's read-only code directory)
 that imports its handler, initialises and handles one SQS record; the wall time from
 spawn to exit is compared, and the time to import (Lambda's init phase) and to handle
 the record (the first invocation) are reported apart. agglo runs
@@ -110,8 +110,9 @@ def without_bytecode(package: pathlib.Path, dest: pathlib.Path) -> pathlib.Path:
 
 
 def clean_interpreter(*args: str) -> list[str]:
-    """A fresh interpreter that sees the standard library only (its script puts the package on the path)."""
-    return [sys.executable, "-I", "-S", *args]
+    """A fresh interpreter that sees the standard library only (its script puts the package on the path) and
+    writes no bytecode, as on Lambda's read-only code directory (``-B``: ``-I`` ignores PYTHONDONTWRITEBYTECODE)."""
+    return [sys.executable, "-I", "-S", "-B", *args]
 
 
 def _sqs_event(message_id: str) -> dict:
@@ -162,7 +163,7 @@ def measure(runs: int, bytecode: bool = True) -> dict[str, dict[str, float]]:
         boto3.client("s3").create_bucket(Bucket="outputs")
         queue = boto3.client("sqs").create_queue(QueueName="outputs")["QueueUrl"]
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}, **aws,
-               "PYTHONDONTWRITEBYTECODE": "1", "AGGLO_STATE_TABLE": "state", "AGGLO_OUTPUT_BUCKET": "outputs",
+               "AGGLO_STATE_TABLE": "state", "AGGLO_OUTPUT_BUCKET": "outputs",
                "AGGLO_OUTPUT_QUEUE_URL": queue, "POWERTOOLS_SERVICE_NAME": "bench",
                "POWERTOOLS_METRICS_NAMESPACE": "bench", "AWS_LAMBDA_FUNCTION_NAME": "bench"}
         sides = {
@@ -192,7 +193,7 @@ def import_profile(top: int = 15) -> list[tuple[str, float]]:
     with tempfile.TemporaryDirectory() as tmp_name:
         artefact = build_artefact(pathlib.Path(tmp_name) / "artefact")
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("PYTHON")},
-               "PYTHONDONTWRITEBYTECODE": "1", "AWS_DEFAULT_REGION": "us-east-1",
+               "AWS_DEFAULT_REGION": "us-east-1",
                "AGGLO_CONFIG": str(artefact / "pipelines/aws-basic.json"), "AGGLO_STATE_TABLE": "state",
                "AGGLO_OUTPUT_BUCKET": "outputs", "AGGLO_OUTPUT_QUEUE_URL": "http://127.0.0.1:1/q"}
         proc = subprocess.run(clean_interpreter("-X", "importtime", "-c",
