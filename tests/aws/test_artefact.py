@@ -194,6 +194,26 @@ def test_a_config_that_cannot_start_fails_the_import_saying_which_and_why(tmp_pa
         assert f"{cause}:" in cause_shown  # the cause's traceback is kept above it
 
 
+@pytest.mark.parametrize("initialization", ["on-demand", "provisioned-concurrency"])
+def test_provisioned_concurrency_prepares_clients_and_imports_at_init(aws, tmp_path, initialization):
+    """Provisioned concurrency runs the init ahead of traffic: what the first invocation would do is done there;
+    on demand, the init is part of a request's wait, so it does only what every invocation needs."""
+    config = basic_config(tmp_path, "dynamo:tableName=state")
+    script = """
+import json, sys
+from handlers import aws_lambda
+from handlers.connectors import aws as clients
+print(json.dumps({"clients": clients.client.cache_info().currsize,
+                  "batch": "aws_lambda_powertools.utilities.batch" in sys.modules}))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "AGGLO_CONFIG": str(config),
+                               "AWS_LAMBDA_INITIALIZATION_TYPE": initialization})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    prepared = initialization == "provisioned-concurrency"
+    assert json.loads(proc.stdout) == {"clients": 2 if prepared else 0, "batch": prepared}
+
+
 def test_cloud_functions_build_at_import_too(tmp_path):
     """The same init phase for Cloud Functions: built when functions-framework imports the module."""
     config = basic_config(tmp_path, f"sqlite:{tmp_path / 'state.db'}")
