@@ -103,6 +103,6 @@ build-PipelineFunction:
 	rm -rf "$(ARTIFACTS_DIR)/bin"
 	@if [ "$(LAMBDA_BYTECODE)" = yes ]; then \
 	  $(LAMBDA_BUILD_PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash \
-	    -s "$(ARTIFACTS_DIR)" -p "$(LAMBDA_TASK_ROOT)" "$(ARTIFACTS_DIR)" >/dev/null; \
+	    -s "$(ARTIFACTS_DIR)" -p "$(LAMBDA_TASK_ROOT)" "$(ARTIFACTS_DIR)"; \
 	else echo "build-PipelineFunction: LAMBDA_BYTECODE=$(LAMBDA_BYTECODE): no bytecode; every cold start compiles" \
 	  "the package from source" >&2; fi
