@@ -63,17 +63,36 @@ clean:
 # --- sam build (template.yaml: Metadata BuildMethod makefile) ---------------------------------------------
 # sam runs this in a copy of the repository (or in place with --build-in-source) with ARTIFACTS_DIR set.
 # The package is agglo_core/, the parts of handlers/ that run on Lambda (LAMBDA_HANDLERS: no daemons, no
-# authoring tools, no Cloud Functions) and pipelines/, plus the runtime dependencies as Linux wheels for the
-# function's architecture (arm64; LAMBDA_PLATFORM=manylinux2014_x86_64 for x86_64). boto3 is included so
-# that it matches the botocore that aws-xray-sdk pulls in.
-LAMBDA_PYTHON   ?= 3.11
-LAMBDA_PLATFORM ?= manylinux2014_aarch64
-LAMBDA_HANDLERS := handlers/__init__.py handlers/aws_lambda.py handlers/runtime handlers/sources handlers/connectors
-LAMBDA_REQUIREMENTS := 'pydantic>=2.6' 'orjson>=3.9' 'google-re2>=1.1,<2' 'boto3>=1.34' 'aws-lambda-powertools>=3.0' 'aws-xray-sdk>=2.12'
+# authoring tools, no Cloud Functions entry point) and pipelines/, plus the runtime dependencies as Linux
+# wheels for the function's architecture (arm64; LAMBDA_PLATFORM=manylinux2014_x86_64 for x86_64). boto3 is
+# included so that it matches the botocore that aws-xray-sdk pulls in; snapshot-restore-py registers the
+# SnapStart hooks.
+#
+# Everything is shipped compiled: Lambda's code directory is read-only, so a module without bytecode is
+# compiled from source at every cold start. A .pyc is read only by the Python minor version that wrote it,
+# so LAMBDA_BUILD_PYTHON (python$(LAMBDA_PYTHON), as in `sam build --use-container`) must be the runtime's
+# version: the build refuses otherwise. LAMBDA_BYTECODE=no builds without bytecode instead (with a warning).
+# unchecked-hash: the interpreter trusts the .pyc without comparing it to its source's mtime (the zip's
+# timestamps are not the build's); the source paths recorded for tracebacks are /var/task's.
+LAMBDA_PYTHON       ?= 3.13
+LAMBDA_PLATFORM     ?= manylinux2014_aarch64
+LAMBDA_BUILD_PYTHON ?= $(shell command -v python$(LAMBDA_PYTHON) || command -v python3)
+LAMBDA_BYTECODE     ?= yes
+LAMBDA_TASK_ROOT    ?= /var/task
+LAMBDA_HANDLERS     := handlers/__init__.py handlers/aws_lambda.py handlers/runtime handlers/sources handlers/connectors
+LAMBDA_REQUIREMENTS := 'pydantic>=2.6' 'orjson>=3.9' 'google-re2>=1.1,<2' 'boto3>=1.34' 'aws-lambda-powertools>=3.0' \
+                       'aws-xray-sdk>=2.12' 'snapshot-restore-py>=1.0'
 
 .PHONY: build-PipelineFunction
 build-PipelineFunction:
 	test -n "$(ARTIFACTS_DIR)"
+	@built_by=$$($(LAMBDA_BUILD_PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	if [ "$(LAMBDA_BYTECODE)" = yes ] && [ "$$built_by" != "$(LAMBDA_PYTHON)" ]; then \
+	  echo "build-PipelineFunction: the function runs Python $(LAMBDA_PYTHON) but LAMBDA_BUILD_PYTHON" \
+	       "($(LAMBDA_BUILD_PYTHON)) is Python $$built_by, whose bytecode Python $(LAMBDA_PYTHON) ignores." \
+	       "Build with python$(LAMBDA_PYTHON) (sam build --use-container, or LAMBDA_BUILD_PYTHON=...)," \
+	       "or LAMBDA_BYTECODE=no to ship sources only (slower cold starts)." >&2; \
+	  exit 1; fi
 	mkdir -p "$(ARTIFACTS_DIR)/handlers"
 	cp -R agglo_core pipelines "$(ARTIFACTS_DIR)/"
 	cp -R $(LAMBDA_HANDLERS) "$(ARTIFACTS_DIR)/handlers/"
@@ -81,3 +100,9 @@ build-PipelineFunction:
 	python3 -m pip install --quiet --disable-pip-version-check --no-warn-conflicts --no-compile \
 	  --target "$(ARTIFACTS_DIR)" --platform $(LAMBDA_PLATFORM) --implementation cp \
 	  --python-version $(LAMBDA_PYTHON) --only-binary=:all: $(LAMBDA_REQUIREMENTS)
+	rm -rf "$(ARTIFACTS_DIR)/bin"
+	@if [ "$(LAMBDA_BYTECODE)" = yes ]; then \
+	  $(LAMBDA_BUILD_PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash \
+	    -s "$(ARTIFACTS_DIR)" -p "$(LAMBDA_TASK_ROOT)" "$(ARTIFACTS_DIR)"; \
+	else echo "build-PipelineFunction: LAMBDA_BYTECODE=$(LAMBDA_BYTECODE): no bytecode; every cold start compiles" \
+	  "the package from source" >&2; fi

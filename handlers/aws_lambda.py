@@ -1,8 +1,14 @@
 """AWS Lambda entry point: ``handlers.aws_lambda.handler``.
 
-One handler for every trigger (see ``handlers.sources.aws``). At cold start it
-reads ``AGGLO_CONFIG``, compiles the plan and builds the connectors once; boto3
-clients are created on first use.
+One handler for every trigger (see ``handlers.sources.aws``). In the init phase
+(when Lambda imports this module, which SnapStart snapshots and provisioned
+concurrency runs ahead of traffic) it reads ``AGGLO_CONFIG``, compiles the plan
+and builds the connectors once; a config that cannot start fails the init with
+``InitError`` saying why. Without ``AGGLO_CONFIG`` at import nothing is built
+until the first invocation. boto3 clients are created on first use, or in the
+init phase under SnapStart and provisioned concurrency (``prepare``);
+``after_restore`` renews what must differ between the sandboxes restored from
+one SnapStart snapshot.
 
 Each record is settled by ``handlers.runtime.settlement`` (the README's "Failure
 settlement" table); this module only says it in Lambda's words:
@@ -32,6 +38,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agglo_core import Outcome
+from handlers.runtime.boot import build_at_init
 from handlers.runtime.driver import Runtime
 from handlers.runtime.settlement import (
     FAILED,
@@ -290,18 +297,79 @@ def _s3_chunks(event: dict) -> Any:
         yield chunk
 
 
-_app: LambdaApp | None = None
-
-
 def handler(event: Any, context: Any) -> Any:
     """The Lambda entry point."""
+    return app()(event, context)
+
+
+def app() -> LambdaApp:
+    """This sandbox's app: the one built at import, or built now."""
     global _app
     if _app is None:
         _app = LambdaApp.from_environment()
-    return _app(event, context)
+    return _app
 
 
 def reset() -> None:
     """Forget the cold-start state (tests; a new config or environment)."""
     global _app
     _app = None
+
+
+# The AWS services whose clients a sandbox creates ahead of traffic, by the connector module that uses them.
+# S3 is always among them: S3 notifications are read with it.
+_SERVICES_OF_CONNECTORS = {"handlers.connectors.dynamo": "dynamodb", "handlers.connectors.s3": "s3",
+                           "handlers.connectors.sqs": "sqs", "handlers.connectors.kinesis": "kinesis"}
+
+
+def prepare() -> LambdaApp:
+    """Everything an invocation would otherwise do first, done now: the app, the modules an invocation imports
+    (Powertools' batch processing and metrics) and the AWS clients of the config's connectors (botocore's
+    service models loaded). For the SnapStart snapshot and provisioned concurrency's init."""
+    import aws_lambda_powertools.metrics  # noqa: F401
+    import aws_lambda_powertools.utilities.batch  # noqa: F401
+    import orjson  # noqa: F401
+
+    from handlers.connectors.aws import client
+
+    prepared = app()
+    services = {"s3"} | {_SERVICES_OF_CONNECTORS[type(c).__module__] for c in prepared.runtime.connectors.values()
+                         if type(c).__module__ in _SERVICES_OF_CONNECTORS}
+    for service in sorted(services):
+        client(service)
+    return prepared
+
+
+def after_restore() -> None:
+    """A sandbox restored from a SnapStart snapshot shares the snapshot's memory with every other one:
+    the random state (retry jitter draws from ``random``) is seeded anew, the AWS clients (their
+    connections and credentials) are dropped to be created again on first use (botocore's loaded models
+    stay), and the Idempotency-Key memory starts empty, as a new container's does. Record ids are derived
+    from the records, and ``uuid4`` reads the OS's entropy, so nothing else is instance-unique."""
+    import random
+
+    from handlers.connectors.aws import client
+
+    random.seed()
+    client.cache_clear()
+    if _app is not None:
+        _app.keys = posted.KeyMemory()
+
+
+def _register_snapstart_hooks() -> None:
+    try:
+        from snapshot_restore_py import (  # type: ignore[import-untyped]
+            register_after_restore,
+            register_before_snapshot,
+        )
+    except ImportError:  # not in the package: no SnapStart hooks to run
+        return
+    register_before_snapshot(prepare)
+    register_after_restore(after_restore)
+
+
+# The init phase: build now when the config is known (see the module's docstring).
+_app: LambdaApp | None = build_at_init(LambdaApp.from_environment)
+_register_snapstart_hooks()
+if _app is not None and os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "provisioned-concurrency":
+    prepare()

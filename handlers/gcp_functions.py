@@ -22,9 +22,11 @@ lost; this module only says it in Cloud Functions' words:
 * direct HTTP posts: 200, 422 when a record's data is at fault, 503 with
   ``Retry-After`` when an outside system failed.
 
-At cold start the config comes from ``AGGLO_CONFIG`` (a path, or a ``gs://``
-URI) and is compiled once; connectors are built once and their clients on first
-use. ``PUBSUB_EMULATOR_HOST`` and ``STORAGE_EMULATOR_HOST`` are honoured. Logs
+At cold start (when the module is imported, before the first request) the config
+comes from ``AGGLO_CONFIG`` (a path, or a ``gs://`` URI) and is compiled once; a
+config that cannot start fails the instance's start with ``InitError`` saying
+why. Connectors are built once and their clients on first use.
+``PUBSUB_EMULATOR_HOST`` and ``STORAGE_EMULATOR_HOST`` are honoured. Logs
 are JSON lines in Cloud Logging's format (``severity``, ``message``, the record
 id as a label, the request's trace where it has one).
 """
@@ -42,6 +44,7 @@ import functions_framework
 import orjson
 
 from agglo_core import Outcome
+from handlers.runtime.boot import build_at_init
 from handlers.runtime.driver import Runtime
 from handlers.runtime.settlement import (
     FAILED,
@@ -207,9 +210,6 @@ class CloudFunctionApp:
         return answer, status
 
 
-_app: CloudFunctionApp | None = None
-
-
 def app() -> CloudFunctionApp:
     global _app
     if _app is None:
@@ -221,6 +221,10 @@ def reset() -> None:
     """Forget the cold-start state (tests; a new config or environment)."""
     global _app
     _app = None
+
+
+# The instance's start: build now when the config is known, lazily otherwise (tests importing the module).
+_app: CloudFunctionApp | None = build_at_init(CloudFunctionApp.from_environment)
 
 
 @functions_framework.cloud_event

@@ -1,19 +1,52 @@
-"""Cold start for the local adapters: read a config file, compile it, build connectors once."""
+"""Cold start: for the local adapters, read a config file, compile it, build connectors once; for the
+serverless ones, build their app in the init phase (``build_at_init``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 from agglo_core import ConfigError
 from handlers.connectors import UnknownConnector, local_registry
-from handlers.runtime.config_source import MAX_CONFIG_BYTES, ConfigTooLarge, bounded_config
+from handlers.runtime.config_source import MAX_CONFIG_BYTES, ConfigSourceError, ConfigTooLarge, bounded_config
 from handlers.runtime.driver import Runtime
 from handlers.runtime.entwine_keys import compile_with_keys
 from handlers.runtime.execs import ExecRunner, allow_list_from
 
+App = TypeVar("App")
+
 
 class UsageError(Exception):
     """Bad config or bad usage: exit status 2."""
+
+
+class InitError(RuntimeError):
+    """The function cannot start: its config (``AGGLO_CONFIG``) could not be read, compiled or connected.
+
+    Raised while the entry point's module is imported, so the platform reports it as the init error,
+    with this message, before any event is taken."""
+
+
+def build_at_init(build: Callable[[], App], environ: Mapping[str, str] = os.environ) -> App | None:
+    """``build()`` now, in the init phase, when ``AGGLO_CONFIG`` is set; ``None`` (build on first use) otherwise.
+
+    Lambda's init phase is what SnapStart snapshots and provisioned concurrency runs ahead of traffic, so
+    the plan and connectors are built there. Without ``AGGLO_CONFIG`` (a test importing the module, a tool
+    reading its names) nothing is built and the first invocation builds or says what is missing.
+    """
+    source = environ.get("AGGLO_CONFIG")
+    if not source:
+        return None
+    try:
+        return build()
+    except Exception as e:
+        # agglo's own refusals (ValueError: the config's; ConfigSourceError: its source's) say what is wrong;
+        # anything else (an AWS error reading s3://…) also needs its kind.
+        problem = str(e) if isinstance(e, ValueError | ConfigSourceError) else f"{type(e).__name__}: {e}"
+        if not problem.startswith("AGGLO_CONFIG"):
+            problem = f"AGGLO_CONFIG={source}: {problem}"
+        raise InitError(f"agglo cannot start: {problem}") from e
 
 
 def read_config_file(path: str) -> bytes:

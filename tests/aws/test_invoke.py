@@ -147,7 +147,9 @@ def test_parameter_overrides_reach_the_function(stack, tmp_path):
     proc = stack.invoke("PipelineFunction", "-e", str(EVENTS / "sqs.json"),
                         "--parameter-overrides", "ConfigPath=pipelines/missing.json", cwd=tmp_path)
     response = _response(proc, status=1)
-    assert response["errorType"] == "ConfigSourceError"
+    # The config is read in the init phase: the import fails, saying which config and why.
+    assert response["errorType"] == "Runtime.ImportModuleError"
+    assert "agglo cannot start: AGGLO_CONFIG=pipelines/missing.json: no such file" in response["errorMessage"]
     assert f"{ROOT}/pipelines/missing.json" in response["errorMessage"]
 
     proc = stack.invoke("PipelineFunction", "-e", str(EVENTS / "sqs.json"), cwd=tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import pathlib
+import re
 
 import pytest
 
@@ -31,17 +32,32 @@ def sam_template() -> dict:
     return yaml_parse(TEMPLATE.read_text())
 
 
+SNAPSTART = ("false", "true")
+
+
+def with_snapstart(sam_template: dict, enabled: str) -> dict:
+    """The template as deployed with ``EnableSnapStart=enabled``: the parameter can take no other value."""
+    template = copy.deepcopy(sam_template)
+    template["Parameters"]["EnableSnapStart"].update(Default=enabled, AllowedValues=[enabled])
+    return template
+
+
+@pytest.fixture(scope="module", params=SNAPSTART, ids=lambda v: f"snapstart-{v}")
+def snapstart(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def transformed(sam_template) -> dict:
+def transformed(sam_template, snapstart) -> dict:
     from samtranslator.translator.transform import transform
 
-    template = copy.deepcopy(sam_template)
+    template = with_snapstart(sam_template, snapstart)
     # What `sam package` does before deploying: local code becomes an S3 location.
     template["Resources"]["PipelineFunction"]["Properties"]["CodeUri"] = "s3://agglo-artifacts/pipeline.zip"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AWS_DEFAULT_REGION", REGION)  # pseudo parameters; no AWS call is made
         loader = _NoManagedPolicies()
-        out = transform(template, {}, loader)
+        out = transform(template, {"EnableSnapStart": snapstart}, loader)
     assert loader.calls == 0
     return out
 
@@ -60,8 +76,8 @@ def _describe(matches: list) -> str:
     return "\n".join(f"{m.rule.id} {'/'.join(str(p) for p in m.path)}: {m.message}" for m in matches)
 
 
-def test_cfn_lint_finds_no_errors_in_the_sam_template():
-    errors, warnings = _lint(TEMPLATE.read_text())
+def test_cfn_lint_finds_no_errors_in_the_sam_template(sam_template, snapstart):
+    errors, warnings = _lint(json.dumps(with_snapstart(sam_template, snapstart)))
     assert not errors, f"errors:\n{_describe(errors)}\nwarnings:\n{_describe(warnings)}"
 
 
@@ -80,7 +96,10 @@ def test_the_function(transformed, sam_template):
     props = fn["Properties"]
     assert fn["Type"] == "AWS::Lambda::Function"
     assert props["Handler"] == "handlers.aws_lambda.handler"
-    assert props["Runtime"] == "python3.11"
+    # The bytecode in the artefact is for the Makefile's LAMBDA_PYTHON: the runtime must be that version.
+    [lambda_python] = re.findall(r"^LAMBDA_PYTHON\s*\?=\s*(\S+)", (ROOT / "Makefile").read_text(), re.M)
+    assert props["Runtime"] == f"python{lambda_python}"
+    assert tuple(int(n) for n in lambda_python.split(".")) >= (3, 12)
     assert props["Architectures"] == ["arm64"]
     assert props["TracingConfig"] == {"Mode": "Active"}
     assert props["Timeout"] >= 30 and props["MemorySize"] >= 512
@@ -128,7 +147,7 @@ def test_s3_notifications_without_a_dependency_cycle(transformed):
     bucket = transformed["Resources"]["InputBucket"]
     [config] = bucket["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
     assert config["Event"] == "s3:ObjectCreated:*"
-    assert config["Function"] == {"Fn::GetAtt": ["PipelineFunction", "Arn"]}
+    assert config["Function"] == {"Ref": "PipelineFunctionAliaslive"}
     # The function's role must not refer to the bucket (bucket -> permission -> function -> role -> bucket).
     role = json.dumps(transformed["Resources"]["PipelineFunctionRole"])
     assert '"InputBucket"' not in role and "InputBucket." not in role
@@ -202,3 +221,41 @@ def test_outputs(sam_template):
                  "OutputBucketName", "InputQueueUrl", "OutputQueueUrl", "InputDeadLetterQueueUrl",
                  "FailedEventsQueueUrl", "InputStreamName"):
         assert name in outputs
+
+
+def _resolved(node: object, template: dict, parameters: dict[str, str]) -> object:
+    """``node`` with its ``Fn::If``s decided as CloudFormation would for ``parameters``."""
+    if isinstance(node, list):
+        return [_resolved(n, template, parameters) for n in node]
+    if not isinstance(node, dict):
+        return node
+    if set(node) == {"Fn::If"}:
+        condition, then, otherwise = node["Fn::If"]
+        [(function, (left, right))] = template["Conditions"][condition].items()
+        assert function == "Fn::Equals" and set(left) == {"Ref"}, "only parameter equality is decided here"
+        return _resolved(then if parameters[left["Ref"]] == right else otherwise, template, parameters)
+    return {k: _resolved(v, template, parameters) for k, v in node.items()}
+
+
+def test_snapstart_is_a_parameter_off_by_default(transformed, sam_template, snapstart):
+    assert sam_template["Parameters"]["EnableSnapStart"]["Default"] == "false"
+    props = _resolved(transformed["Resources"]["PipelineFunction"]["Properties"], transformed,
+                      {"EnableSnapStart": snapstart})
+    assert props["SnapStart"] == {"ApplyOn": "PublishedVersions" if snapstart == "true" else "None"}
+
+
+def test_every_trigger_invokes_the_published_alias(transformed):
+    """SnapStart runs only published versions: nothing may invoke $LATEST, whatever EnableSnapStart says."""
+    resources = transformed["Resources"]
+    [alias_name] = _resources_of_type(transformed, "AWS::Lambda::Alias")
+    alias = {"Ref": alias_name}
+    assert resources[alias_name]["Properties"]["FunctionVersion"]["Fn::GetAtt"][1] == "Version"
+    for mapping in _resources_of_type(transformed, "AWS::Lambda::EventSourceMapping").values():
+        assert mapping["Properties"]["FunctionName"] == alias
+    [notification] = resources["InputBucket"]["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
+    assert notification["Function"] == alias
+    assert resources["PipelineFunctionUrl"]["Properties"]["TargetFunctionArn"] == alias
+    for permission in _resources_of_type(transformed, "AWS::Lambda::Permission").values():
+        assert permission["Properties"]["FunctionName"] == alias
+    [invoke_config] = _resources_of_type(transformed, "AWS::Lambda::EventInvokeConfig").values()
+    assert invoke_config["Properties"]["Qualifier"] == "live"
