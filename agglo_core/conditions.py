@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agglo_core import regex as regex_engine
-from agglo_core.config import Condition, ExistsOperation, Expression, Operand
 from agglo_core.paths import MISSING, compile_getter
+
+if TYPE_CHECKING:
+    from agglo_core.config import Condition, ExistsOperation, Expression, Operand
 
 Predicate = Callable[[dict], bool]
 _Value = Callable[[dict], Any]
@@ -90,7 +92,7 @@ def json_equal(a: Any, b: Any) -> bool:
     return a == b  # type: ignore[no-any-return]
 
 
-def _compare(op: str, a: Any, b: Any) -> bool:
+def compare(op: str, a: Any, b: Any) -> bool:
     if a is MISSING or b is MISSING or not _same_kind(a, b):
         return False
     if op == "Equal":
@@ -102,7 +104,7 @@ def _compare(op: str, a: Any, b: Any) -> bool:
     return False
 
 
-def _regex_of(pattern: Any, cache: dict[str, regex_engine.Regex]) -> regex_engine.Regex | None:
+def regex_of(pattern: Any, cache: dict[str, regex_engine.Regex]) -> regex_engine.Regex | None:
     if type(pattern) is not str:
         return None
     compiled = cache.get(pattern)
@@ -133,7 +135,7 @@ def _compile_comparator(expr: Any) -> _Value:
         cache: dict[str, regex_engine.Regex] = {}
 
         def match_dynamic(e: dict) -> bool:
-            s, pattern = lhs(e), _regex_of(rhs(e), cache)
+            s, pattern = lhs(e), regex_of(rhs(e), cache)
             return type(s) is str and pattern is not None and (pattern.search(s) is not None) is want
 
         return match_dynamic
@@ -159,7 +161,7 @@ def _compile_comparator(expr: Any) -> _Value:
         return lambda e: (type(v := get(e)) is int or type(v) is float) and cmp(v, lit)
 
     rhs = _compile_operand(expr.rhs)
-    return lambda e: _compare(op, lhs(e), rhs(e))
+    return lambda e: compare(op, lhs(e), rhs(e))
 
 
 def _top_level_comparator(op: str, key: str, lit: Any) -> _Value:
@@ -213,7 +215,7 @@ def _power(a: Any, b: Any) -> Any:
     return a ** b
 
 
-_BINARY = {
+BINARY = {
     "Addition": _arith(operator.add), "Subtract": _arith(operator.sub), "Multiply": _arith(operator.mul),
     "Divide": _arith(operator.truediv), "Power": _arith(_power), "Modulus": _arith(operator.mod),
     "RightShift": _arith(_shift(operator.rshift), True), "LeftShift": _arith(_shift(operator.lshift), True),
@@ -221,7 +223,7 @@ _BINARY = {
 }
 
 
-def _unary(op: str, v: Any) -> Any:
+def unary(op: str, v: Any) -> Any:
     if op == "LogicalNot":
         return (not v) if type(v) is bool else MISSING
     if op == "Negation":
@@ -244,7 +246,7 @@ def _compile_expression(expr: Expression) -> _Value:
             return lambda e: lhs(e) is True and rhs(e) is True
         return lambda e: lhs(e) is True or rhs(e) is True
     if expr.binary is not None:
-        fn = _BINARY[expr.binary.op.value]
+        fn = BINARY[expr.binary.op.value]
         lhs, right = _compile_operand(expr.binary.lhs), expr.binary.rhs
         if right is not None and (right.literal is not None or right.numeric is not None):
             const = right.literal if right.literal is not None else right.numeric
@@ -254,7 +256,7 @@ def _compile_expression(expr: Expression) -> _Value:
     assert expr.unary is not None
     op = expr.unary.op.value
     rhs = _compile_operand(expr.unary.rhs)
-    return lambda e: _unary(op, rhs(e))
+    return lambda e: unary(op, rhs(e))
 
 
 def _compile_operand(operand: Operand | None) -> _Value:

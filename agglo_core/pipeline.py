@@ -17,15 +17,20 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from orjson import JSONEncodeError, dumps
 
-from agglo_core.config import PipelineProcess, PipelinesConfig, load_config
+from agglo_core.codegen import GeneratedRun, generate_run
 from agglo_core.connstr import redact
 from agglo_core.effects import Effect, EffectFailed, RetryPolicy
 from agglo_core.errors import RECORD_FAULTS, ConfigError, RecordError, StageError, describe
 from agglo_core.records import Outcome, Record, find_problem
+
+if TYPE_CHECKING:
+    from agglo_core.codegen import Emit
+    from agglo_core.config import PipelineProcess, PipelinesConfig
+    from agglo_core.ir import PipelineIR, PlanIR
 
 Driver = Generator[list[Effect], list[Any], Any]
 
@@ -102,12 +107,36 @@ class EffectfulStage(Stage, Protocol):
 class CompiledPipeline:
     name: str
     stages: tuple[Stage, ...]
-    segments: tuple[tuple[Stage, ...], ...] = field(init=False)
-    single: tuple[tuple[Stage, ...], ...] = field(init=False)
+    segments: tuple[tuple[Stage, ...], ...] = ()
+    """What runs without an observer: consecutive pure stages together (one ``GeneratedRun`` each, when
+    generated), each effectful stage alone. Empty: computed from ``stages``."""
+    single: tuple[tuple[Stage, ...], ...] = ()
+    """What runs with an observer: one stage at a time."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "segments", tuple(_segments(self.stages, True)))
-        object.__setattr__(self, "single", tuple(_segments(self.stages, False)))
+        if not self.segments:
+            object.__setattr__(self, "segments", tuple(_segments(self.stages, True)))
+        if not self.single:
+            object.__setattr__(self, "single", tuple(_segments(self.stages, False)))
+
+    @classmethod
+    def generated(cls, ir: PipelineIR, stages: tuple[Stage, ...], emitters: Mapping[str, Emit]) -> CompiledPipeline:
+        """Each run of pure stages as one generated function (and, for observers, each pure stage as one)."""
+
+        def runs(fuse: bool) -> tuple[tuple[Stage, ...], ...]:
+            out: list[tuple[Stage, ...]] = []
+            start = 0
+            for segment in _segments(stages, fuse):
+                if segment[0].pure:
+                    # An event that left an effectful stage may be held by its effects: copy it first.
+                    copy = start > 0 and not stages[start - 1].pure
+                    out.append((generate_run(ir, start, segment, emitters, copy),))
+                else:
+                    out.append(segment)
+                start += len(segment)
+            return tuple(out)
+
+        return cls(ir.name, stages, runs(True), runs(False))
 
 
 def effect_error(result: Any) -> EffectFailed | None:
@@ -171,6 +200,8 @@ Adapters use it for per-process metrics and traces; the core itself keeps no tim
 
 def _apply_pure(stages: Sequence[PureStage], items: list[Item], inv: Invocation) -> bool:
     """Run consecutive pure stages record by record; True when some record stopped or failed."""
+    if type(stages[0]) is GeneratedRun:
+        return stages[0].run_items(items, inv)
     stopped = False
     for it in items:
         event = it.event
@@ -232,10 +263,13 @@ class Plan:
     """An immutable, compiled config. Compile once per process; run many batches through it."""
 
     def __init__(self, config: PipelinesConfig, keys: Mapping[str, bytes] | None = None,
-                 redact: Callable[[str], str] = redact) -> None:
-        from agglo_core.processes import compile_stage
+                 redact: Callable[[str], str] = redact, codegen: bool = True) -> None:
+        from agglo_core.ir import build_ir
+        from agglo_core.processes import compile_stage, specs
 
         self.config = config
+        self.ir: PlanIR = build_ir(config)
+        emitters = {kind: s.emit for kind, s in specs().items() if s.emit is not None}
         self.partition = config.partitionUuid
         pipelines = []
         problems: list[str] = []
@@ -248,7 +282,12 @@ class Plan:
                     stages.append(compile_stage(config.process(proc.name), ctx))
                 except ConfigError as e:
                     problems.extend(f"pipelines[{i}].processes[{j}]: {m}" for m in e.problems)
-            pipelines.append(CompiledPipeline(p.name, tuple(stages)))
+            if problems:
+                continue
+            if codegen:
+                pipelines.append(CompiledPipeline.generated(self.ir.pipelines[i], tuple(stages), emitters))
+            else:
+                pipelines.append(CompiledPipeline(p.name, tuple(stages)))
         if problems:
             raise ConfigError(problems)
         self.pipelines: tuple[CompiledPipeline, ...] = tuple(pipelines)
@@ -309,12 +348,15 @@ class Plan:
 
 
 def compile_plan(config: PipelinesConfig | str | bytes | dict, keys: Mapping[str, bytes] | None = None,
-                 redact: Callable[[str], str] = redact) -> Plan:
+                 redact: Callable[[str], str] = redact, codegen: bool = True) -> Plan:
     """Load (if needed) and compile a config. Raises ``ConfigError`` listing every problem.
 
     ``keys``: the PEM private keys the config names by path (entwine), read by the caller. ``redact``: see
-    ``StageContext.redact``.
+    ``StageContext.redact``. ``codegen``: runs of pure stages run as generated code (``agglo_core.codegen``);
+    False runs the interpreted stages, the reference the generated code is held equal to.
     """
+    from agglo_core.config import PipelinesConfig, load_config
+
     if not isinstance(config, PipelinesConfig):
         config = load_config(config)
-    return Plan(config, keys, redact)
+    return Plan(config, keys, redact, codegen)

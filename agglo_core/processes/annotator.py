@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from pydantic import StrictStr
 
+from agglo_core.codegen import emit_annotator
 from agglo_core.conditions import compile_condition
 from agglo_core.config import ConditionField, ConfigModel
 from agglo_core.errors import StageError
@@ -94,7 +95,7 @@ UTC). An event that already has the field fails (binge's rule).
 """
 
 SPEC = ProcessSpec(
-    kind="annotator", doc=_DOC, proto_field=1, model=Annotator, compile=compile,
+    emit=emit_annotator, kind="annotator", doc=_DOC, proto_field=1, model=Annotator, compile=compile,
     summary=f"Sets fields to values, in order, where each annotation's condition holds; `{CURRENT_TIME}` is "
             "the invocation time. A field the event already has fails the record.",
     check=_check, conditions=_conditions, describe=_describe,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import StrictStr
 
+from agglo_core.codegen import emit_continuation
 from agglo_core.conditions import compile_condition
 from agglo_core.config import ConditionField, ConfigModel
 from agglo_core.pipeline import Invocation, StageContext
@@ -46,7 +47,7 @@ def _describe(d: Continuation) -> list[str]:
 
 
 SPEC = ProcessSpec(
-    kind="continuation", doc=_DOC, proto_field=8, model=Continuation, compile=compile,
+    emit=emit_continuation, kind="continuation", doc=_DOC, proto_field=8, model=Continuation, compile=compile,
     summary="Stops the pipeline for events where its condition is false: no output, no error.",
     gates_pipeline=True,
     describe=_describe,

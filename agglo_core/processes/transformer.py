@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import StrictBool, StrictStr, model_validator
 
 from agglo_core import regex as regex_engine
+from agglo_core.codegen import emit_transformer
 from agglo_core.conditions import compile_condition
 from agglo_core.config import ConditionField, ConfigModel, Number, TransformationType, exactly_one
 from agglo_core.effects import Exec, RetryPolicy
@@ -269,7 +270,7 @@ with a message saying what was expected.
 """
 
 SPEC = ProcessSpec(
-    kind="transformer", doc=_DOC, proto_field=7, model=Transformer, compile=compile,
+    emit=emit_transformer, kind="transformer", doc=_DOC, proto_field=7, model=Transformer, compile=compile,
     summary="Builds a new event from `specs`: each copies, sums, counts, pops, maps (by regex, arithmetic or "
             "an executable) or folds a source field into a target field; `forwardInputFields` starts from the "
             "input event.",
