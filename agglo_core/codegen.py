@@ -171,6 +171,17 @@ class Emitter:
                 f"and {p}.search({t}) {found})")
 
 
+def compile_predicate(node: Node | None) -> Callable[[dict], bool] | None:
+    """A condition node as one generated function of an event (None when it always holds)."""
+    if node is None:
+        return None
+    em = Emitter()
+    em.line(f"def condition(event):\n    return {em.cond(node)}")
+    exec(compile("\n".join(em.lines) + "\n", "<agglo condition>", "exec"), em.namespace)
+    fn: Callable[[dict], bool] = em.namespace["condition"]
+    return fn
+
+
 @dataclass(frozen=True, slots=True)
 class GeneratedRun:
     """Consecutive pure stages of one pipeline as one generated function over a batch's items."""
