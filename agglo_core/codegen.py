@@ -54,14 +54,19 @@ class Emitter:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.namespace: dict[str, Any] = dict(RUNTIME)
+        self.notes: dict[str, str] = {}
+        """Constant name -> what it is, for people reading the code (``repr``: never part of the code)."""
         self._depth = 0
         self._count = 0
 
-    def const(self, value: Any) -> str:
+    def const(self, value: Any, note: str | None = None) -> str:
         """The name under which ``value`` reaches the generated code (never its text)."""
         name = f"_k{self._count}"
         self._count += 1
         self.namespace[name] = value
+        if note is None:
+            note = repr(value) if value is None or type(value) in (str, int, float, bool, tuple) else type(value).__name__
+        self.notes[name] = note if len(note) <= 100 else note[:97] + "..."
         return name
 
     def tmp(self) -> str:
@@ -105,7 +110,8 @@ class Emitter:
         """An expression for the value at ``segs`` in ``event``, or ``_MISSING``."""
         if len(segs) == 1:
             return f"{event}.get({self.const(segs[0])}, _MISSING)"
-        return f"{self.const(compile_getter('.'.join(segs)))}({event})"
+        path = ".".join(segs)
+        return f"{self.const(compile_getter(path), f'the value at {path!r}')}({event})"
 
     def cond(self, node: Node, event: str = "event") -> str:
         """A condition node as a Python expression that is ``True`` or ``False``, as ``conditions`` decides."""
@@ -137,7 +143,8 @@ class Emitter:
         if kind in ("and", "or"):
             return f"({self.value(node[1], event)} is True {kind} {self.value(node[2], event)} is True)"
         if kind == "arith":
-            return f"{self.const(cond_rt.BINARY[node[1]])}({self.value(node[2], event)}, {self.value(node[3], event)})"
+            fn = self.const(cond_rt.BINARY[node[1]], node[1])
+            return f"{fn}({self.value(node[2], event)}, {self.value(node[3], event)})"
         if kind == "unary":
             return f"_unary({self.const(node[1])}, {self.value(node[2], event)})"
         raise AssertionError(f"unknown condition node {kind!r}")
@@ -164,7 +171,7 @@ class Emitter:
         if rhs[0] == "const" and type(rhs[1]) is str:
             from agglo_core import regex as regex_engine
 
-            search = self.const(regex_engine.compile(rhs[1]).search)
+            search = self.const(regex_engine.compile(rhs[1]).search, f"search for {rhs[1]!r}")
             return f"(type({t} := {left}) is str and {search}({t}) {found})"
         cache, p = self.const({}), self.tmp()
         return (f"(type({t} := {left}) is str and ({p} := _regex_of({self.value(rhs, event)}, {cache})) is not None "
@@ -191,6 +198,8 @@ class GeneratedRun:
     run_items: Callable[[list[Any], Any], bool]
     """(items, invocation) -> True when some record stopped or failed; updates the items in place."""
     source: str
+    notes: tuple[tuple[str, str], ...] = ()
+    """(constant, what it is): the values the source names, for people to read beside it."""
     pure: bool = True
 
 
@@ -215,7 +224,7 @@ def generate_run(pipeline: PipelineIR, first: int, stages: Sequence[Any], emitte
                     mark = len(em.lines)
                     if emit is None or not emit(proc, em):
                         del em.lines[mark:]
-                        em.line(f"event = {em.const(stage.apply)}(event, inv)")
+                        em.line(f"event = {em.const(stage.apply, f'the interpreted {proc.kind} stage')}(event, inv)")
                         with em.block("if event is None:"):
                             em.stop()
                     if len(em.lines) == mark:
@@ -230,7 +239,7 @@ def generate_run(pipeline: PipelineIR, first: int, stages: Sequence[Any], emitte
     code = compile(source, f"<agglo pipeline {safe_name(pipeline.name)}>", "exec")
     exec(code, em.namespace)  # the namespace holds every config value; the source holds none
     name = stages[0].name if len(stages) == 1 else "+".join(s.name for s in stages)
-    return GeneratedRun(name, tuple(stages), em.namespace[fn], source)
+    return GeneratedRun(name, tuple(stages), em.namespace[fn], source, tuple(em.notes.items()))
 
 
 # --- emitters of the pure process types ---------------------------------------------------------------------
@@ -296,7 +305,7 @@ def emit_transformer(proc: ProcessIR, em: Emitter) -> bool:
             else:
                 em.line("v = src")
             with em.block("if v is not _MISSING:") if source else nullcontext():
-                em.line(f"v = {em.const(fn)}(v)")
+                em.line(f"v = {em.const(fn, s['transformation']['transformationType'])}(v)")
                 with em.block(f"if type(v) is not str and (p := _unwritable(v, {em.const(target)}, "
                               f"{len(segs) if segs else 0})) is not None:"):
                     em.fail(f"{em.const('the result cannot be written as JSON: ')} + p")

@@ -10,8 +10,12 @@ match exactly).
 
 from __future__ import annotations
 
+import ast
 import json
+import pathlib
 import re
+import subprocess
+import sys
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -350,3 +354,38 @@ def test_generated_function_is_readable() -> None:
     assert sources[0].startswith("def run_BasicPipeline_1_AnnotateFooBar(items, inv):")
     assert "# 1: annotator AnnotateFooBar" in sources[0]
 
+
+
+# --- agglo compile --show ---------------------------------------------------------------------------------
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def agglo(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "import sys; from handlers.local import main; sys.exit(main())",
+                           *args], cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_compile_show_prints_each_pipelines_generated_python(tmp_path: pathlib.Path) -> None:
+    result = agglo("compile", "-c", "pipelines/basic.json", "--show")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    tree = ast.parse(text)  # the whole listing is Python: code, and comments naming the constants
+    functions = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+    plan = compile_plan((REPO / "pipelines" / "basic.json").read_text())
+    assert functions == [seg[0].source.split("(")[0].removeprefix("def ") for p in plan.pipelines
+                         for seg in p.segments if type(seg[0]) is GeneratedRun]
+    assert "# 2: aggregator SumSomeNum runs interpreted (it yields effects)" in text
+    assert "#   _k0 = 'found'" in text
+
+    hostile = tmp_path / "hostile.json"
+    hostile.write_text(json.dumps(hostile_config()))
+    result = agglo("compile", "-c", str(hostile), "--show")
+    assert result.returncode == 0, result.stderr
+    ast.parse(result.stdout)  # quotes and newlines in names and values cannot break the listing
+    assert "__import__" not in "".join(line.split("#")[0] for line in result.stdout.splitlines())
+
+
+def test_compile_without_show_is_a_usage_error() -> None:
+    result = agglo("compile", "-c", "pipelines/basic.json")
+    assert result.returncode == 2 and "--show" in result.stderr
