@@ -276,18 +276,12 @@ def emit_continuation(proc: ProcessIR, em: Emitter) -> bool:
 
 
 def emit_transformer(proc: ProcessIR, em: Emitter) -> bool:
-    from agglo_core.transforms import builtin_transformation
+    from agglo_core.transforms import ExecTransform, transformation_of
 
     specs = proc.params["specs"]
-    fns = []
-    for s in specs:
-        t = s["transformation"]
-        args = next((t[f] for f in ("mapAddArgs", "mapMultArgs", "mapRegexArgs", "leftFoldArgs", "rightFoldArgs")
-                     if t.get(f) is not None), None)
-        fn = builtin_transformation(t["transformationType"], args)
-        if fn is None:
-            return False  # runs an executable: the interpreted stage drives its effects
-        fns.append(fn)
+    fns = [transformation_of(s["transformation"]) for s in specs]
+    if any(isinstance(fn, ExecTransform) for fn in fns):
+        return False  # runs an executable: the interpreted stage drives its effects
     forward = proc.params["forwardInputFields"]
     em.line("src = event")
     if forward:

@@ -124,6 +124,11 @@ def build_ir(config: PipelinesConfig) -> PlanIR:
     return PlanIR(config.partitionUuid, tuple(pipelines), externals)
 
 
+def definition_ir(definition: Any) -> ProcessIR:
+    """A process definition as IR, outside any pipeline (a tee's transformer)."""
+    return ProcessIR(definition.name, definition.kind, _freeze_model(definition.body))
+
+
 def _freeze_model(value: Any) -> Any:
     from pydantic import BaseModel
 

@@ -30,7 +30,7 @@ from agglo_core.records import Outcome, Record, find_problem
 if TYPE_CHECKING:
     from agglo_core.codegen import Emit
     from agglo_core.config import PipelineProcess, PipelinesConfig
-    from agglo_core.ir import PipelineIR, PlanIR
+    from agglo_core.ir import PipelineIR, PlanIR, ProcessIR
 
 Driver = Generator[list[Effect], list[Any], Any]
 
@@ -80,6 +80,8 @@ class StageContext:
     redact: Callable[[str], str] = redact
     """Hides a connection string's secrets before it reaches an output; the adapter passes one that knows
     each connector's secret options (the default guesses them from option names)."""
+    step: ProcessIR | None = None
+    """The process in the IR: what stages that compile from the IR read (the others read the model)."""
 
     @property
     def partition(self) -> str:
@@ -277,7 +279,7 @@ class Plan:
             stages = []
             for j, proc in enumerate(p.processes):
                 retry = RetryPolicy(proc.retryStrategy.numRetries, proc.retryStrategy.initialBackOffMs)
-                ctx = StageContext(config, p.name, proc, retry, keys or {}, redact)
+                ctx = StageContext(config, p.name, proc, retry, keys or {}, redact, self.ir.pipelines[i].processes[j])
                 try:
                     stages.append(compile_stage(config.process(proc.name), ctx))
                 except ConfigError as e:

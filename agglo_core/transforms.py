@@ -175,23 +175,21 @@ class ExecTransform:
     path: str
 
 
-def compile_transformation(t: Any) -> ValueFn | ExecTransform:
-    ttype = t.transformationType.value
-    args_field = _ARGS_OF.get(ttype)
-    args = getattr(t, args_field) if args_field else None
-    builtin = builtin_transformation(ttype, None if args is None else args.model_dump())
-    if builtin is not None:
-        return builtin
-    runs = executable_of(t)
-    if ttype == "TransformMap":
-        return ExecTransform("map", t.mapArgs.path)
-    if ttype in ("TransformLeftFold", "TransformRightFold") and runs is not None:
-        return ExecTransform("rightfold" if ttype == "TransformRightFold" else "leftfold", runs[1])
-    raise AssertionError(f"unvalidated transformation type {ttype}")
-
-
 _ARGS_OF = {"TransformMapAdd": "mapAddArgs", "TransformMapMult": "mapMultArgs", "TransformMapRegex": "mapRegexArgs",
             "TransformLeftFold": "leftFoldArgs", "TransformRightFold": "rightFoldArgs"}
+
+
+def transformation_of(t: Mapping[str, Any]) -> ValueFn | ExecTransform:
+    """A transformation of the IR (its params as data): a function, or an ``ExecTransform`` to drive."""
+    ttype = t["transformationType"]
+    field = _ARGS_OF.get(ttype)
+    builtin = builtin_transformation(ttype, t[field] if field else None)
+    if builtin is not None:
+        return builtin
+    if ttype == "TransformMap":
+        return ExecTransform("map", t["mapArgs"]["path"])
+    assert field is not None and ttype in _FOLDS, f"unvalidated transformation type {ttype}"
+    return ExecTransform("rightfold" if ttype == "TransformRightFold" else "leftfold", t[field]["path"])
 
 
 def builtin_transformation(ttype: str, args: Mapping[str, Any] | None) -> ValueFn | None:

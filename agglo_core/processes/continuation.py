@@ -5,8 +5,9 @@ from __future__ import annotations
 from pydantic import StrictStr
 
 from agglo_core.codegen import emit_continuation
-from agglo_core.conditions import compile_condition
+from agglo_core.conditions import compile_node
 from agglo_core.config import ConditionField, ConfigModel
+from agglo_core.ir import ProcessIR
 from agglo_core.pipeline import Invocation, StageContext
 from agglo_core.processes.spec import ProcessSpec
 
@@ -19,16 +20,17 @@ class Continuation(ConfigModel):
 class ContinuationStage:
     pure = True
 
-    def __init__(self, d: Continuation) -> None:
-        self.name = d.name
-        self._cond = compile_condition(d.condition)
+    def __init__(self, step: ProcessIR) -> None:
+        self.name = step.params["name"]
+        self._cond = compile_node(step.params["condition"])
 
     def apply(self, event: dict, inv: Invocation) -> dict | None:
         return event if self._cond is None or self._cond(event) else None
 
 
 def compile(d: Continuation, ctx: StageContext) -> ContinuationStage:
-    return ContinuationStage(d)
+    assert ctx.step is not None
+    return ContinuationStage(ctx.step)
 
 
 _DOC = """\

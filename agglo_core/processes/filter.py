@@ -14,6 +14,7 @@ from pydantic import StrictBool, StrictStr
 
 from agglo_core import regex as regex_engine
 from agglo_core.config import ConfigModel
+from agglo_core.ir import ProcessIR
 from agglo_core.pipeline import Invocation, StageContext
 from agglo_core.processes.spec import CheckContext, Finding, LintContext, Problem, ProcessSpec
 from agglo_core.validation import regex_problem
@@ -32,10 +33,10 @@ class Filter(ConfigModel):
 class FilterStage:
     pure = True
 
-    def __init__(self, d: Filter) -> None:
-        self.name = d.name
-        self._search = regex_engine.compile(d.regex).search
-        self._keep = d.keepMatched
+    def __init__(self, step: ProcessIR) -> None:
+        self.name = step.params["name"]
+        self._search = regex_engine.compile(step.params["regex"]).search
+        self._keep = step.params["keepMatched"]
         self._verdicts: dict[str, bool] = {}  # key -> survives; events repeat their keys
         self._top: dict[str, int] = {}
 
@@ -79,7 +80,8 @@ class FilterStage:
 
 
 def compile(d: Filter, ctx: StageContext) -> FilterStage:
-    return FilterStage(d)
+    assert ctx.step is not None
+    return FilterStage(ctx.step)
 
 
 def _check(d: Filter, ctx: CheckContext) -> Iterator[Problem]:

@@ -13,6 +13,7 @@ from agglo_core.config import ConditionField, ConfigModel
 from agglo_core.effects import Effect, Put
 from agglo_core.errors import RECORD_FAULTS, StageError, describe
 from agglo_core.ids import IdMaker
+from agglo_core.ir import definition_ir
 from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error, run_each
 from agglo_core.processes.spec import CheckContext, ExternalRef, Finding, LintContext, Problem, ProcessSpec
 from agglo_core.processes.transformer import TransformerStage
@@ -55,7 +56,7 @@ class TeeStage:
         self._connection = ctx.redact(external.connectionString)
         self._ids = IdMaker(ctx.partition, ctx.pipeline, d.name, "tee")
         self._retry = ctx.retry
-        self._transformer = (TransformerStage(ctx.config.process(d.transformerRef).body, ctx.retry)
+        self._transformer = (TransformerStage(definition_ir(ctx.config.process(d.transformerRef)), ctx.retry)
                              if d.transformerRef else None)
 
     def _body(self, event: dict, inv: Invocation) -> dict:
