@@ -40,6 +40,8 @@ RUNTIME: dict[str, Any] = {
 }
 """Helpers every generated module sees by these names."""
 
+_BOOLEAN_NODES = frozenset({"cmp", "match", "and", "or", "exists", "all", "is_true"})
+"""Nodes whose value is always ``True`` or ``False``."""
 _ORDER_OPS = {"GreaterThan": ">", "LessThan": "<", "GreaterThanOrEqual": ">=", "LessThanOrEqual": "<="}
 
 
@@ -56,12 +58,21 @@ class Emitter:
         self.namespace: dict[str, Any] = dict(RUNTIME)
         self.notes: dict[str, str] = {}
         """Constant name -> what it is, for people reading the code (``repr``: never part of the code)."""
+        self._scalars: dict[tuple[type, str], str] = {}
         self._depth = 0
         self._count = 0
 
     def const(self, value: Any, note: str | None = None) -> str:
         """The name under which ``value`` reaches the generated code (never its text)."""
+        scalar = value is None or type(value) in (str, int, float, bool)
+        if scalar and note is None:
+            # The same value (by type and spelling: 0.0 is not -0.0, 1 is not True) is one constant.
+            known = self._scalars.get((type(value), repr(value)))
+            if known is not None:
+                return known
         name = f"_k{self._count}"
+        if scalar and note is None:
+            self._scalars[(type(value), repr(value))] = name
         self._count += 1
         self.namespace[name] = value
         if note is None:
@@ -141,13 +152,19 @@ class Emitter:
         if kind == "match":
             return self._match(node, event)
         if kind in ("and", "or"):
-            return f"({self.value(node[1], event)} is True {kind} {self.value(node[2], event)} is True)"
+            return f"({self._is_true(node[1], event)} {kind} {self._is_true(node[2], event)})"
         if kind == "arith":
             fn = self.const(cond_rt.BINARY[node[1]], node[1])
             return f"{fn}({self.value(node[2], event)}, {self.value(node[3], event)})"
         if kind == "unary":
             return f"_unary({self.const(node[1])}, {self.value(node[2], event)})"
         raise AssertionError(f"unknown condition node {kind!r}")
+
+    def _is_true(self, node: Node, event: str) -> str:
+        """An expression that is True exactly when the node's value is ``True``."""
+        if node[0] in _BOOLEAN_NODES:
+            return self.value(node, event)  # already True or False
+        return f"({self.value(node, event)} is True)"
 
     def _comparison(self, node: Node, event: str) -> str:
         _, op, lhs, rhs = node
