@@ -82,6 +82,17 @@ class StageContext:
     each connector's secret options (the default guesses them from option names)."""
     step: ProcessIR | None = None
     """The process in the IR: what stages that compile from the IR read (the others read the model)."""
+    codegen: bool = False
+    """Conditions of effectful stages are generated code too (``predicate``), not closures."""
+
+    def predicate(self, condition: Any) -> Callable[[dict], bool] | None:
+        """A stage's condition (a model's ``Condition``) as a predicate; None when it always holds."""
+        from agglo_core.codegen import compile_predicate
+        from agglo_core.conditions import compile_node
+        from agglo_core.ir import condition_node
+
+        node = condition_node(condition)
+        return compile_predicate(node) if self.codegen else compile_node(node)
 
     @property
     def partition(self) -> str:
@@ -279,7 +290,8 @@ class Plan:
             stages = []
             for j, proc in enumerate(p.processes):
                 retry = RetryPolicy(proc.retryStrategy.numRetries, proc.retryStrategy.initialBackOffMs)
-                ctx = StageContext(config, p.name, proc, retry, keys or {}, redact, self.ir.pipelines[i].processes[j])
+                ctx = StageContext(config, p.name, proc, retry, keys or {}, redact, self.ir.pipelines[i].processes[j],
+                                   codegen)
                 try:
                     stages.append(compile_stage(config.process(proc.name), ctx))
                 except ConfigError as e:

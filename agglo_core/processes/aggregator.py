@@ -18,7 +18,6 @@ from typing import Any
 import orjson
 from pydantic import StrictBool, StrictStr
 
-from agglo_core.conditions import compile_condition
 from agglo_core.config import AggregationType, ConditionField, ConfigModel
 from agglo_core.effects import ApplyDeltas, Deltas, DeltasApplied, Effect
 from agglo_core.errors import describe
@@ -100,7 +99,7 @@ class AggregatorStage:
         agg = d.aggregation
         assert agg is not None
         self.name = d.name
-        self._cond = compile_condition(d.condition)
+        self._cond = ctx.predicate(d.condition)
         self._kind = agg.aggregationType.value
         self._get = compile_getter(agg.key)
         self._groups = [compile_getter(g) for g in agg.groupByKeys]

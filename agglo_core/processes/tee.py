@@ -8,7 +8,6 @@ from typing import Any
 
 from pydantic import Field, StrictStr
 
-from agglo_core.conditions import compile_condition
 from agglo_core.config import ConditionField, ConfigModel
 from agglo_core.effects import Effect, Put
 from agglo_core.errors import RECORD_FAULTS, StageError, describe
@@ -48,7 +47,7 @@ class TeeStage:
 
     def __init__(self, d: Tee, ctx: StageContext) -> None:
         self.name = d.name
-        self._cond = compile_condition(d.condition)
+        self._cond = ctx.predicate(d.condition)
         self._target = d.outputConnectorRef
         self._extra = dict(d.additionalBody)
         external = ctx.config.external(d.outputConnectorRef)
