@@ -11,6 +11,7 @@ match exactly).
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import pathlib
 import re
@@ -389,3 +390,13 @@ def test_compile_show_prints_each_pipelines_generated_python(tmp_path: pathlib.P
 def test_compile_without_show_is_a_usage_error() -> None:
     result = agglo("compile", "-c", "pipelines/basic.json")
     assert result.returncode == 2 and "--show" in result.stderr
+
+
+def test_compile_output_writes_the_ir_and_the_configs_hash(tmp_path: pathlib.Path) -> None:
+    config = REPO / "pipelines" / "basic.json"
+    result = agglo("compile", "-c", str(config), "-o", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    artefact = json.loads((tmp_path / "out" / "plan.json").read_text())
+    assert artefact["configSha256"] == hashlib.sha256(config.read_bytes()).hexdigest()
+    assert PlanIR.from_data(artefact["ir"]) == build_ir(load_config(config.read_text()))
+    assert (tmp_path / "out" / "plan.py").read_text() == compile_plan(config.read_text()).source()
