@@ -143,7 +143,7 @@ class CompiledPipeline:
                 if segment[0].pure:
                     # An event that left an effectful stage may be held by its effects: copy it first.
                     copy = start > 0 and not stages[start - 1].pure
-                    out.append((generate_run(ir, start, segment, emitters, copy),))
+                    out.append((cast(Stage, generate_run(ir, start, segment, emitters, copy)),))
                 else:
                     out.append(segment)
                 start += len(segment)
@@ -213,8 +213,9 @@ Adapters use it for per-process metrics and traces; the core itself keeps no tim
 
 def _apply_pure(stages: Sequence[PureStage], items: list[Item], inv: Invocation) -> bool:
     """Run consecutive pure stages record by record; True when some record stopped or failed."""
-    if type(stages[0]) is GeneratedRun:
-        return stages[0].run_items(items, inv)
+    first: Any = stages[0]
+    if type(first) is GeneratedRun:
+        return first.run_items(items, inv)
     stopped = False
     for it in items:
         event = it.event
@@ -319,7 +320,7 @@ class Plan:
             out.append(f"# === pipeline {safe_name(ir.name)} ===")
             at = 0
             for segment in pipe.segments:
-                stage = segment[0]
+                stage: Any = segment[0]
                 if type(stage) is GeneratedRun:
                     out.append(stage.source)
                     out.extend(f"#   {name} = {note}" for name, note in stage.notes)
