@@ -37,7 +37,7 @@ from test_properties import (
     spec,
 )
 
-from agglo_core import Record, compile_plan
+from agglo_core import Plan, Record, compile_plan
 from agglo_core.codegen import GeneratedRun, compile_predicate
 from agglo_core.conditions import compile_condition
 from agglo_core.config import Condition, load_config
@@ -61,6 +61,28 @@ def run_both(config: str | dict, batches: list[list[Record]], now: int) -> None:
     assert repr(a) == repr(b)
     assert first.log == second.log
     assert repr(sorted(first.world.kv.items(), key=repr)) == repr(sorted(second.world.kv.items(), key=repr))
+    # Observed (per-process metrics and traces), a generated plan runs one function per pure stage instead.
+    third, fourth = Recorder(make_world()), Recorder(make_world())
+    seen_generated, seen_interpreted = Observed(generated), Observed(interpreted)
+    c = run_capturing(seen_generated, batches, now, third)
+    d = run_capturing(seen_interpreted, batches, now, fourth)
+    assert repr(c) == repr(d) == repr(a)
+    assert third.log == fourth.log == first.log
+    assert seen_generated.calls == seen_interpreted.calls
+
+
+class Observed:
+    """A plan run with an observer, keeping every ``(pipeline, process, in, out)`` it is told."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.calls: list[tuple[str, str, int, int]] = []
+
+    def observe(self, pipeline: str, process: str, n_in: int, n_out: int) -> None:
+        self.calls.append((pipeline, process, n_in, n_out))
+
+    def run(self, records: list[Record], now_ms: int, perform: Any) -> list[Any]:
+        return self.plan.run(records, now_ms, perform, self.observe)
 
 
 def batches_of(payloads: list[list[dict]]) -> list[list[Record]]:
