@@ -217,7 +217,7 @@ def test_random_configs_cover_every_process_type_but_entwine() -> None:
 
 def test_pure_kinds_emit_code() -> None:
     emitting = {kind for kind, s in specs().items() if s.emit is not None}
-    assert emitting == {"annotator", "continuation", "transformer"}
+    assert emitting == {"annotator", "continuation", "filter", "transformer"}
 
 
 # --- conditions alone: many more examples, on events made of the values the conditions name ---------------
