@@ -108,6 +108,16 @@ class Emitter:
         with self.block(f"if {self.cond(node, event)}:"):
             yield
 
+    def build(self, name: str, where: str) -> Callable[..., Any]:
+        """The function ``name`` the lines written so far define (``where`` names the code in tracebacks)."""
+        code = compile("\n".join(self.lines) + "\n", f"<agglo {safe_name(where)}>", "exec")
+        exec(code, self.namespace)  # the namespace holds every config value; the source holds none
+        fn: Callable[..., Any] = self.namespace[name]
+        return fn
+
+    def source(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
     def stop(self) -> None:
         """This pipeline stops for the record: no output, no error."""
         self.line("it.event = None")
@@ -200,9 +210,9 @@ def compile_predicate(node: Node | None) -> Callable[[dict], bool] | None:
     if node is None:
         return None
     em = Emitter()
-    em.line(f"def condition(event):\n    return {em.cond(node)}")
-    exec(compile("\n".join(em.lines) + "\n", "<agglo condition>", "exec"), em.namespace)
-    fn: Callable[[dict], bool] = em.namespace["condition"]
+    with em.block("def condition(event):"):
+        em.line(f"return {em.cond(node)}")
+    fn: Callable[[dict], bool] = em.build("condition", "condition")
     return fn
 
 
@@ -252,11 +262,9 @@ def generate_run(pipeline: PipelineIR, first: int, stages: Sequence[Any], emitte
                     em.line("continue")
             em.line("it.event = event")
         em.line("return stopped")
-    source = "\n".join(em.lines) + "\n"
-    code = compile(source, f"<agglo pipeline {safe_name(pipeline.name)}>", "exec")
-    exec(code, em.namespace)  # the namespace holds every config value; the source holds none
+    run = em.build(fn, f"pipeline {pipeline.name}")
     name = stages[0].name if len(stages) == 1 else "+".join(s.name for s in stages)
-    return GeneratedRun(name, tuple(stages), em.namespace[fn], source, tuple(em.notes.items()))
+    return GeneratedRun(name, tuple(stages), run, em.source(), tuple(em.notes.items()))
 
 
 # --- emitters of the pure process types ---------------------------------------------------------------------
