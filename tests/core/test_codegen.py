@@ -422,3 +422,12 @@ def test_compile_output_writes_the_ir_and_the_configs_hash(tmp_path: pathlib.Pat
     assert artefact["configSha256"] == hashlib.sha256(config.read_bytes()).hexdigest()
     assert PlanIR.from_data(artefact["ir"]) == build_ir(load_config(config.read_text()))
     assert (tmp_path / "out" / "plan.py").read_text() == compile_plan(config.read_text()).source()
+
+
+def test_the_readme_shows_what_compile_show_prints() -> None:
+    readme = (REPO / "README.md").read_text()
+    plan = compile_plan((REPO / "pipelines" / "basic.json").read_text())
+    [annotate] = [seg[0] for seg in plan.pipelines[0].segments if type(seg[0]) is GeneratedRun
+                  and seg[0].name == "AnnotateFooBar"]
+    shown = annotate.source + "\n" + "".join(f"#   {name} = {note}\n" for name, note in annotate.notes)
+    assert shown in readme
