@@ -108,9 +108,9 @@ class Emitter:
         with self.block(f"if {self.cond(node, event)}:"):
             yield
 
-    def build(self, name: str, where: str) -> Callable[..., Any]:
-        """The function ``name`` the lines written so far define (``where`` names the code in tracebacks)."""
-        code = compile("\n".join(self.lines) + "\n", f"<agglo {safe_name(where)}>", "exec")
+    def build(self, name: str, what: str, label: str = "") -> Callable[..., Any]:
+        """The function ``name`` the lines written so far define; tracebacks show it as ``<agglo what label>``."""
+        code = compile("\n".join(self.lines) + "\n", f"<agglo {what} {safe_name(label)}>", "exec")
         exec(code, self.namespace)  # the namespace holds every config value; the source holds none
         fn: Callable[..., Any] = self.namespace[name]
         return fn
@@ -262,7 +262,7 @@ def generate_run(pipeline: PipelineIR, first: int, stages: Sequence[Any], emitte
                     em.line("continue")
             em.line("it.event = event")
         em.line("return stopped")
-    run = em.build(fn, f"pipeline {pipeline.name}")
+    run = em.build(fn, "pipeline", pipeline.name)
     name = stages[0].name if len(stages) == 1 else "+".join(s.name for s in stages)
     return GeneratedRun(name, tuple(stages), run, em.source(), tuple(em.notes.items()))
 

@@ -249,7 +249,7 @@ def _generated_prelude(step: ProcessIR, kind: str) -> Callable[[list[Item]], lis
             groups = "".join(f"{render_}({em.get(tuple(g.split('.')))}), " for g in agg["groupByKeys"])
             em.line(f"out.append((it, delta, ({groups})))")
         em.line("return out")
-    return em.build("select", f"aggregator {step.name}")
+    return em.build("select", "aggregator", step.name)
 
 
 def _fault(e: ArithmeticError) -> str:
