@@ -40,6 +40,7 @@ RUNTIME: dict[str, Any] = {
 }
 """Helpers every generated module sees by these names."""
 
+_INLINE_ARITH = {"Addition": "+", "Subtract": "-", "Multiply": "*", "Modulus": "%"}
 _BOOLEAN_NODES = frozenset({"cmp", "match", "and", "or", "exists", "all", "is_true"})
 """Nodes whose value is always ``True`` or ``False``."""
 _ORDER_OPS = {"GreaterThan": ">", "LessThan": "<", "GreaterThanOrEqual": ">=", "LessThanOrEqual": "<="}
@@ -164,6 +165,12 @@ class Emitter:
         if kind in ("and", "or"):
             return f"({self._is_true(node[1], event)} {kind} {self._is_true(node[2], event)})"
         if kind == "arith":
+            rhs = node[3]
+            if node[1] in _INLINE_ARITH and rhs[0] == "const" and type(rhs[1]) is int and 0 < abs(rhs[1]) < 2 ** 53:
+                # A small nonzero integer constant: on any number these cannot raise, so the operator is inline.
+                t = self.tmp()
+                return (f"({t} {_INLINE_ARITH[node[1]]} {self.const(rhs[1])} if (type({t} := "
+                        f"{self.value(node[2], event)}) is int or type({t}) is float) else _MISSING)")
             fn = self.const(cond_rt.BINARY[node[1]], node[1])
             return f"{fn}({self.value(node[2], event)}, {self.value(node[3], event)})"
         if kind == "unary":

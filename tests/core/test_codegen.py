@@ -39,7 +39,7 @@ from test_properties import (
 
 from agglo_core import Plan, Record, compile_plan
 from agglo_core.codegen import GeneratedRun, compile_predicate
-from agglo_core.conditions import compile_condition
+from agglo_core.conditions import compile_condition, compile_node
 from agglo_core.config import Condition, load_config
 from agglo_core.errors import RECORD_FAULTS, describe
 from agglo_core.ir import PlanIR, build_ir, condition_node
@@ -140,8 +140,10 @@ def conditions(paths: list[str] = PATHS) -> st.SearchStrategy[dict | None]:
     exists_ops = st.lists(st.builds(lambda p, want: {"key": p, "op": "Exists" if want else "NotExists"},
                                     st.sampled_from(paths), st.booleans()), min_size=1, max_size=3)
     # The commonest shape in real configs, drawn often on its own: a field against a literal.
+    arithmetic = st.builds(lambda lhs, op, rhs: {"expression": {"binary": {"lhs": lhs, "rhs": rhs, "op": op}}},
+                           variables(paths), st.sampled_from(BINARY), numerics)
     against_literal = st.builds(lambda lhs, op, rhs: {"comparator": {"lhs": lhs, "rhs": rhs, "op": op}},
-                                variables(paths), st.sampled_from(COMPARATORS), literals | numerics)
+                                variables(paths) | arithmetic, st.sampled_from(COMPARATORS), literals | numerics)
     return st.none() | st.just({}) | exists_ops.map(lambda ops: {"exists": {"ops": ops}}) | (
         against_literal | expressions(paths)).map(lambda e: {"expression": e})
 
@@ -249,6 +251,24 @@ def test_generated_conditions_equal_interpreted(condition: dict | None, events: 
         except RECORD_FAULTS as e:
             got = ("fault", describe(e))
         assert repr(got) == repr(want), (condition, event)
+
+
+def test_arithmetic_against_constants_equals_interpreted_on_every_value() -> None:
+    """Every operator, with every kind of constant (the inline ones among them), on every kind of value."""
+    constants = [0, 1, 2, -3, 7, 2 ** 53, 2.5, -0.0, 10 ** 20]
+    values = [0, 1, -1, 7, -7, 2 ** 63, 10 ** 400, 2.5, -0.0, 1e308, "7", True, None, [1], {}]
+    for op in BINARY:
+        for k in constants:
+            for cmp_op in COMPARATORS:
+                for bound in (0, 1, 3, 2.5):
+                    expression = {"comparator": {"lhs": {"expression": {"binary": {
+                        "lhs": {"variable": {"name": "a"}}, "rhs": {"numeric": k}, "op": op}}},
+                        "rhs": {"numeric": bound}, "op": cmp_op}}
+                    node = condition_node(Condition.model_validate({"expression": expression}))
+                    interpreted, generated = compile_node(node), compile_predicate(node)
+                    assert interpreted is not None and generated is not None
+                    for v in values:
+                        assert generated({"a": v}) is interpreted({"a": v}), (op, k, cmp_op, bound, v)
 
 
 # --- the generated source holds no config text --------------------------------------------------------------
