@@ -1,4 +1,4 @@
-"""Conditions compiled once into Python closures.
+"""Conditions compiled once into Python closures, from their IR (``agglo_core.ir``).
 
 Semantics (where binge differed, ours is what its docs meant):
 
@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agglo_core import regex as regex_engine
-from agglo_core.config import Condition, ExistsOperation, Expression, Operand
 from agglo_core.paths import MISSING, compile_getter
+
+if TYPE_CHECKING:
+    from agglo_core.config import Condition
+    from agglo_core.ir import Node
 
 Predicate = Callable[[dict], bool]
 _Value = Callable[[dict], Any]
@@ -30,31 +33,34 @@ _Value = Callable[[dict], Any]
 
 def compile_condition(condition: Condition | None) -> Predicate | None:
     """A predicate for ``condition``, or None when it is always true (callers skip the call)."""
-    if condition is None:
+    from agglo_core.ir import condition_node
+
+    return compile_node(condition_node(condition))
+
+
+def compile_node(node: Node | None) -> Predicate | None:
+    """A predicate (closures) for a condition of the IR; None when it always holds.
+
+    The interpreted reference: ``agglo_core.codegen`` writes the same conditions as inline Python.
+    """
+    if node is None:
         return None
-    if condition.exists is not None:
-        return _compile_exists(condition.exists.ops)
-    if condition.expression is not None:
-        expr = condition.expression
-        value = _compile_expression(expr)
-        if expr.comparator is not None or expr.logical is not None:
-            return value  # these always answer a bool
+    kind = node[0]
+    if kind == "exists":
+        return _compile_exists_op(node)
+    if kind == "all":
+        checks = [(compile_getter(".".join(op[1])), op[2]) for op in node[1]]
+        return lambda e: all((get(e) is not MISSING) is want for get, want in checks)
+    if kind == "is_true":
+        value = _compile_value(node[1])
         return lambda event: value(event) is True
-    return None
+    return _compile_value(node)  # a comparison or a logical operator: always a bool
 
 
-def _compile_exists(ops: tuple) -> Predicate | None:
-    checks = [(compile_getter(op.key), op.op.value == "Exists") for op in ops]
-    if not checks:
-        return None
-    if len(checks) == 1:
-        return _compile_exists_op(ops[0])
-    return lambda e: all((get(e) is not MISSING) is want for get, want in checks)
-
-
-def _compile_exists_op(op: ExistsOperation) -> Predicate:
-    key, want = op.key, op.op.value == "Exists"
-    if "." not in key:  # a top-level field: no getter call
+def _compile_exists_op(node: Node) -> Predicate:
+    _, segs, want = node
+    key = ".".join(segs)
+    if len(segs) == 1:  # a top-level field: no getter call
         return (lambda e: key in e) if want else (lambda e: key not in e)
     get = compile_getter(key)
     return (lambda e: get(e) is not MISSING) if want else (lambda e: get(e) is MISSING)
@@ -90,7 +96,7 @@ def json_equal(a: Any, b: Any) -> bool:
     return a == b  # type: ignore[no-any-return]
 
 
-def _compare(op: str, a: Any, b: Any) -> bool:
+def compare(op: str, a: Any, b: Any) -> bool:
     if a is MISSING or b is MISSING or not _same_kind(a, b):
         return False
     if op == "Equal":
@@ -102,7 +108,7 @@ def _compare(op: str, a: Any, b: Any) -> bool:
     return False
 
 
-def _regex_of(pattern: Any, cache: dict[str, regex_engine.Regex]) -> regex_engine.Regex | None:
+def regex_of(pattern: Any, cache: dict[str, regex_engine.Regex]) -> regex_engine.Regex | None:
     if type(pattern) is not str:
         return None
     compiled = cache.get(pattern)
@@ -116,33 +122,20 @@ def _regex_of(pattern: Any, cache: dict[str, regex_engine.Regex]) -> regex_engin
     return compiled
 
 
-def _compile_comparator(expr: Any) -> _Value:
-    op = expr.op.value
-    lhs = _compile_operand(expr.lhs)
-    if op in ("RegexMatch", "RegexNotMatch"):
-        want = op == "RegexMatch"
-        if expr.rhs.literal is not None:
-            search = regex_engine.compile(expr.rhs.literal).search
+def _literal(node: Node) -> Any:
+    """The constant of a ``const`` node that is a string or a number; None otherwise."""
+    if node[0] == "const" and (type(node[1]) is str or type(node[1]) is int or type(node[1]) is float):
+        return node[1]
+    return None
 
-            def match_literal(e: dict) -> bool:
-                s = lhs(e)
-                return type(s) is str and (search(s) is not None) is want
 
-            return match_literal
-        rhs = _compile_operand(expr.rhs)
-        cache: dict[str, regex_engine.Regex] = {}
-
-        def match_dynamic(e: dict) -> bool:
-            s, pattern = lhs(e), _regex_of(rhs(e), cache)
-            return type(s) is str and pattern is not None and (pattern.search(s) is not None) is want
-
-        return match_dynamic
-
+def _compile_comparator(op: str, lhs_node: Node, rhs_node: Node) -> _Value:
+    lhs = _compile_value(lhs_node)
     # Fast path for the common shape: anything against a literal (MISSING is neither a string nor a number).
-    if expr.rhs.literal is not None or expr.rhs.numeric is not None:
-        lit = expr.rhs.literal if expr.rhs.literal is not None else expr.rhs.numeric
-        if expr.lhs.variable is not None and "." not in expr.lhs.variable.name:
-            return _top_level_comparator(op, expr.lhs.variable.name, lit)
+    lit = _literal(rhs_node)
+    if lit is not None:
+        if lhs_node[0] == "var" and len(lhs_node[1]) == 1:
+            return _top_level_comparator(op, lhs_node[1][0], lit)
         get = lhs
         if type(lit) is str:
             if op == "Equal":
@@ -158,8 +151,28 @@ def _compile_comparator(expr: Any) -> _Value:
         cmp = _ORDER[op]
         return lambda e: (type(v := get(e)) is int or type(v) is float) and cmp(v, lit)
 
-    rhs = _compile_operand(expr.rhs)
-    return lambda e: _compare(op, lhs(e), rhs(e))
+    rhs = _compile_value(rhs_node)
+    return lambda e: compare(op, lhs(e), rhs(e))
+
+
+def _compile_match(want: bool, lhs_node: Node, rhs_node: Node) -> _Value:
+    lhs = _compile_value(lhs_node)
+    if rhs_node[0] == "const" and type(rhs_node[1]) is str:
+        search = regex_engine.compile(rhs_node[1]).search
+
+        def match_literal(e: dict) -> bool:
+            s = lhs(e)
+            return type(s) is str and (search(s) is not None) is want
+
+        return match_literal
+    rhs = _compile_value(rhs_node)
+    cache: dict[str, regex_engine.Regex] = {}
+
+    def match_dynamic(e: dict) -> bool:
+        s, pattern = lhs(e), regex_of(rhs(e), cache)
+        return type(s) is str and pattern is not None and (pattern.search(s) is not None) is want
+
+    return match_dynamic
 
 
 def _top_level_comparator(op: str, key: str, lit: Any) -> _Value:
@@ -213,7 +226,7 @@ def _power(a: Any, b: Any) -> Any:
     return a ** b
 
 
-_BINARY = {
+BINARY = {
     "Addition": _arith(operator.add), "Subtract": _arith(operator.sub), "Multiply": _arith(operator.mul),
     "Divide": _arith(operator.truediv), "Power": _arith(_power), "Modulus": _arith(operator.mod),
     "RightShift": _arith(_shift(operator.rshift), True), "LeftShift": _arith(_shift(operator.lshift), True),
@@ -221,7 +234,7 @@ _BINARY = {
 }
 
 
-def _unary(op: str, v: Any) -> Any:
+def unary(op: str, v: Any) -> Any:
     if op == "LogicalNot":
         return (not v) if type(v) is bool else MISSING
     if op == "Negation":
@@ -230,38 +243,35 @@ def _unary(op: str, v: Any) -> Any:
     return ~int(v) if _is_number(v) and _is_int(v) else MISSING
 
 
-def _compile_expression(expr: Expression) -> _Value:
-    if expr.boolean is not None:
-        value = expr.boolean.value
-        return lambda e: value
-    if expr.comparator is not None:
-        return _compile_comparator(expr.comparator)
-    if expr.exists is not None:
-        return _compile_exists_op(expr.exists)
-    if expr.logical is not None:
-        lhs, rhs = _compile_operand(expr.logical.lhs), _compile_operand(expr.logical.rhs)
-        if expr.logical.op.value == "LogicalAnd":
+def _compile_value(node: Node) -> _Value:
+    """A node as a function of the event giving its value (MISSING for no value)."""
+    kind = node[0]
+    if kind == "const":
+        const = node[1]
+        return lambda e: const
+    if kind == "var":
+        return compile_getter(".".join(node[1]))
+    if kind == "cmp":
+        return _compile_comparator(node[1], node[2], node[3])
+    if kind == "match":
+        return _compile_match(node[1], node[2], node[3])
+    if kind in ("exists", "all", "is_true"):
+        predicate = compile_node(node)
+        assert predicate is not None
+        return predicate
+    if kind in ("and", "or"):
+        lhs, rhs = _compile_value(node[1]), _compile_value(node[2])
+        if kind == "and":
             return lambda e: lhs(e) is True and rhs(e) is True
         return lambda e: lhs(e) is True or rhs(e) is True
-    if expr.binary is not None:
-        fn = _BINARY[expr.binary.op.value]
-        lhs, right = _compile_operand(expr.binary.lhs), expr.binary.rhs
-        if right is not None and (right.literal is not None or right.numeric is not None):
-            const = right.literal if right.literal is not None else right.numeric
-            return lambda e: fn(lhs(e), const)
-        rhs = _compile_operand(right)
-        return lambda e: fn(lhs(e), rhs(e))
-    assert expr.unary is not None
-    op = expr.unary.op.value
-    rhs = _compile_operand(expr.unary.rhs)
-    return lambda e: _unary(op, rhs(e))
-
-
-def _compile_operand(operand: Operand | None) -> _Value:
-    assert operand is not None  # validation guarantees it
-    if operand.variable is not None:
-        return compile_getter(operand.variable.name)
-    if operand.expression is not None:
-        return _compile_expression(operand.expression)
-    const = operand.literal if operand.literal is not None else operand.numeric
-    return lambda e: const
+    if kind == "arith":
+        fn = BINARY[node[1]]
+        left, right = _compile_value(node[2]), node[3]
+        if right[0] == "const":
+            const = right[1]
+            return lambda e: fn(left(e), const)
+        rhs = _compile_value(right)
+        return lambda e: fn(left(e), rhs(e))
+    assert kind == "unary", f"unknown condition node {kind!r}"
+    op, operand = node[1], _compile_value(node[2])
+    return lambda e: unary(op, operand(e))

@@ -17,15 +17,20 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from orjson import JSONEncodeError, dumps
 
-from agglo_core.config import PipelineProcess, PipelinesConfig, load_config
+from agglo_core.codegen import GeneratedRun, generate_run
 from agglo_core.connstr import redact
 from agglo_core.effects import Effect, EffectFailed, RetryPolicy
 from agglo_core.errors import RECORD_FAULTS, ConfigError, RecordError, StageError, describe
 from agglo_core.records import Outcome, Record, find_problem
+
+if TYPE_CHECKING:
+    from agglo_core.codegen import Emit
+    from agglo_core.config import PipelineProcess, PipelinesConfig
+    from agglo_core.ir import PipelineIR, PlanIR, ProcessIR
 
 Driver = Generator[list[Effect], list[Any], Any]
 
@@ -75,6 +80,19 @@ class StageContext:
     redact: Callable[[str], str] = redact
     """Hides a connection string's secrets before it reaches an output; the adapter passes one that knows
     each connector's secret options (the default guesses them from option names)."""
+    step: ProcessIR | None = None
+    """The process in the IR: what stages that compile from the IR read (the others read the model)."""
+    codegen: bool = False
+    """Conditions of effectful stages are generated code too (``predicate``), not closures."""
+
+    def predicate(self, condition: Any) -> Callable[[dict], bool] | None:
+        """A stage's condition (a model's ``Condition``) as a predicate; None when it always holds."""
+        from agglo_core.codegen import compile_predicate
+        from agglo_core.conditions import compile_node
+        from agglo_core.ir import condition_node
+
+        node = condition_node(condition)
+        return compile_predicate(node) if self.codegen else compile_node(node)
 
     @property
     def partition(self) -> str:
@@ -102,12 +120,36 @@ class EffectfulStage(Stage, Protocol):
 class CompiledPipeline:
     name: str
     stages: tuple[Stage, ...]
-    segments: tuple[tuple[Stage, ...], ...] = field(init=False)
-    single: tuple[tuple[Stage, ...], ...] = field(init=False)
+    segments: tuple[tuple[Stage, ...], ...] = ()
+    """What runs without an observer: consecutive pure stages together (one ``GeneratedRun`` each, when
+    generated), each effectful stage alone. Empty: computed from ``stages``."""
+    single: tuple[tuple[Stage, ...], ...] = ()
+    """What runs with an observer: one stage at a time."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "segments", tuple(_segments(self.stages, True)))
-        object.__setattr__(self, "single", tuple(_segments(self.stages, False)))
+        if not self.segments:
+            object.__setattr__(self, "segments", tuple(_segments(self.stages, True)))
+        if not self.single:
+            object.__setattr__(self, "single", tuple(_segments(self.stages, False)))
+
+    @classmethod
+    def generated(cls, ir: PipelineIR, stages: tuple[Stage, ...], emitters: Mapping[str, Emit]) -> CompiledPipeline:
+        """Each run of pure stages as one generated function (and, for observers, each pure stage as one)."""
+
+        def runs(fuse: bool) -> tuple[tuple[Stage, ...], ...]:
+            out: list[tuple[Stage, ...]] = []
+            start = 0
+            for segment in _segments(stages, fuse):
+                if segment[0].pure:
+                    # An event that left an effectful stage may be held by its effects: copy it first.
+                    copy = start > 0 and not stages[start - 1].pure
+                    out.append((cast(Stage, generate_run(ir, start, segment, emitters, copy)),))
+                else:
+                    out.append(segment)
+                start += len(segment)
+            return tuple(out)
+
+        return cls(ir.name, stages, runs(True), runs(False))
 
 
 def effect_error(result: Any) -> EffectFailed | None:
@@ -171,6 +213,9 @@ Adapters use it for per-process metrics and traces; the core itself keeps no tim
 
 def _apply_pure(stages: Sequence[PureStage], items: list[Item], inv: Invocation) -> bool:
     """Run consecutive pure stages record by record; True when some record stopped or failed."""
+    first: Any = stages[0]
+    if type(first) is GeneratedRun:
+        return first.run_items(items, inv)
     stopped = False
     for it in items:
         event = it.event
@@ -232,10 +277,13 @@ class Plan:
     """An immutable, compiled config. Compile once per process; run many batches through it."""
 
     def __init__(self, config: PipelinesConfig, keys: Mapping[str, bytes] | None = None,
-                 redact: Callable[[str], str] = redact) -> None:
-        from agglo_core.processes import compile_stage
+                 redact: Callable[[str], str] = redact, codegen: bool = True) -> None:
+        from agglo_core.ir import build_ir
+        from agglo_core.processes import compile_stage, specs
 
         self.config = config
+        self.ir: PlanIR = build_ir(config)
+        emitters = {kind: s.emit for kind, s in specs().items() if s.emit is not None}
         self.partition = config.partitionUuid
         pipelines = []
         problems: list[str] = []
@@ -243,15 +291,47 @@ class Plan:
             stages = []
             for j, proc in enumerate(p.processes):
                 retry = RetryPolicy(proc.retryStrategy.numRetries, proc.retryStrategy.initialBackOffMs)
-                ctx = StageContext(config, p.name, proc, retry, keys or {}, redact)
+                ctx = StageContext(config, p.name, proc, retry, keys or {}, redact, self.ir.pipelines[i].processes[j],
+                                   codegen)
                 try:
                     stages.append(compile_stage(config.process(proc.name), ctx))
                 except ConfigError as e:
                     problems.extend(f"pipelines[{i}].processes[{j}]: {m}" for m in e.problems)
-            pipelines.append(CompiledPipeline(p.name, tuple(stages)))
+            if problems:
+                continue
+            if codegen:
+                pipelines.append(CompiledPipeline.generated(self.ir.pipelines[i], tuple(stages), emitters))
+            else:
+                pipelines.append(CompiledPipeline(p.name, tuple(stages)))
         if problems:
             raise ConfigError(problems)
         self.pipelines: tuple[CompiledPipeline, ...] = tuple(pipelines)
+
+    def source(self) -> str:
+        """The generated Python of this plan, pipeline by pipeline, for people to read (``agglo compile --show``).
+
+        Effectful stages run interpreted between the generated functions; a comment marks each.
+        """
+        from agglo_core.codegen import safe_name
+
+        out = ["# Generated by agglo from the config: one function per run of pure processes.",
+               "# Config values are not in this text: _k0, _k1... name them in each function's namespace.", ""]
+        for pipe, ir in zip(self.pipelines, self.ir.pipelines, strict=True):
+            out.append(f"# === pipeline {safe_name(ir.name)} ===")
+            at = 0
+            for segment in pipe.segments:
+                stage: Any = segment[0]
+                if type(stage) is GeneratedRun:
+                    out.append(stage.source)
+                    out.extend(f"#   {name} = {note}" for name, note in stage.notes)
+                    out.append("")
+                    at += len(stage.stages)
+                    continue
+                for _ in segment:
+                    step = ir.processes[at]
+                    out.append(f"# {at}: {step.kind} {safe_name(step.name)} runs interpreted (it yields effects)\n")
+                    at += 1
+        return "\n".join(out)
 
     def process(self, records: Sequence[Record], now_ms: int, observe: StageObserver | None = None,
                 dedupe: bool = True) -> Generator[list[Effect], list[Any], list[Outcome]]:
@@ -309,12 +389,15 @@ class Plan:
 
 
 def compile_plan(config: PipelinesConfig | str | bytes | dict, keys: Mapping[str, bytes] | None = None,
-                 redact: Callable[[str], str] = redact) -> Plan:
+                 redact: Callable[[str], str] = redact, codegen: bool = True) -> Plan:
     """Load (if needed) and compile a config. Raises ``ConfigError`` listing every problem.
 
     ``keys``: the PEM private keys the config names by path (entwine), read by the caller. ``redact``: see
-    ``StageContext.redact``.
+    ``StageContext.redact``. ``codegen``: runs of pure stages run as generated code (``agglo_core.codegen``);
+    False runs the interpreted stages, the reference the generated code is held equal to.
     """
+    from agglo_core.config import PipelinesConfig, load_config
+
     if not isinstance(config, PipelinesConfig):
         config = load_config(config)
-    return Plan(config, keys, redact)
+    return Plan(config, keys, redact, codegen)

@@ -8,7 +8,7 @@ effects; they compile to an ``ExecTransform`` that the transformer drives.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,10 +175,30 @@ class ExecTransform:
     path: str
 
 
-def compile_transformation(t: Any) -> ValueFn | ExecTransform:
-    ttype = t.transformationType.value
+_ARGS_OF = {"TransformMapAdd": "mapAddArgs", "TransformMapMult": "mapMultArgs", "TransformMapRegex": "mapRegexArgs",
+            "TransformLeftFold": "leftFoldArgs", "TransformRightFold": "rightFoldArgs"}
+
+
+def transformation_of(t: Mapping[str, Any]) -> ValueFn | ExecTransform:
+    """A transformation of the IR (its params as data): a function, or an ``ExecTransform`` to drive."""
+    ttype = t["transformationType"]
+    field = _ARGS_OF.get(ttype)
+    builtin = builtin_transformation(ttype, t[field] if field else None)
+    if builtin is not None:
+        return builtin
+    if ttype == "TransformMap":
+        return ExecTransform("map", t["mapArgs"]["path"])
+    assert field is not None and ttype in _FOLDS, f"unvalidated transformation type {ttype}"
+    return ExecTransform("rightfold" if ttype == "TransformRightFold" else "leftfold", t[field]["path"])
+
+
+def builtin_transformation(ttype: str, args: Mapping[str, Any] | None) -> ValueFn | None:
+    """The function of a transformation that runs no executable, from its type and arguments (as data).
+
+    None: it runs an executable (a map, or a fold over a path that is no built-in reducer).
+    """
     if ttype == "TransformCopy":
-        return lambda v: v
+        return _copy
     if ttype == "TransformSum":
         return _sum
     if ttype == "TransformCount":
@@ -187,23 +207,22 @@ def compile_transformation(t: Any) -> ValueFn | ExecTransform:
         return _pop(0, ttype)
     if ttype == "TransformPopTail":
         return _pop(-1, ttype)
+    assert args is not None or ttype == "TransformMap", f"unvalidated transformation {ttype}"
     if ttype == "TransformMapAdd":
-        add = t.mapAddArgs.value
+        add = args["value"]  # type: ignore[index]
         return _elementwise(lambda x: x + add, ttype)
     if ttype == "TransformMapMult":
-        mult = t.mapMultArgs.value
+        mult = args["value"]  # type: ignore[index]
         return _elementwise(lambda x: x * mult, ttype)
     if ttype == "TransformMapRegex":
-        return _map_regex(t.mapRegexArgs.regex, t.mapRegexArgs.replace)
-    runs = executable_of(t)
-    if ttype == "TransformMap":
-        return ExecTransform("map", t.mapArgs.path)
-    if ttype in ("TransformLeftFold", "TransformRightFold"):
-        right = ttype == "TransformRightFold"
-        if runs is None:
-            return _fold((t.rightFoldArgs if right else t.leftFoldArgs).path, right)
-        return ExecTransform("rightfold" if right else "leftfold", runs[1])
-    raise AssertionError(f"unvalidated transformation type {ttype}")
+        return _map_regex(args["regex"], args["replace"])  # type: ignore[index]
+    if ttype in ("TransformLeftFold", "TransformRightFold") and args["path"] in BUILTIN_REDUCERS:  # type: ignore[index]
+        return _fold(args["path"], ttype == "TransformRightFold")  # type: ignore[index]
+    return None
+
+
+def _copy(v: Any) -> Any:
+    return v
 
 
 _FOLDS = {"TransformLeftFold": "leftFoldArgs", "TransformRightFold": "rightFoldArgs"}

@@ -445,6 +445,15 @@ def _authoring_commands(sub: Any) -> None:
     f.add_argument("-w", "--write", action="store_true", help="rewrite each CONFIG in place instead of printing")
     f.set_defaults(func=_command("handlers.authoring.fmt"))
 
+    cp = _add_command(sub, "compile", "compile a config's pipelines to Python: print it, or write the artefact", [
+        "agglo compile -c pipelines/basic.json --show",
+        "agglo compile -c pipelines/basic.json -o build/plan"])
+    _single_config(cp)
+    cp.add_argument("--show", action="store_true", help="print the generated Python on stdout")
+    cp.add_argument("-o", "--output", metavar="DIR",
+                    help="write plan.json (the IR and the config's SHA-256) and plan.py (the generated Python)")
+    cp.set_defaults(func=_command("handlers.authoring.compile"))
+
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line as the command sees it (exits 2 with the usage when it is wrong)."""

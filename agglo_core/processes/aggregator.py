@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import orjson
 from pydantic import StrictBool, StrictStr
 
-from agglo_core.conditions import compile_condition
+from agglo_core.codegen import Emitter
 from agglo_core.config import AggregationType, ConditionField, ConfigModel
 from agglo_core.effects import ApplyDeltas, Deltas, DeltasApplied, Effect
 from agglo_core.errors import describe
 from agglo_core.ids import IdMaker
+from agglo_core.ir import ProcessIR
 from agglo_core.paths import MISSING, compile_getter
 from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error
 from agglo_core.processes.spec import CheckContext, ExternalRef, Finding, LintContext, Problem, ProcessSpec
@@ -100,7 +101,7 @@ class AggregatorStage:
         agg = d.aggregation
         assert agg is not None
         self.name = d.name
-        self._cond = compile_condition(d.condition)
+        self._cond = ctx.predicate(d.condition)
         self._kind = agg.aggregationType.value
         self._get = compile_getter(agg.key)
         self._groups = [compile_getter(g) for g in agg.groupByKeys]
@@ -110,6 +111,20 @@ class AggregatorStage:
         self._store, self._forward, self._retry = d.stateStore, d.forwardState, ctx.retry
         self._marks = IdMaker(ctx.partition, ctx.pipeline, d.name, "state")
         self._keys: dict[tuple[str, ...], str] = {}
+        self._select = _generated_prelude(ctx.step, self._kind) if ctx.codegen and ctx.step is not None else None
+
+    def _selected(self, items: list[Item]) -> list[tuple[Item, Deltas, tuple[str, ...]]]:
+        """The records this aggregator counts, each with its change and its group key (the prelude)."""
+        cond, kind, get, out = self._cond, self._kind, self._get, []
+        for it in items:
+            event = it.event
+            if cond is not None and not cond(event):  # type: ignore[arg-type]
+                continue
+            delta = _delta_for(kind, get(event))  # type: ignore[arg-type]
+            if delta is None:
+                continue
+            out.append((it, delta, tuple([render(g(event)) for g in self._groups])))  # type: ignore[arg-type]
+        return out
 
     def state_key(self, groups: tuple[str, ...]) -> str:
         key = self._keys.get(groups)
@@ -120,19 +135,11 @@ class AggregatorStage:
         return key
 
     def run(self, items: list[Item], inv: Invocation) -> Driver:
-        cond, kind, get = self._cond, self._kind, self._get
         combined: dict[str, Deltas] = {}
         marks: dict[str, list[tuple[str, Deltas]]] = {}
         seen: set[str] = set()
         updates: list[tuple[Item, str, tuple[str, ...], Deltas, str]] = []
-        for it in items:
-            event = it.event
-            if cond is not None and not cond(event):  # type: ignore[arg-type]
-                continue
-            delta = _delta_for(kind, get(event))  # type: ignore[arg-type]
-            if delta is None:
-                continue
-            groups = tuple([render(g(event)) for g in self._groups])  # type: ignore[arg-type]
+        for it, delta, groups in (self._select or self._selected)(items):
             key = self.state_key(groups)
             merged = dict(combined.get(key, {}))
             try:
@@ -221,6 +228,28 @@ class AggregatorStage:
         entries = dict(existing) if type(existing) is dict else {}
         entries[self._entry] = value
         return {**event, self._out_key: entries}
+
+
+def _generated_prelude(step: ProcessIR, kind: str) -> Callable[[list[Item]], list]:
+    """``_selected`` as generated code: condition, value and group keys read inline."""
+    em = Emitter()
+    agg = step.params["aggregation"]
+    with em.block("def select(items):"):
+        em.line("out = []")
+        with em.block("for it in items:"):
+            em.line("event = it.event")
+            if step.params["condition"] is not None:
+                with em.block(f"if not {em.cond(step.params['condition'])}:"):
+                    em.line("continue")
+            value = em.get(tuple(agg["key"].split(".")))
+            em.line(f"delta = {em.const(_delta_for, 'the change a value makes')}({em.const(kind)}, {value})")
+            with em.block("if delta is None:"):
+                em.line("continue")
+            render_ = em.const(render, "a group value as text")
+            groups = "".join(f"{render_}({em.get(tuple(g.split('.')))}), " for g in agg["groupByKeys"])
+            em.line(f"out.append((it, delta, ({groups})))")
+        em.line("return out")
+    return em.build("select", "aggregator", step.name)
 
 
 def _fault(e: ArithmeticError) -> str:

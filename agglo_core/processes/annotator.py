@@ -7,9 +7,11 @@ from collections.abc import Iterator
 
 from pydantic import StrictStr
 
-from agglo_core.conditions import compile_condition
+from agglo_core.codegen import emit_annotator
+from agglo_core.conditions import compile_node
 from agglo_core.config import ConditionField, ConfigModel
 from agglo_core.errors import StageError
+from agglo_core.ir import ProcessIR
 from agglo_core.paths import MISSING, compile_getter, set_path, split_path
 from agglo_core.pipeline import Invocation, StageContext
 from agglo_core.processes.spec import CheckContext, Guard, Problem, ProcessSpec
@@ -32,14 +34,14 @@ class Annotator(ConfigModel):
 class AnnotatorStage:
     pure = True
 
-    def __init__(self, d: Annotator) -> None:
-        self.name = d.name
-        self._annotations = [
+    def __init__(self, step: ProcessIR) -> None:
+        self.name = step.params["name"]
+        self._annotations = []
+        for a in step.params["annotations"]:
+            key = a["fieldKey"]
             # A top-level field (no getter) is read and written directly: the common case, and the fast one.
-            (a.fieldKey, split_path(a.fieldKey), compile_getter(a.fieldKey) if "." in a.fieldKey else None,
-             a.value, a.value == CURRENT_TIME, compile_condition(a.condition))
-            for a in d.annotations
-        ]
+            self._annotations.append((key, split_path(key), compile_getter(key) if "." in key else None,
+                                      a["value"], a["value"] == CURRENT_TIME, compile_node(a["condition"])))
 
     def apply(self, event: dict, inv: Invocation) -> dict:
         for key, segs, get, value, is_time, cond in self._annotations:
@@ -54,7 +56,8 @@ class AnnotatorStage:
 
 
 def compile(d: Annotator, ctx: StageContext) -> AnnotatorStage:
-    return AnnotatorStage(d)
+    assert ctx.step is not None
+    return AnnotatorStage(ctx.step)
 
 
 def _check(d: Annotator, ctx: CheckContext) -> Iterator[Problem]:
@@ -94,7 +97,7 @@ UTC). An event that already has the field fails (binge's rule).
 """
 
 SPEC = ProcessSpec(
-    kind="annotator", doc=_DOC, proto_field=1, model=Annotator, compile=compile,
+    emit=emit_annotator, kind="annotator", doc=_DOC, proto_field=1, model=Annotator, compile=compile,
     summary=f"Sets fields to values, in order, where each annotation's condition holds; `{CURRENT_TIME}` is "
             "the invocation time. A field the event already has fails the record.",
     check=_check, conditions=_conditions, describe=_describe,

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 
 from pydantic import StrictStr
 
-from agglo_core.conditions import compile_condition
 from agglo_core.config import ConditionField, ConfigModel, Int64
 from agglo_core.effects import JoinAdd
 from agglo_core.ids import IdMaker
@@ -48,7 +47,7 @@ class CompleterStage:
         completion = d.completion
         assert completion is not None
         self.name = d.name
-        self._cond = compile_condition(d.condition)
+        self._cond = ctx.predicate(d.condition)
         self._join_keys = completion.joinKeys
         self._required = tuple(completion.joinKeys)
         self._marks = IdMaker(ctx.partition, ctx.pipeline, d.name, "join")

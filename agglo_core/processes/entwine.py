@@ -26,7 +26,6 @@ from collections.abc import Iterator, Mapping
 
 from pydantic import StrictInt, StrictStr
 
-from agglo_core.conditions import compile_condition
 from agglo_core.config import ConditionField, ConfigModel
 from agglo_core.effects import CompareAndPut, EffectFailed, GetItems, Put, TickerCall
 from agglo_core.entwine.chain import Head, append
@@ -72,7 +71,7 @@ class EntwineStage:
 
     def __init__(self, d: Entwine, ctx: StageContext, signer: Signer) -> None:
         self.name = d.name
-        self._cond = compile_condition(d.condition)
+        self._cond = ctx.predicate(d.condition)
         self._store, self._objects, self._retry = d.streamStateStore, d.objectStore, ctx.retry
         self._sub_stream = d.subStreamID
         self._endpoint = d.tickerEndpoint

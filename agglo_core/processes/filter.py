@@ -13,7 +13,9 @@ from typing import Any
 from pydantic import StrictBool, StrictStr
 
 from agglo_core import regex as regex_engine
+from agglo_core.codegen import Emitter
 from agglo_core.config import ConfigModel
+from agglo_core.ir import ProcessIR
 from agglo_core.pipeline import Invocation, StageContext
 from agglo_core.processes.spec import CheckContext, Finding, LintContext, Problem, ProcessSpec
 from agglo_core.validation import regex_problem
@@ -32,12 +34,13 @@ class Filter(ConfigModel):
 class FilterStage:
     pure = True
 
-    def __init__(self, d: Filter) -> None:
-        self.name = d.name
-        self._search = regex_engine.compile(d.regex).search
-        self._keep = d.keepMatched
+    def __init__(self, step: ProcessIR) -> None:
+        self.name = step.params["name"]
+        self._search = regex_engine.compile(step.params["regex"]).search
+        self._keep = step.params["keepMatched"]
         self._verdicts: dict[str, bool] = {}  # key -> survives; events repeat their keys
-        self._top: dict[str, int] = {}
+        self.top: dict[str, int] = {}
+        """Top-level key -> _DROP, _KEEP or _FILTER, as far as known (generated code reads it too)."""
 
     def _survives(self, key: str) -> bool:
         verdict = self._verdicts.get(key)
@@ -48,29 +51,30 @@ class FilterStage:
         return verdict
 
     def _map(self, m: dict) -> dict:
-        survives, walk = self._survives, self._value
+        survives, walk = self._survives, self.walk
         return {k: walk(v) for k, v in m.items() if survives(k)}
 
-    def _value(self, v: Any) -> Any:
+    def walk(self, v: Any) -> Any:
+        """A value with every map in it filtered."""
         if type(v) is dict:
             return self._map(v)
         if type(v) is list:
-            return [self._value(x) for x in v]
+            return [self.walk(x) for x in v]
         return v
 
-    def _top_verdict(self, key: str) -> int:
+    def top_verdict(self, key: str) -> int:
         verdict = _KEEP if key.startswith(INTERNAL) else _FILTER if self._survives(key) else _DROP
-        if len(self._top) < _CACHE_LIMIT:
-            self._top[key] = verdict
+        if len(self.top) < _CACHE_LIMIT:
+            self.top[key] = verdict
         return verdict
 
     def apply(self, event: dict, inv: Invocation) -> dict:
-        top, walk = self._top, self._value
+        top, walk = self.top, self.walk
         out = {}
         for k, v in event.items():
             verdict = top.get(k)
             if verdict is None:
-                verdict = self._top_verdict(k)
+                verdict = self.top_verdict(k)
             if verdict == _FILTER:
                 out[k] = walk(v) if type(v) is dict or type(v) is list else v
             elif verdict == _KEEP:
@@ -78,8 +82,27 @@ class FilterStage:
         return out
 
 
+def emit(step: ProcessIR, em: Emitter) -> bool:
+    """The top level inline (its verdicts cached per key, as the stage does); nested maps walked by the stage."""
+    stage = FilterStage(step)
+    top, verdict, walk = em.const(stage.top, "known verdicts"), em.const(stage.top_verdict, "verdict of a key"), \
+        em.const(stage.walk, "filter within a value")
+    em.line("out = {}")
+    with em.block("for k, v in event.items():"):
+        em.line(f"verdict = {top}.get(k)")
+        with em.block("if verdict is None:"):
+            em.line(f"verdict = {verdict}(k)")
+        with em.block(f"if verdict == {_FILTER}:"):
+            em.line(f"out[k] = {walk}(v) if type(v) is dict or type(v) is list else v")
+        with em.block(f"elif verdict == {_KEEP}:"):
+            em.line("out[k] = v")
+    em.line("event = out")
+    return True
+
+
 def compile(d: Filter, ctx: StageContext) -> FilterStage:
-    return FilterStage(d)
+    assert ctx.step is not None
+    return FilterStage(ctx.step)
 
 
 def _check(d: Filter, ctx: CheckContext) -> Iterator[Problem]:
@@ -106,7 +129,7 @@ matching keys (a kept map is filtered in turn, as in binge).
 """
 
 SPEC = ProcessSpec(
-    kind="filter", doc=_DOC, proto_field=4, model=Filter, compile=compile,
+    kind="filter", emit=emit, doc=_DOC, proto_field=4, model=Filter, compile=compile,
     summary="Drops the keys whose names match `regex` at every level of nesting (with `keepMatched`, keeps "
             "only those); `internal:` keys always survive.",
     check=_check, lint=_lint, conditions=lambda d: iter(()),

@@ -6,9 +6,8 @@ from collections.abc import Iterator
 
 from pydantic import StrictBool, StrictStr
 
-from agglo_core.conditions import compile_condition
 from agglo_core.config import ConditionField, ConfigModel, Int64
-from agglo_core.effects import Exec, RetryPolicy
+from agglo_core.effects import Exec
 from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error
 from agglo_core.processes.spec import CheckContext, ExecRef, Problem, ProcessSpec
 from agglo_core.records import unwritable
@@ -36,12 +35,12 @@ class Spawner(ConfigModel):
 class SpawnerStage:
     pure = False
 
-    def __init__(self, d: Spawner, retry: RetryPolicy) -> None:
+    def __init__(self, d: Spawner, ctx: StageContext) -> None:
         self.name = d.name
-        self._cond = compile_condition(d.condition)
+        self._cond = ctx.predicate(d.condition)
         runnable = d.job.runnable  # type: ignore[union-attr]
         self._path, self._args = runnable.pathToExec, runnable.cmdArgs  # type: ignore[union-attr]
-        self._delay, self._sync, self._retry = d.delayInMs, d.doSync, retry
+        self._delay, self._sync, self._retry = d.delayInMs, d.doSync, ctx.retry
 
     def run(self, items: list[Item], inv: Invocation) -> Driver:
         cond = self._cond
@@ -66,7 +65,7 @@ class SpawnerStage:
 
 
 def compile(d: Spawner, ctx: StageContext) -> SpawnerStage:
-    return SpawnerStage(d, ctx.retry)
+    return SpawnerStage(d, ctx)
 
 
 def _check(d: Spawner, ctx: CheckContext) -> Iterator[Problem]:

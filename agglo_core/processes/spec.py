@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from agglo_core.config import ConfigModel, PipelinesConfig, ProcessDefinition
 
 if TYPE_CHECKING:
+    from agglo_core.codegen import Emit
     from agglo_core.pipeline import Stage, StageContext
 
 
@@ -134,3 +135,6 @@ class ProcessSpec:
     """Its condition decides whether the pipeline goes on (drawn on the edge after it)."""
     ignored: tuple[str, ...] = field(default=())
     """binge fields agglo accepts and does not act on (lint says so when they are set)."""
+    emit: Emit | None = None
+    """Writes this process as inline Python from its IR (``agglo_core.codegen``); None: a generated plan
+    calls its interpreted stage instead. Only pure processes emit."""

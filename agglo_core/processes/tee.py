@@ -8,11 +8,11 @@ from typing import Any
 
 from pydantic import Field, StrictStr
 
-from agglo_core.conditions import compile_condition
 from agglo_core.config import ConditionField, ConfigModel
 from agglo_core.effects import Effect, Put
 from agglo_core.errors import RECORD_FAULTS, StageError, describe
 from agglo_core.ids import IdMaker
+from agglo_core.ir import definition_ir
 from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error, run_each
 from agglo_core.processes.spec import CheckContext, ExternalRef, Finding, LintContext, Problem, ProcessSpec
 from agglo_core.processes.transformer import TransformerStage
@@ -47,7 +47,7 @@ class TeeStage:
 
     def __init__(self, d: Tee, ctx: StageContext) -> None:
         self.name = d.name
-        self._cond = compile_condition(d.condition)
+        self._cond = ctx.predicate(d.condition)
         self._target = d.outputConnectorRef
         self._extra = dict(d.additionalBody)
         external = ctx.config.external(d.outputConnectorRef)
@@ -55,7 +55,7 @@ class TeeStage:
         self._connection = ctx.redact(external.connectionString)
         self._ids = IdMaker(ctx.partition, ctx.pipeline, d.name, "tee")
         self._retry = ctx.retry
-        self._transformer = (TransformerStage(ctx.config.process(d.transformerRef).body, ctx.retry)
+        self._transformer = (TransformerStage(definition_ir(ctx.config.process(d.transformerRef)), ctx.retry)
                              if d.transformerRef else None)
 
     def _body(self, event: dict, inv: Invocation) -> dict:

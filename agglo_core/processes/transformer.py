@@ -8,10 +8,12 @@ from typing import Any
 from pydantic import StrictBool, StrictStr, model_validator
 
 from agglo_core import regex as regex_engine
-from agglo_core.conditions import compile_condition
+from agglo_core.codegen import emit_transformer
+from agglo_core.conditions import compile_node
 from agglo_core.config import ConditionField, ConfigModel, Number, TransformationType, exactly_one
 from agglo_core.effects import Exec, RetryPolicy
 from agglo_core.errors import StageError
+from agglo_core.ir import ProcessIR
 from agglo_core.paths import MISSING, compile_getter, json_type, set_path, split_path
 from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error, run_each
 from agglo_core.processes.spec import CheckContext, ExecRef, Guard, Problem, ProcessSpec
@@ -19,9 +21,9 @@ from agglo_core.records import MAX_DEPTH, unwritable
 from agglo_core.transforms import (
     BUILTIN_REDUCERS,
     ExecTransform,
-    compile_transformation,
     executable_of,
     go_template_problem,
+    transformation_of,
 )
 from agglo_core.validation import regex_problem
 
@@ -77,16 +79,16 @@ class Transformer(ConfigModel):
 
 
 class TransformerStage:
-    def __init__(self, d: Transformer, retry: RetryPolicy) -> None:
-        self.name = d.name
-        self._forward = d.forwardInputFields
+    def __init__(self, step: ProcessIR, retry: RetryPolicy) -> None:
+        self.name = step.params["name"]
+        self._forward = step.params["forwardInputFields"]
         self._retry = retry
         self._specs = [
-            (compile_condition(s.transformation.condition),  # type: ignore[union-attr]
-             compile_getter(s.sourceField) if s.sourceField else None,
-             split_path(s.targetField) if s.targetField else None, s.targetField,
-             compile_transformation(s.transformation))
-            for s in d.specs
+            (compile_node(s["transformation"]["condition"]),
+             compile_getter(s["sourceField"]) if s["sourceField"] else None,
+             split_path(s["targetField"]) if s["targetField"] else None, s["targetField"],
+             transformation_of(s["transformation"]))
+            for s in step.params["specs"]
         ]
         self.pure = not any(isinstance(s[-1], ExecTransform) for s in self._specs)
 
@@ -169,7 +171,8 @@ def _check_result(path: str, result: Any) -> None:
 
 
 def compile(d: Transformer, ctx: StageContext) -> TransformerStage:
-    return TransformerStage(d, ctx.retry)
+    assert ctx.step is not None
+    return TransformerStage(ctx.step, ctx.retry)
 
 
 def _check(d: Transformer, ctx: CheckContext) -> Iterator[Problem]:
@@ -269,7 +272,7 @@ with a message saying what was expected.
 """
 
 SPEC = ProcessSpec(
-    kind="transformer", doc=_DOC, proto_field=7, model=Transformer, compile=compile,
+    emit=emit_transformer, kind="transformer", doc=_DOC, proto_field=7, model=Transformer, compile=compile,
     summary="Builds a new event from `specs`: each copies, sums, counts, pops, maps (by regex, arithmetic or "
             "an executable) or folds a source field into a target field; `forwardInputFields` starts from the "
             "input event.",

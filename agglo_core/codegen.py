@@ -1,0 +1,348 @@
+"""Code generation: each run of pure stages of a pipeline becomes one generated Python function.
+
+The function takes a batch's items and runs every process of the run on each
+record in turn, with conditions, path reads and writes inlined as Python
+expressions. The event is copied once when it enters the run and then changed in
+place (nested maps on a written path are still copied: they may be shared with
+the payload or another pipeline). Values from the config never become source
+text: they are constants in the function's namespace (``_k0``, ``_k1``…), and
+names in identifiers and comments keep only ASCII letters and digits.
+
+A process type emits code through its spec's ``emit`` hook, reading its IR
+(``agglo_core.ir``); one without a hook, or whose hook declines, runs its
+interpreted stage from the generated function. Values the generated code makes
+are checked exactly as the interpreted stages check them, with the same words.
+
+This is the only module of the core allowed to call ``compile`` and ``exec``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+from agglo_core import conditions as cond_rt
+from agglo_core.errors import RECORD_FAULTS, StageError, describe
+from agglo_core.ir import Node, PipelineIR, ProcessIR
+from agglo_core.paths import MISSING, compile_getter, json_type, set_path
+from agglo_core.records import unwritable
+
+Emit = Callable[[ProcessIR, "Emitter"], bool]
+"""Writes one process's code into an ``Emitter`` (the event is the local ``event``); False declines."""
+
+RUNTIME: dict[str, Any] = {
+    "_MISSING": MISSING, "_StageError": StageError, "_FAULTS": RECORD_FAULTS, "_describe": describe,
+    "_set_path": set_path, "_unwritable": unwritable, "_json_type": json_type, "_compare": cond_rt.compare,
+    "_regex_of": cond_rt.regex_of, "_unary": cond_rt.unary, "_json_equal": cond_rt.json_equal,
+}
+"""Helpers every generated module sees by these names."""
+
+_INLINE_ARITH = {"Addition": "+", "Subtract": "-", "Multiply": "*", "Modulus": "%"}
+_BOOLEAN_NODES = frozenset({"cmp", "match", "and", "or", "exists", "all", "is_true"})
+"""Nodes whose value is always ``True`` or ``False``."""
+_ORDER_OPS = {"GreaterThan": ">", "LessThan": "<", "GreaterThanOrEqual": ">=", "LessThanOrEqual": "<="}
+
+
+def safe_name(text: str, limit: int = 40) -> str:
+    """``text`` with only ASCII letters and digits kept: fit for an identifier or a comment, never code."""
+    return re.sub(r"[^A-Za-z0-9]", "", text)[:limit] or "x"
+
+
+class Emitter:
+    """The source of one generated module being written, and the namespace its constants live in."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.namespace: dict[str, Any] = dict(RUNTIME)
+        self.notes: dict[str, str] = {}
+        """Constant name -> what it is, for people reading the code (``repr``: never part of the code)."""
+        self._scalars: dict[tuple[type, str], str] = {}
+        self._depth = 0
+        self._count = 0
+
+    def const(self, value: Any, note: str | None = None) -> str:
+        """The name under which ``value`` reaches the generated code (never its text)."""
+        scalar = value is None or type(value) in (str, int, float, bool)
+        if scalar and note is None:
+            # The same value (by type and spelling: 0.0 is not -0.0, 1 is not True) is one constant.
+            known = self._scalars.get((type(value), repr(value)))
+            if known is not None:
+                return known
+        name = f"_k{self._count}"
+        if scalar and note is None:
+            self._scalars[(type(value), repr(value))] = name
+        self._count += 1
+        self.namespace[name] = value
+        if note is None:
+            note = repr(value) if value is None or type(value) in (str, int, float, bool, tuple) else type(value).__name__
+        self.notes[name] = note if len(note) <= 100 else note[:97] + "..."
+        return name
+
+    def tmp(self) -> str:
+        """A fresh local name."""
+        self._count += 1
+        return f"_t{self._count}"
+
+    def line(self, text: str) -> None:
+        self.lines.append("    " * self._depth + text)
+
+    @contextmanager
+    def block(self, header: str | None = None) -> Iterator[None]:
+        """An indented block under ``header`` (a plain indent when None: for the caller's own header)."""
+        if header is not None:
+            self.line(header)
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+
+    @contextmanager
+    def when(self, node: Node | None, event: str = "event") -> Iterator[None]:
+        """The code inside runs only where the condition holds (no test at all when it always does)."""
+        if node is None:
+            yield
+            return
+        with self.block(f"if {self.cond(node, event)}:"):
+            yield
+
+    def build(self, name: str, what: str, label: str = "") -> Callable[..., Any]:
+        """The function ``name`` the lines written so far define; tracebacks show it as ``<agglo what label>``."""
+        code = compile("\n".join(self.lines) + "\n", f"<agglo {what} {safe_name(label)}>", "exec")
+        exec(code, self.namespace)  # the namespace holds every config value; the source holds none
+        fn: Callable[..., Any] = self.namespace[name]
+        return fn
+
+    def source(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+    def stop(self) -> None:
+        """This pipeline stops for the record: no output, no error."""
+        self.line("it.event = None")
+        self.line("stopped = True")
+        self.line("continue")
+
+    def fail(self, message_expr: str) -> None:
+        self.line(f"raise _StageError({message_expr})")
+
+    def get(self, segs: Sequence[str], event: str = "event") -> str:
+        """An expression for the value at ``segs`` in ``event``, or ``_MISSING``."""
+        if len(segs) == 1:
+            return f"{event}.get({self.const(segs[0])}, _MISSING)"
+        path = ".".join(segs)
+        return f"{self.const(compile_getter(path), f'the value at {path!r}')}({event})"
+
+    def cond(self, node: Node, event: str = "event") -> str:
+        """A condition node as a Python expression that is ``True`` or ``False``, as ``conditions`` decides."""
+        kind = node[0]
+        if kind == "exists":
+            _, segs, want = node
+            if len(segs) == 1:
+                return f"({self.const(segs[0])} {'in' if want else 'not in'} {event})"
+            return f"({self.get(segs, event)} {'is not' if want else 'is'} _MISSING)"
+        if kind == "all":
+            return "(" + " and ".join(self.cond(n, event) for n in node[1]) + ")"
+        if kind == "is_true":
+            return f"({self.value(node[1], event)} is True)"
+        return self.value(node, event)
+
+    def value(self, node: Node, event: str = "event") -> str:
+        """A condition node as an expression for its value (``_MISSING`` for no value)."""
+        kind = node[0]
+        if kind == "const":
+            return self.const(node[1])
+        if kind == "var":
+            return self.get(node[1], event)
+        if kind in ("exists", "all", "is_true"):
+            return self.cond(node, event)
+        if kind == "cmp":
+            return self._comparison(node, event)
+        if kind == "match":
+            return self._match(node, event)
+        if kind in ("and", "or"):
+            return f"({self._is_true(node[1], event)} {kind} {self._is_true(node[2], event)})"
+        if kind == "arith":
+            rhs = node[3]
+            if node[1] in _INLINE_ARITH and rhs[0] == "const" and type(rhs[1]) is int and 0 < abs(rhs[1]) < 2 ** 53:
+                # A small nonzero integer constant: on any number these cannot raise, so the operator is inline.
+                t = self.tmp()
+                return (f"({t} {_INLINE_ARITH[node[1]]} {self.const(rhs[1])} if (type({t} := "
+                        f"{self.value(node[2], event)}) is int or type({t}) is float) else _MISSING)")
+            fn = self.const(cond_rt.BINARY[node[1]], node[1])
+            return f"{fn}({self.value(node[2], event)}, {self.value(node[3], event)})"
+        if kind == "unary":
+            return f"_unary({self.const(node[1])}, {self.value(node[2], event)})"
+        raise AssertionError(f"unknown condition node {kind!r}")
+
+    def _is_true(self, node: Node, event: str) -> str:
+        """An expression that is True exactly when the node's value is ``True``."""
+        if node[0] in _BOOLEAN_NODES:
+            return self.value(node, event)  # already True or False
+        return f"({self.value(node, event)} is True)"
+
+    def _comparison(self, node: Node, event: str) -> str:
+        _, op, lhs, rhs = node
+        left = self.value(lhs, event)
+        if rhs[0] == "const" and (type(rhs[1]) is str or type(rhs[1]) in (int, float)):
+            lit, t = self.const(rhs[1]), self.tmp()
+            if type(rhs[1]) is str:
+                if op == "Equal":
+                    return f"({left} == {lit})"  # only a string equals a string
+                test = f"type({t} := {left}) is str"
+            else:
+                test = f"(type({t} := {left}) is int or type({t}) is float)"
+            py = "==" if op == "Equal" else "!=" if op == "NotEqual" else _ORDER_OPS[op]
+            return f"({test} and {t} {py} {lit})"
+        return f"_compare({self.const(op)}, {left}, {self.value(rhs, event)})"
+
+    def _match(self, node: Node, event: str) -> str:
+        _, want, lhs, rhs = node
+        left, t = self.value(lhs, event), self.tmp()
+        found = "is not None" if want else "is None"
+        if rhs[0] == "const" and type(rhs[1]) is str:
+            from agglo_core import regex as regex_engine
+
+            search = self.const(regex_engine.compile(rhs[1]).search, f"search for {rhs[1]!r}")
+            return f"(type({t} := {left}) is str and {search}({t}) {found})"
+        cache, p = self.const({}), self.tmp()
+        return (f"(type({t} := {left}) is str and ({p} := _regex_of({self.value(rhs, event)}, {cache})) is not None "
+                f"and {p}.search({t}) {found})")
+
+
+def compile_predicate(node: Node | None) -> Callable[[dict], bool] | None:
+    """A condition node as one generated function of an event (None when it always holds)."""
+    if node is None:
+        return None
+    em = Emitter()
+    with em.block("def condition(event):"):
+        em.line(f"return {em.cond(node)}")
+    fn: Callable[[dict], bool] = em.build("condition", "condition")
+    return fn
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedRun:
+    """Consecutive pure stages of one pipeline as one generated function over a batch's items."""
+
+    name: str
+    stages: tuple[Any, ...]
+    run_items: Callable[[list[Any], Any], bool]
+    """(items, invocation) -> True when some record stopped or failed; updates the items in place."""
+    source: str
+    notes: tuple[tuple[str, str], ...] = ()
+    """(constant, what it is): the values the source names, for people to read beside it."""
+    pure: bool = True
+
+
+def generate_run(pipeline: PipelineIR, first: int, stages: Sequence[Any], emitters: Mapping[str, Emit],
+                 copy: bool = True) -> GeneratedRun:
+    """One function for ``stages`` (pure, interpreted), the processes ``first``… of ``pipeline``.
+
+    ``copy``: the events arriving may be seen elsewhere (an effect was handed them), so copy each first.
+    """
+    em = Emitter()
+    procs = pipeline.processes[first:first + len(stages)]
+    fn = f"run_{safe_name(pipeline.name)}_{first}_{'_'.join(safe_name(p.name, 20) for p in procs)}"
+    em.line(f"def {fn}(items, inv):")
+    with em.block():
+        em.line("stopped = False")
+        with em.block("for it in items:"):
+            em.line("event = dict(it.event)" if copy else "event = it.event")
+            for i, (proc, stage) in enumerate(zip(procs, stages, strict=True)):
+                em.line(f"# {first + i}: {proc.kind} {safe_name(proc.name)}")
+                with em.block("try:"):
+                    emit = emitters.get(proc.kind)
+                    mark = len(em.lines)
+                    if emit is None or not emit(proc, em):
+                        del em.lines[mark:]
+                        em.line(f"event = {em.const(stage.apply, f'the interpreted {proc.kind} stage')}(event, inv)")
+                        with em.block("if event is None:"):
+                            em.stop()
+                    if len(em.lines) == mark:
+                        em.line("pass")
+                with em.block("except _FAULTS as e:"):
+                    em.line(f"it.fail({em.const(stage.name)}, _describe(e))")
+                    em.line("stopped = True")
+                    em.line("continue")
+            em.line("it.event = event")
+        em.line("return stopped")
+    run = em.build(fn, "pipeline", pipeline.name)
+    name = stages[0].name if len(stages) == 1 else "+".join(s.name for s in stages)
+    return GeneratedRun(name, tuple(stages), run, em.source(), tuple(em.notes.items()))
+
+
+# --- emitters of the pure process types ---------------------------------------------------------------------
+
+CURRENT_TIME = "derived:currentTime"
+
+
+def emit_annotator(proc: ProcessIR, em: Emitter) -> bool:
+    for a in proc.params["annotations"]:
+        key: str = a["fieldKey"]
+        segs = tuple(key.split("."))
+        value = "inv.now_iso" if a["value"] == CURRENT_TIME else em.const(a["value"])
+        taken = em.const(f"cannot annotate '{key}': the event already has that field")
+        with em.when(a["condition"]):
+            if len(segs) == 1:
+                k = em.const(key)
+                with em.block(f"if {k} in event:"):
+                    em.fail(taken)
+                em.line(f"event[{k}] = {value}")
+            else:
+                with em.block(f"if {em.get(segs)} is not _MISSING:"):
+                    em.fail(taken)
+                # Maps along the path may be shared with the payload: set_path copies them.
+                em.line(f"event = _set_path(event, {em.const(segs)}, {value})")
+    return True
+
+
+def emit_continuation(proc: ProcessIR, em: Emitter) -> bool:
+    node = proc.params["condition"]
+    if node is not None:
+        with em.block(f"if not {em.cond(node)}:"):
+            em.stop()
+    return True
+
+
+def emit_transformer(proc: ProcessIR, em: Emitter) -> bool:
+    from agglo_core.transforms import ExecTransform, transformation_of
+
+    specs = proc.params["specs"]
+    fns = [transformation_of(s["transformation"]) for s in specs]
+    if any(isinstance(fn, ExecTransform) for fn in fns):
+        return False  # runs an executable: the interpreted stage drives its effects
+    forward = proc.params["forwardInputFields"]
+    em.line("src = event")
+    if forward:
+        # Later specs read the input: write into a copy unless nothing reads after the one write.
+        alone = len(specs) == 1 and specs[0]["sourceField"]
+        em.line("out = event" if alone else "out = dict(event)")
+    else:
+        em.line(f"out = {{k: v for k, v in event.items() if k.startswith({em.const('internal:')})}}")
+    for s, fn in zip(specs, fns, strict=True):
+        source, target = s["sourceField"], s["targetField"]
+        segs = tuple(target.split(".")) if target else None
+        with em.when(s["transformation"]["condition"], "src"):
+            if source:
+                em.line(f"v = {em.get(tuple(source.split('.')), 'src')}")
+            else:
+                em.line("v = src")
+            with em.block("if v is not _MISSING:") if source else nullcontext():
+                em.line(f"v = {em.const(fn, s['transformation']['transformationType'])}(v)")
+                with em.block(f"if type(v) is not str and (p := _unwritable(v, {em.const(target)}, "
+                              f"{len(segs) if segs else 0})) is not None:"):
+                    em.fail(f"{em.const('the result cannot be written as JSON: ')} + p")
+                if segs is None:
+                    with em.block("if type(v) is not dict:"):
+                        em.fail(f"{em.const('an empty targetField merges a map into the event, but the result is ')}"
+                                " + _json_type(v)")
+                    em.line("out.update(v)")
+                elif len(segs) == 1:
+                    em.line(f"out[{em.const(target)}] = v")
+                else:
+                    em.line(f"out = _set_path(out, {em.const(segs)}, v)")
+    em.line("event = out")
+    return True
