@@ -126,19 +126,24 @@ def _gunzipped(stream: io.BufferedReader, limit: int) -> Iterator[bytes]:
     pending = b""
     while True:
         member = zlib.decompressobj(wbits=31)
+        # A member that breaks before giving a byte breaks at a boundary: what came before it is whole.
+        boundary = total > 0
         while not member.eof:
             if not pending and not (pending := _read1(stream)):
-                raise _Broken(f"the gzip data ends early, after {total} decompressed bytes (truncated?)")
+                raise _Broken(f"the gzip data ends early, after {total} decompressed bytes (truncated?)",
+                              complete=boundary)
             try:
                 out = member.decompress(pending, CHUNK)
             except zlib.error as e:
-                raise _Broken(f"the gzip data is damaged after {total} decompressed bytes: {e}") from None
+                raise _Broken(f"the gzip data is damaged after {total} decompressed bytes: {e}",
+                              complete=boundary) from None
             pending = member.unconsumed_tail if not member.eof else b""
             if total + len(out) > limit:
                 yield out[:limit - total]  # the records before the limit still run
                 raise _Broken(f"the input decompresses to more than {limit} bytes (the maximum decompressed size)")
             total += len(out)
             if out:
+                boundary = False
                 yield out
         pending = member.unused_data
         # Another member may follow; zero bytes (padding) may end the file; anything else is garbage.
@@ -464,7 +469,7 @@ def _document_or_lines(inp: _Input, limits: Limits) -> Iterator[Event]:
     inp.pin = None
     if whole:
         yield Event(first_line, first, digest)
-    yield from _lines(inp, limits)
+    yield from _lines(inp, limits, first_line + 1 if whole else 0)
 
 
 def read_records(raw: IO[bytes], limits: Limits | None = None) -> Iterator[Event]:

@@ -219,6 +219,18 @@ def test_garbage_after_gzip_data_is_one_error_after_every_record(good, garbage, 
     assert len(errors) == (1 if garbage.strip(b"\0") else 0)
 
 
+@pytest.mark.parametrize("text", [b'{"a": 1}', b'{"a": 1}\n{"b": 2}', b'[{"a": 1}]'])
+@pytest.mark.parametrize("after", [b"\x1f\x8b", b"\x1f\x8b\x08", b"\x1f\x8bxx", b"junk"])
+def test_a_break_after_a_whole_gzip_member_keeps_its_last_line(text, after):
+    """What breaks after a member ended (a cut second member, garbage) cannot take the member's last line."""
+    got = read(gzip.compress(text) + after)
+    ran, errors = good_and_errors(got)
+    assert [payload for _, payload in ran] == [e.payload for e in read(text)]
+    assert len(errors) == 1
+    positions = [e.position for e in got]
+    assert len(set(positions)) == len(positions)
+
+
 def test_gzip_magic_that_is_not_gzip_is_one_error():
     [event] = read(b"\x1f\x8b this is not gzip\n{\"a\": 1}\n")
     assert isinstance(event.payload, Unreadable) and "gzip data is damaged" in event.payload.message
