@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from orjson import JSONEncodeError, dumps
@@ -35,18 +36,27 @@ if TYPE_CHECKING:
 Driver = Generator[list[Effect], list[Any], Any]
 
 
+@lru_cache(maxsize=16)
+def iso_time(now_ms: int) -> str:
+    """``now_ms`` as ISO 8601 in UTC, to the millisecond."""
+    return datetime.fromtimestamp(now_ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 @dataclass(frozen=True, slots=True)
 class Invocation:
     """Per-batch facts from outside: the invocation time, and whether state changes are deduplicated."""
 
     now_ms: int
-    now_iso: str
     dedupe: bool = True
 
     @classmethod
     def at(cls, now_ms: int, dedupe: bool = True) -> Invocation:
-        dt = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
-        return cls(now_ms, dt.isoformat(timespec="milliseconds").replace("+00:00", "Z"), dedupe)
+        return cls(now_ms, dedupe)
+
+    @property
+    def now_iso(self) -> str:
+        """Made when an annotation asks for it (most batches never do), once per distinct time."""
+        return iso_time(self.now_ms)
 
 
 class Item:
