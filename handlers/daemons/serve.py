@@ -36,6 +36,7 @@ from handlers.sources.posted import (
     KeyConflict,
     KeyMemory,
     PostedEvent,
+    accept,
     fingerprint,
     http_answer,
     parse_key,
@@ -110,15 +111,13 @@ class ServeApp:
             return answer(start, body, {"error": f"body larger than {self.max_body} bytes"
                                          if body == 413 else "bad Content-Length"})
         try:
-            key = parse_key(environ.get("HTTP_IDEMPOTENCY_KEY"))
-            events, array = posted_events(body, key)
+            if self.queue is not None:  # the queue remembers keys itself, across restarts
+                key = parse_key(environ.get("HTTP_IDEMPOTENCY_KEY"))
+                events, array = posted_events(body, key)
+                return self.enqueue(start, events, array, key, body)
+            events, array = accept(body, environ.get("HTTP_IDEMPOTENCY_KEY"), self.keys)
         except BadRequest as e:
             return answer(start, 400, {"error": str(e)})
-        try:
-            if self.queue is not None:
-                return self.enqueue(start, events, array, key, body)
-            if key is not None:
-                self.keys.claim(key, body)
         except KeyConflict as e:
             return answer(start, 409, {"error": str(e)})
         outcomes = self.runtime.process([e.item.record("http") for e in events])

@@ -41,6 +41,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import orjson
+import pytest
 from _world import (
     ENV_CALL,
     ENV_EXEC_LOG,
@@ -502,9 +503,9 @@ def run_scenario(backend: Backend, adapter: str, events: list[dict], tmp: pathli
     Sink.sinks.clear()
     env = {ENV_STATE: backend.fresh(tmp), ENV_FILES: str(tmp / "files"), ENV_OBJECTS: str(tmp / "objects"),
            ENV_EXEC_LOG: str(tmp / "execs.log"), ENV_CALL: "-1"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
         registry = Sink.register(backend.registry())
         execs = ExecRunner(world.executables.allowed) if world else None
         if clock:
@@ -519,12 +520,6 @@ def run_scenario(backend: Backend, adapter: str, events: list[dict], tmp: pathli
             world.ticker.fresh(tmp, (lambda: int(clock.now() * 1000)) if clock else None)
         delivery = Delivery(runtime, events, tmp, clock)
         ADAPTERS[adapter](delivery)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     files = {p.name: orjson.loads(p.read_bytes()) for p in (tmp / "files").glob("*.json")}
     chain = None
     if world:
