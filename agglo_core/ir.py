@@ -3,8 +3,10 @@
 ``build_ir(config)`` turns a validated ``PipelinesConfig`` into frozen
 dataclasses and tuples; ``PlanIR.to_data()`` / ``PlanIR.from_data()`` round-trip
 it through JSON-able data, so a deployable artefact can carry it and load it
-without the config models. Code generation (``agglo_core.codegen``) reads only
-this.
+without the config models. Every stage (``agglo_core.stages``) and code
+generation (``agglo_core.codegen``) read only this: it holds all a plan needs
+from its config (the processes, the definitions they refer to by name, the
+externals, the instrumentation adapters read).
 
 A process's parameters are its body as data (maps stay maps, lists become
 tuples), except that every condition is a small expression tree (``Node``):
@@ -31,24 +33,40 @@ if TYPE_CHECKING:
 
 Node = tuple[Any, ...]
 
-IR_VERSION = 1
+IR_VERSION = 2
+"""Raised whenever the IR's shape changes: an artefact written with another version is not loaded."""
+
+
+@dataclass(frozen=True, slots=True)
+class Instrumentation:
+    """What a pipeline's process asks adapters to measure (binge's ``instrumentation``)."""
+
+    tracing: bool = False
+    latency: bool = False
+    counter: bool = False
+
+
+NO_INSTRUMENTATION = Instrumentation()
 
 
 @dataclass(frozen=True, slots=True)
 class ProcessIR:
-    """One process of one pipeline: its definition's kind, name and parameters, and its retry policy."""
+    """One process of one pipeline: its definition's kind, name and parameters, its retry policy and what
+    adapters measure of it."""
 
     name: str
     kind: str
     params: Mapping[str, Any]
     retries: int = 0
     backoff_ms: int = 0
+    instrumentation: Instrumentation = NO_INSTRUMENTATION
 
 
 @dataclass(frozen=True, slots=True)
 class PipelineIR:
     name: str
     processes: tuple[ProcessIR, ...]
+    tracing: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,39 +81,60 @@ class PlanIR:
     partition: str
     pipelines: tuple[PipelineIR, ...]
     externals: tuple[ExternalIR, ...] = ()
+    definitions: tuple[ProcessIR, ...] = ()
+    """Process definitions that stages use by name, outside any pipeline (a tee's transformer)."""
 
     def external(self, name: str) -> ExternalIR:
         return next(e for e in self.externals if e.name == name)
+
+    def definition(self, name: str) -> ProcessIR:
+        return next(d for d in self.definitions if d.name == name)
 
     def to_data(self) -> dict[str, Any]:
         """Plain JSON-able data (tuples as lists) that ``from_data`` turns back into an equal IR."""
         return {
             "version": IR_VERSION, "partition": self.partition,
-            "pipelines": [{"name": p.name, "processes": [
-                {"name": s.name, "kind": s.kind, "params": _thaw(s.params), "retries": s.retries,
-                 "backoffMs": s.backoff_ms} for s in p.processes]} for p in self.pipelines],
+            "pipelines": [{"name": p.name, "tracing": p.tracing, "processes": [_process_data(s) for s in p.processes]}
+                          for p in self.pipelines],
             "externals": [{"name": e.name, "externalType": e.external_type,
                            "connectionString": e.connection_string} for e in self.externals],
+            "definitions": [_process_data(d) for d in self.definitions],
         }
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> PlanIR:
+        """The IR ``to_data`` wrote. ``ValueError`` for another IR version or data of the wrong shape."""
         if data.get("version") != IR_VERSION:
             raise ValueError(f"IR version {data.get('version')!r} is not {IR_VERSION}")
-        return cls(
-            data["partition"],
-            tuple(PipelineIR(p["name"], tuple(
-                ProcessIR(s["name"], s["kind"], _freeze_data(s["params"]), s["retries"], s["backoffMs"])
-                for s in p["processes"])) for p in data["pipelines"]),
-            tuple(ExternalIR(e["name"], e["externalType"], e["connectionString"]) for e in data["externals"]),
-        )
+        try:
+            return cls(
+                data["partition"],
+                tuple(PipelineIR(p["name"], tuple(_process(s) for s in p["processes"]), p["tracing"])
+                      for p in data["pipelines"]),
+                tuple(ExternalIR(e["name"], e["externalType"], e["connectionString"]) for e in data["externals"]),
+                tuple(_process(d) for d in data["definitions"]),
+            )
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"IR data of the wrong shape: {type(e).__name__}: {e}") from None
 
 
-def _thaw(value: Any) -> Any:
+def _process_data(s: ProcessIR) -> dict[str, Any]:
+    i = s.instrumentation
+    return {"name": s.name, "kind": s.kind, "params": thaw(s.params), "retries": s.retries,
+            "backoffMs": s.backoff_ms, "instrumentation": [i.tracing, i.latency, i.counter]}
+
+
+def _process(s: Mapping[str, Any]) -> ProcessIR:
+    return ProcessIR(s["name"], s["kind"], _freeze_data(s["params"]), s["retries"], s["backoffMs"],
+                     Instrumentation(*s["instrumentation"]))
+
+
+def thaw(value: Any) -> Any:
+    """IR data as plain JSON-able data again: tuples as lists, maps as dicts (a fresh copy)."""
     if type(value) is tuple:
-        return [_thaw(v) for v in value]
+        return [thaw(v) for v in value]
     if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
+        return {k: thaw(v) for k, v in value.items()}
     return value
 
 
@@ -112,16 +151,23 @@ def _freeze_data(value: Any) -> Any:
 
 def build_ir(config: PipelinesConfig) -> PlanIR:
     """The IR of a validated config."""
+    from agglo_core.processes import spec_of
+
     pipelines = []
+    used: dict[str, ProcessIR] = {}
     for p in config.pipelines:
         steps = []
         for proc in p.processes:
             definition = config.process(proc.name)
+            inst = proc.instrumentation
             steps.append(ProcessIR(proc.name, definition.kind, _freeze_model(definition.body),
-                                   proc.retryStrategy.numRetries, proc.retryStrategy.initialBackOffMs))
-        pipelines.append(PipelineIR(p.name, tuple(steps)))
+                                   proc.retryStrategy.numRetries, proc.retryStrategy.initialBackOffMs,
+                                   Instrumentation(inst.enableTracing, inst.latency, inst.counter)))
+            for name in spec_of(definition).uses(definition.body):
+                used.setdefault(name, definition_ir(config.process(name)))
+        pipelines.append(PipelineIR(p.name, tuple(steps), p.enableTracing))
     externals = tuple(ExternalIR(e.name, e.externalType.value, e.connectionString) for e in config.externalSystems)
-    return PlanIR(config.partitionUuid, tuple(pipelines), externals)
+    return PlanIR(config.partitionUuid, tuple(pipelines), externals, tuple(used.values()))
 
 
 def definition_ir(definition: Any) -> ProcessIR:

@@ -30,8 +30,8 @@ from agglo_core.records import Outcome, Record, find_problem
 
 if TYPE_CHECKING:
     from agglo_core.codegen import Emit
-    from agglo_core.config import PipelineProcess, PipelinesConfig
-    from agglo_core.ir import PipelineIR, PlanIR, ProcessIR
+    from agglo_core.config import PipelinesConfig
+    from agglo_core.ir import Node, PipelineIR, PlanIR, ProcessIR
 
 Driver = Generator[list[Effect], list[Any], Any]
 
@@ -79,34 +79,31 @@ class Item:
 
 @dataclass(frozen=True, slots=True)
 class StageContext:
-    """What a process needs from the config to compile itself for one pipeline."""
+    """What a process needs to compile itself for one pipeline: plain data, no config models."""
 
-    config: PipelinesConfig
+    ir: PlanIR
     pipeline: str
-    process: PipelineProcess
+    step: ProcessIR
+    """The process in the IR: its kind, name and parameters."""
     retry: RetryPolicy
     keys: Mapping[str, bytes] = field(default_factory=dict)
     """Private keys (PEM) by the path a config names them with, read by the adapter (entwine's pemPath)."""
     redact: Callable[[str], str] = redact
     """Hides a connection string's secrets before it reaches an output; the adapter passes one that knows
     each connector's secret options (the default guesses them from option names)."""
-    step: ProcessIR | None = None
-    """The process in the IR: what stages that compile from the IR read (the others read the model)."""
     codegen: bool = False
     """Conditions of effectful stages are generated code too (``predicate``), not closures."""
 
-    def predicate(self, condition: Any) -> Callable[[dict], bool] | None:
-        """A stage's condition (a model's ``Condition``) as a predicate; None when it always holds."""
+    def predicate(self, node: Node | None) -> Callable[[dict], bool] | None:
+        """A stage's condition (an IR ``Node``) as a predicate; None when it always holds."""
         from agglo_core.codegen import compile_predicate
         from agglo_core.conditions import compile_node
-        from agglo_core.ir import condition_node
 
-        node = condition_node(condition)
         return compile_predicate(node) if self.codegen else compile_node(node)
 
     @property
     def partition(self) -> str:
-        return self.config.partitionUuid
+        return self.ir.partition
 
 
 class Stage(Protocol):
@@ -288,29 +285,42 @@ class Plan:
 
     def __init__(self, config: PipelinesConfig, keys: Mapping[str, bytes] | None = None,
                  redact: Callable[[str], str] = redact, codegen: bool = True) -> None:
+        """A validated config's plan: its IR (``build_ir``), built as ``from_ir`` builds every plan."""
         from agglo_core.ir import build_ir
-        from agglo_core.processes import compile_stage, specs
 
-        self.config = config
-        self.ir: PlanIR = build_ir(config)
-        emitters = {kind: s.emit for kind, s in specs().items() if s.emit is not None}
-        self.partition = config.partitionUuid
+        self._build(build_ir(config), keys, redact, codegen)
+        self.config: PipelinesConfig | None = config
+
+    @classmethod
+    def from_ir(cls, ir: PlanIR, keys: Mapping[str, bytes] | None = None, redact: Callable[[str], str] = redact,
+                codegen: bool = True) -> Plan:
+        """The plan of an IR (a compiled artefact's), without the config models: ``config`` is None."""
+        plan = cls.__new__(cls)
+        plan._build(ir, keys, redact, codegen)
+        plan.config = None
+        return plan
+
+    def _build(self, ir: PlanIR, keys: Mapping[str, bytes] | None, redact: Callable[[str], str],
+               codegen: bool) -> None:
+        from agglo_core.stages import compile_stage, emitters
+
+        self.ir = ir
+        self.partition = ir.partition
         pipelines = []
         problems: list[str] = []
-        for i, p in enumerate(config.pipelines):
+        for i, p in enumerate(ir.pipelines):
             stages = []
-            for j, proc in enumerate(p.processes):
-                retry = RetryPolicy(proc.retryStrategy.numRetries, proc.retryStrategy.initialBackOffMs)
-                ctx = StageContext(config, p.name, proc, retry, keys or {}, redact, self.ir.pipelines[i].processes[j],
+            for j, step in enumerate(p.processes):
+                ctx = StageContext(ir, p.name, step, RetryPolicy(step.retries, step.backoff_ms), keys or {}, redact,
                                    codegen)
                 try:
-                    stages.append(compile_stage(config.process(proc.name), ctx))
+                    stages.append(compile_stage(ctx))
                 except ConfigError as e:
                     problems.extend(f"pipelines[{i}].processes[{j}]: {m}" for m in e.problems)
             if problems:
                 continue
             if codegen:
-                pipelines.append(CompiledPipeline.generated(self.ir.pipelines[i], tuple(stages), emitters))
+                pipelines.append(CompiledPipeline.generated(p, tuple(stages), emitters(p)))
             else:
                 pipelines.append(CompiledPipeline(p.name, tuple(stages)))
         if problems:

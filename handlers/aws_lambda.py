@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agglo_core import Outcome
+from agglo_core.ir import PlanIR
 from handlers.runtime.boot import build_at_init
 from handlers.runtime.driver import Runtime
 from handlers.runtime.settlement import (
@@ -72,16 +73,15 @@ def aws_registry() -> Any:
 class Instruments:
     """Powertools logs and EMF metrics, X-Ray subsegments per traced process."""
 
-    def __init__(self, runtime_config: Any) -> None:
+    def __init__(self, ir: PlanIR) -> None:
         from aws_lambda_powertools import Logger
 
         self.service = os.environ.get("POWERTOOLS_SERVICE_NAME", "agglo")
         self.namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "agglo")
         self.logger = Logger(service=self.service)
-        self.instrumented = {(p.name, proc.name): proc.instrumentation for p in runtime_config.pipelines
-                             for proc in p.processes}
-        self.traced = {(p.name, proc.name) for p in runtime_config.pipelines for proc in p.processes
-                       if p.enableTracing or proc.instrumentation.enableTracing}
+        self.instrumented = {(p.name, proc.name): proc.instrumentation for p in ir.pipelines for proc in p.processes}
+        self.traced = {(p.name, proc.name) for p in ir.pipelines for proc in p.processes
+                       if p.tracing or proc.instrumentation.tracing}
         self._started: dict[tuple[str, str], float] = {}
         self.active = bool(self.traced) or any(i.counter or i.latency for i in self.instrumented.values())
         self._process_metrics: list[tuple[str, str, str, float, str]] = []
@@ -153,7 +153,7 @@ class LambdaApp:
         self.runtime = runtime
         self.dead_letter = dead_letter
         self.stream_failure_destination = stream_failure_destination
-        self.instruments = Instruments(runtime.plan.config)
+        self.instruments = Instruments(runtime.plan.ir)
         # Observing stage boundaries has a cost (the core then runs pure stages one at a time): only when asked.
         runtime.observe = self.instruments.observe if self.instruments.active else None
         self.keys = posted.KeyMemory()  # this container's recent Idempotency-Keys (the README says what it covers)

@@ -1,8 +1,10 @@
-"""One module per process type, each declaring its ``SPEC`` (``agglo_core.processes.spec``) beside its code.
+"""One module per process type, each declaring its ``SPEC`` (``agglo_core.processes.spec``): the config side.
 
-A new process type is a new module here with a ``SPEC``: validation, lint, the
-schema, pictures, explanations and the README's reference find it through
-``specs()``.
+A process type's model, checks, lint rules and docs live here; how it runs lives
+in ``agglo_core.stages.<kind>`` (no pydantic), which its ``SPEC`` points at. A new
+process type is a new module here with a ``SPEC`` (and, to run without the config
+models, a module in ``agglo_core.stages``): validation, lint, the schema,
+pictures, explanations and the README's reference find it through ``specs()``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from typing import Any
 from pydantic import Field, create_model
 
 from agglo_core.config import PipelinesConfig, ProcessDefinition
-from agglo_core.pipeline import Stage, StageContext
 from agglo_core.processes.spec import ExternalNeed, ProcessSpec
 
 _NOT_PROCESSES = frozenset({"spec"})
@@ -49,10 +50,6 @@ def config_model() -> type[PipelinesConfig]:
     definition = definition_model()
     return create_model("PipelinesConfig", __base__=PipelinesConfig,
                         processDefinitions=(tuple[definition, ...], ()))  # type: ignore[valid-type]
-
-
-def compile_stage(definition: ProcessDefinition, ctx: StageContext) -> Stage:
-    return spec_of(definition).compile(definition.body, ctx)
 
 
 def external_needs(config: PipelinesConfig) -> list[ExternalNeed]:

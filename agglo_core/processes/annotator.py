@@ -1,4 +1,7 @@
-"""annotator: set fields, in order, where each annotation's condition holds."""
+"""annotator: set fields, in order, where each annotation's condition holds.
+
+The config side (model, checks, docs); the stage is ``agglo_core.stages.annotator``.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +10,12 @@ from collections.abc import Iterator
 
 from pydantic import StrictStr
 
-from agglo_core.codegen import emit_annotator
-from agglo_core.conditions import compile_node
 from agglo_core.config import ConditionField, ConfigModel
-from agglo_core.errors import StageError
-from agglo_core.ir import ProcessIR
-from agglo_core.paths import MISSING, compile_getter, set_path, split_path
-from agglo_core.pipeline import Invocation, StageContext
+from agglo_core.paths import split_path
 from agglo_core.processes.spec import CheckContext, Guard, Problem, ProcessSpec
 from agglo_core.records import unwritable
-
-CURRENT_TIME = "derived:currentTime"
+from agglo_core.stages import annotator as stage
+from agglo_core.stages.annotator import CURRENT_TIME
 
 
 class Annotation(ConfigModel):
@@ -29,35 +27,6 @@ class Annotation(ConfigModel):
 class Annotator(ConfigModel):
     name: StrictStr = ""
     annotations: tuple[Annotation, ...] = ()
-
-
-class AnnotatorStage:
-    pure = True
-
-    def __init__(self, step: ProcessIR) -> None:
-        self.name = step.params["name"]
-        self._annotations = []
-        for a in step.params["annotations"]:
-            key = a["fieldKey"]
-            # A top-level field (no getter) is read and written directly: the common case, and the fast one.
-            self._annotations.append((key, split_path(key), compile_getter(key) if "." in key else None,
-                                      a["value"], a["value"] == CURRENT_TIME, compile_node(a["condition"])))
-
-    def apply(self, event: dict, inv: Invocation) -> dict:
-        for key, segs, get, value, is_time, cond in self._annotations:
-            if cond is not None and not cond(event):
-                continue
-            if (key in event) if get is None else (get(event) is not MISSING):
-                raise StageError(f"cannot annotate '{key}': the event already has that field")
-            if is_time:
-                value = inv.now_iso
-            event = {**event, key: value} if get is None else set_path(event, segs, value)
-        return event
-
-
-def compile(d: Annotator, ctx: StageContext) -> AnnotatorStage:
-    assert ctx.step is not None
-    return AnnotatorStage(ctx.step)
 
 
 def _check(d: Annotator, ctx: CheckContext) -> Iterator[Problem]:
@@ -97,7 +66,7 @@ UTC). An event that already has the field fails (binge's rule).
 """
 
 SPEC = ProcessSpec(
-    emit=emit_annotator, kind="annotator", doc=_DOC, proto_field=1, model=Annotator, compile=compile,
+    emit=stage.emit, kind="annotator", doc=_DOC, proto_field=1, model=Annotator, compile=stage.compile,
     summary=f"Sets fields to values, in order, where each annotation's condition holds; `{CURRENT_TIME}` is "
             "the invocation time. A field the event already has fails the record.",
     check=_check, conditions=_conditions, describe=_describe,

@@ -1,36 +1,20 @@
-"""continuation: stop this pipeline for events where the condition is false (no output, no error)."""
+"""continuation: stop this pipeline for events where the condition is false (no output, no error).
+
+The config side (model, docs); the stage is ``agglo_core.stages.continuation``.
+"""
 
 from __future__ import annotations
 
 from pydantic import StrictStr
 
-from agglo_core.codegen import emit_continuation
-from agglo_core.conditions import compile_node
 from agglo_core.config import ConditionField, ConfigModel
-from agglo_core.ir import ProcessIR
-from agglo_core.pipeline import Invocation, StageContext
 from agglo_core.processes.spec import ProcessSpec
+from agglo_core.stages import continuation as stage
 
 
 class Continuation(ConfigModel):
     name: StrictStr = ""
     condition: ConditionField | None = None
-
-
-class ContinuationStage:
-    pure = True
-
-    def __init__(self, step: ProcessIR) -> None:
-        self.name = step.params["name"]
-        self._cond = compile_node(step.params["condition"])
-
-    def apply(self, event: dict, inv: Invocation) -> dict | None:
-        return event if self._cond is None or self._cond(event) else None
-
-
-def compile(d: Continuation, ctx: StageContext) -> ContinuationStage:
-    assert ctx.step is not None
-    return ContinuationStage(ctx.step)
 
 
 _DOC = """\
@@ -49,7 +33,7 @@ def _describe(d: Continuation) -> list[str]:
 
 
 SPEC = ProcessSpec(
-    emit=emit_continuation, kind="continuation", doc=_DOC, proto_field=8, model=Continuation, compile=compile,
+    emit=stage.emit, kind="continuation", doc=_DOC, proto_field=8, model=Continuation, compile=stage.compile,
     summary="Stops the pipeline for events where its condition is false: no output, no error.",
     gates_pipeline=True,
     describe=_describe,

@@ -1,4 +1,7 @@
-"""spawner: run an executable with the event on stdin; with ``doSync`` keep its JSON answer."""
+"""spawner: run an executable with the event on stdin; with ``doSync`` keep its JSON answer.
+
+The config side (models, checks, docs); the stage is ``agglo_core.stages.spawner``.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,9 @@ from collections.abc import Iterator
 from pydantic import StrictBool, StrictStr
 
 from agglo_core.config import ConditionField, ConfigModel, Int64
-from agglo_core.effects import Exec
-from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error
 from agglo_core.processes.spec import CheckContext, ExecRef, Problem, ProcessSpec
-from agglo_core.records import unwritable
-
-OUTPUT = "internal:spawn:output"
+from agglo_core.stages import spawner as stage
+from agglo_core.stages.spawner import OUTPUT
 
 
 class Runnable(ConfigModel):
@@ -30,42 +30,6 @@ class Spawner(ConfigModel):
     delayInMs: Int64 = 0
     doSync: StrictBool = False
     job: Job | None = None
-
-
-class SpawnerStage:
-    pure = False
-
-    def __init__(self, d: Spawner, ctx: StageContext) -> None:
-        self.name = d.name
-        self._cond = ctx.predicate(d.condition)
-        runnable = d.job.runnable  # type: ignore[union-attr]
-        self._path, self._args = runnable.pathToExec, runnable.cmdArgs  # type: ignore[union-attr]
-        self._delay, self._sync, self._retry = d.delayInMs, d.doSync, ctx.retry
-
-    def run(self, items: list[Item], inv: Invocation) -> Driver:
-        cond = self._cond
-        chosen = [it for it in items if cond is None or cond(it.event)]  # type: ignore[arg-type]
-        if not chosen:
-            return
-        results = yield [Exec(self._path, self._args, it.event, self._delay, self._sync, self._retry)
-                         for it in chosen]
-        if not self._sync:
-            return  # fire-and-forget
-        for it, result in zip(chosen, results, strict=True):
-            if (err := effect_error(result)) is not None:
-                it.fail(self.name, f"'{self._path}' failed: {err}", err.transient)
-                continue
-            if (problem := unwritable(result, f"{OUTPUT}.{self.name}", 2)) is not None:
-                it.fail(self.name, f"'{self._path}' answered what cannot be written as JSON: {problem}")
-                continue
-            event = it.event
-            assert event is not None
-            previous = event.get(OUTPUT)
-            it.event = {**event, OUTPUT: [*(previous if type(previous) is list else ()), {self.name: result}]}
-
-
-def compile(d: Spawner, ctx: StageContext) -> SpawnerStage:
-    return SpawnerStage(d, ctx)
 
 
 def _check(d: Spawner, ctx: CheckContext) -> Iterator[Problem]:
@@ -92,7 +56,7 @@ appended to `internal:spawn:output`; without, it is fire-and-forget.
 """
 
 SPEC = ProcessSpec(
-    kind="spawner", doc=_DOC, proto_field=5, model=Spawner, compile=compile,
+    kind="spawner", doc=_DOC, proto_field=5, model=Spawner, compile=stage.compile,
     summary=f"Runs an executable with the event as JSON on stdin, after `delayInMs`; with `doSync` its JSON "
             f"answer is kept under `{OUTPUT}`. Runs only executables the deployment allows.",
     check=_check, executables=_executables,

@@ -113,7 +113,8 @@ class ProcessSpec:
     proto_field: int
     """Its number in binge's ``ProcessDefinition`` oneof: the order of kinds in docs and schema."""
     model: type[ConfigModel]
-    compile: Callable[[Any, StageContext], Stage]
+    compile: Callable[[StageContext], Stage] | None
+    """Builds its stage from the IR (``ctx.step``): the function of its module in ``agglo_core.stages``."""
     summary: str
     """One sentence: the README's table of process types, the JSON schema's description."""
     doc: str

@@ -10,16 +10,18 @@ offers (``catalog.registry_for``). Tests register their own factories the same w
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from agglo_core.config import External, PipelinesConfig
 from agglo_core.connstr import scheme_of
+from agglo_core.ir import ExternalIR, PlanIR
 
 if TYPE_CHECKING:
+    from agglo_core.config import External, PipelinesConfig
     from handlers.connectors.spec import ConnectorSpec
 
 
@@ -27,7 +29,8 @@ class Connector(Protocol):
     def perform(self, effects: list[Any]) -> list[Any]: ...
 
 
-Factory = Callable[[External], Connector]
+Factory = Callable[[ExternalIR], Connector]
+"""Makes a connector for an external system, given as IR (plain data: a compiled plan has no config models)."""
 
 
 class UnknownConnector(ValueError):
@@ -37,12 +40,19 @@ class UnknownConnector(ValueError):
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def expand_environment(external: External, env: dict[str, str] | None = None) -> External:
+def as_ir(external: External | ExternalIR) -> ExternalIR:
+    """An external system as connectors take it: from the IR, or from a config's model."""
+    if isinstance(external, ExternalIR):
+        return external
+    return ExternalIR(external.name, external.externalType.value, external.connectionString)
+
+
+def expand_environment(external: ExternalIR, env: dict[str, str] | None = None) -> ExternalIR:
     """``${NAME}`` in a connection string, from the environment: one config for every stack.
 
     Only connectors see the expanded string; outputs keep the config's own text.
     """
-    cs = external.connectionString
+    cs = external.connection_string
     if "${" not in cs:
         return external
     environ: Mapping[str, str] = os.environ if env is None else env
@@ -50,7 +60,7 @@ def expand_environment(external: External, env: dict[str, str] | None = None) ->
     if missing:
         raise UnknownConnector(f"external system '{external.name}': environment variable(s) "
                                f"{', '.join(missing)} not set (used in its connection string)")
-    return external.model_copy(update={"connectionString": _ENV_REF.sub(lambda m: environ[m.group(1)], cs)})
+    return dataclasses.replace(external, connection_string=_ENV_REF.sub(lambda m: environ[m.group(1)], cs))
 
 
 class Registry:
@@ -81,13 +91,13 @@ class Registry:
         other._specs = dict(self._specs)
         return other
 
-    def build(self, external: External) -> Connector:
+    def build(self, external: External | ExternalIR) -> Connector:
         from handlers.connectors.catalog import redact
 
-        template = external.connectionString  # shown in messages: a secret from ${VAR} never is
-        external = expand_environment(external)
-        etype = external.externalType.value
-        key = (etype, scheme_of(external.connectionString))
+        template = as_ir(external).connection_string  # shown in messages: a secret from ${VAR} never is
+        external = expand_environment(as_ir(external))
+        etype = external.external_type
+        key = (etype, scheme_of(external.connection_string))
         factory = self._factories.get(key)
         if factory is None:
             known = sorted(s or "<a directory path>" for t, s in self._factories if t == etype)
@@ -97,10 +107,13 @@ class Registry:
         spec = self._specs.get(key)
         return factory(external) if spec is None else _build(spec, external, template)
 
-    def build_all(self, config: PipelinesConfig, names: set[str] | None = None) -> dict[str, Connector]:
-        """Connectors for the config's externals (only ``names``, if given); every problem at once."""
+    def build_all(self, plan: PlanIR | PipelinesConfig, names: set[str] | None = None) -> dict[str, Connector]:
+        """Connectors for the externals of a plan's IR or a config (only ``names``, if given); every problem
+        at once."""
+        externals: Iterable[External | ExternalIR] = plan.externals if isinstance(plan, PlanIR) else \
+            plan.externalSystems
         built, problems = {}, []
-        for ext in config.externalSystems:
+        for ext in externals:
             if names is not None and ext.name not in names:
                 continue
             try:
@@ -114,14 +127,14 @@ class Registry:
         return built
 
 
-def _build(spec: ConnectorSpec, external: External, template: str | None = None) -> Connector:
+def _build(spec: ConnectorSpec, external: ExternalIR, template: str | None = None) -> Connector:
     """``spec``'s connector for an external (its connection string expanded), after checking its options.
 
     ``template`` is the connection string as the config wrote it (``${VAR}`` unexpanded): messages show it.
     """
     from handlers.connectors.catalog import redact
 
-    cs = external.connectionString
+    cs = external.connection_string
     shown = redact(cs if template is None else template)
     problems = spec.problems(cs)
     if problems:

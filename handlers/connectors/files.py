@@ -20,8 +20,8 @@ from typing import Any
 
 import orjson
 
-from agglo_core.config import External
 from agglo_core.effects import Put
+from agglo_core.ir import ExternalIR
 from handlers.connectors.base import BaseConnector, Refused
 from handlers.connectors.spec import ConnectorSpec, Option
 
@@ -112,7 +112,7 @@ class DirectoryStore(BaseConnector):
         return f"directory {self.directory}"
 
 
-def _local_dir(ext: External, opts: dict[str, str]) -> DirectoryStore:
+def _local_dir(ext: ExternalIR, opts: dict[str, str]) -> DirectoryStore:
     return DirectoryStore(opts["directory"], ".json")
 
 

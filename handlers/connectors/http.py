@@ -196,7 +196,7 @@ def _json_or_none(answer: bytes) -> Any:
 
 
 def _build(ext: Any, opts: dict[str, str], shown: str) -> HttpTarget:
-    return HttpTarget(ext.connectionString, float(opts.get(DEADLINE_OPTION) or DEFAULT_DEADLINE_S), shown)
+    return HttpTarget(ext.connection_string, float(opts.get(DEADLINE_OPTION) or DEFAULT_DEADLINE_S), shown)
 
 
 _DEADLINE = Option(

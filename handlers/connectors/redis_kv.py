@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from agglo_core.config import External
 from agglo_core.effects import (
     ApplyDeltas,
     CompareAndPut,
@@ -32,6 +31,7 @@ from agglo_core.effects import (
     JoinState,
     Put,
 )
+from agglo_core.ir import ExternalIR
 from agglo_core.state import BOUNDS, REFUSED, STATE_INT_MAX, STATE_LIMIT, StateOverflow
 from handlers.connectors.base import BaseConnector, Work
 from handlers.connectors.kv import mark_ttl_s
@@ -293,8 +293,8 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-def _build(ext: External, opts: dict[str, str]) -> RedisKV:
-    parts = urlsplit(ext.connectionString)
+def _build(ext: ExternalIR, opts: dict[str, str]) -> RedisKV:
+    parts = urlsplit(ext.connection_string)
     return RedisKV(parts._replace(query="").geturl(), opts.get("prefix", ""))
 
 

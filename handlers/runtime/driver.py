@@ -118,7 +118,7 @@ class Runtime:
 
     @classmethod
     def build(cls, plan: Plan, registry: Registry, execs: ExecRunner | None = None, **kw: Any) -> Runtime:
-        return cls(plan, registry.build_all(plan.config), execs, **kw)
+        return cls(plan, registry.build_all(plan.ir), execs, **kw)
 
     def process(self, records: Sequence[Record], budget: RetryBudget | None = None) -> list[Outcome]:
         """Run a batch. Records whose payload is ``Unreadable`` fail with its message without running.

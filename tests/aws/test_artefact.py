@@ -221,7 +221,7 @@ def test_cloud_functions_build_at_import_too(tmp_path):
 import os
 from handlers import gcp_functions
 os.remove({str(config)!r})
-print(len(gcp_functions.app().runtime.plan.config.pipelines))
+print(len(gcp_functions.app().runtime.plan.ir.pipelines))
 """
     built = _python(script, {"AGGLO_CONFIG": str(config)}, tmp_path)
     assert built.returncode == 0 and built.stdout.split() == ["1"], built.stderr[-3000:]

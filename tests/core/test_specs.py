@@ -102,7 +102,7 @@ STAMP = '''
 
 from pydantic import StrictStr
 
-from agglo_core.conditions import compile_condition
+from agglo_core.conditions import compile_node
 from agglo_core.config import ConditionField, ConfigModel
 from agglo_core.lint import Finding
 from agglo_core.processes.spec import ProcessSpec
@@ -117,8 +117,9 @@ class Stamp(ConfigModel):
 class StampStage:
     pure = True
 
-    def __init__(self, d, ctx):
-        self.name, self._field, self._cond = d.name, d.field, compile_condition(d.condition)
+    def __init__(self, ctx):
+        p = ctx.step.params
+        self.name, self._field, self._cond = p["name"], p["field"], compile_node(p["condition"])
 
     def apply(self, event, inv):
         return {**event, self._field: True} if self._cond is None or self._cond(event) else event

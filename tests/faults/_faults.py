@@ -138,7 +138,7 @@ class Sink:
     @classmethod
     def register(cls, registry: Registry) -> Registry:
         registry.register("ExternalPubSub", "rec", lambda ext: cls.sinks.setdefault(
-            ext.connectionString.split(":", 1)[1], cls()))
+            ext.connection_string.split(":", 1)[1], cls()))
         return registry
 
 

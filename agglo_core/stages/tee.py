@@ -1,0 +1,101 @@
+"""tee's stage: send (a transformation of) the event to an external system and note where it went."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agglo_core.effects import Effect, Put
+from agglo_core.errors import RECORD_FAULTS, StageError, describe
+from agglo_core.ids import IdMaker
+from agglo_core.ir import thaw
+from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error, run_each
+from agglo_core.stages.transformer import TransformerStage
+
+OUTPUT = "internal:tee:output"
+# binge's own strings, so consumers of its outputs keep working.
+OUTPUT_TYPES = {
+    "ExternalKVStore": "kvstore", "ExternalObjectStore": "object", "ExternalPubSub": "pubsub",
+    "ExternalHttp": "web", "ExternalLocalFile": "localfile", "ExternalSearchIndex": "searchIndex",
+}
+
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    """``base`` with ``extra`` merged in; maps merge recursively, anything else in ``extra`` wins."""
+    out = dict(base)
+    for k, v in extra.items():
+        cur = out.get(k)
+        out[k] = deep_merge(cur, v) if type(cur) is dict and type(v) is dict else v
+    return out
+
+
+class TeeStage:
+    pure = False
+
+    def __init__(self, ctx: StageContext) -> None:
+        d = ctx.step.params
+        self.name = d["name"]
+        self._cond = ctx.predicate(d["condition"])
+        self._target = d["outputConnectorRef"]
+        self._extra = thaw(d["additionalBody"])
+        external = ctx.ir.external(self._target)
+        self._output_type = OUTPUT_TYPES[external.external_type]
+        self._connection = ctx.redact(external.connection_string)
+        self._ids = IdMaker(ctx.partition, ctx.pipeline, self.name, "tee")
+        self._retry = ctx.retry
+        ref = d["transformerRef"]
+        self._transformer = TransformerStage(ctx.ir.definition(ref), ctx.retry) if ref else None
+
+    def _body(self, event: dict, inv: Invocation) -> dict:
+        body = event if self._transformer is None else self._transformer.apply(event, inv)
+        return deep_merge(body, self._extra) if self._extra else body
+
+    def run(self, items: list[Item], inv: Invocation) -> Driver:
+        cond = self._cond
+        chosen = [it for it in items if cond is None or cond(it.event)]  # type: ignore[arg-type]
+        if self._transformer is not None and not self._transformer.pure:
+            bodies = yield from self._bodies_via_exec(chosen)
+        else:
+            bodies = [self._body_or_error(it.event, inv) for it in chosen]  # type: ignore[arg-type]
+        sending: list[tuple[Item, str]] = []
+        puts: list[Effect] = []
+        ids, target, retry = self._ids, self._target, self._retry
+        for it, body in zip(chosen, bodies, strict=True):
+            if type(body) is StageError:
+                it.fail(self.name, f"transformer '{self._transformer.name}': {body}")  # type: ignore[union-attr]
+                continue
+            key = ids(it.record.id)
+            sending.append((it, key))
+            puts.append(Put(target, key, body, retry))
+        if not puts:
+            return
+        results = yield puts
+        web = self._output_type == "web"
+        for (it, key), result in zip(sending, results, strict=True):
+            if result is not None and (err := effect_error(result)) is not None:
+                it.fail(self.name, f"could not write to '{target}': {err}", transient=err.transient)
+                continue
+            entry = {"uuid": key, "outputType": self._output_type, "connectionString": self._connection}
+            if web:
+                entry["response"] = result
+            event = it.event
+            assert event is not None
+            previous = event.get(OUTPUT)
+            it.event = {**event, OUTPUT: [*(previous if type(previous) is list else ()), entry]}
+
+    def _body_or_error(self, event: dict, inv: Invocation) -> Any:
+        try:
+            return self._body(event, inv)
+        except RECORD_FAULTS as e:
+            return StageError(describe(e))
+
+    def _bodies_via_exec(self, chosen: list[Item]) -> Driver:
+        holders = [Item(it.record, it.event) for it in chosen]  # type: ignore[arg-type]
+        transformer = self._transformer
+        assert transformer is not None
+        yield from run_each(holders, transformer.name, lambda h: transformer.drive(h.event))  # type: ignore[arg-type]
+        return [StageError(h.error[1]) if h.error else deep_merge(h.event, self._extra)  # type: ignore[arg-type]
+                for h in holders]
+
+
+def compile(ctx: StageContext) -> TeeStage:
+    return TeeStage(ctx)
