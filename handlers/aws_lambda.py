@@ -160,11 +160,11 @@ class LambdaApp:
 
     @classmethod
     def from_environment(cls) -> LambdaApp:
+        from handlers.runtime.boot import serverless_plan
         from handlers.runtime.config_source import read_config_source
-        from handlers.runtime.entwine_keys import compile_with_keys
         from handlers.runtime.execs import ExecRunner, allow_list_from
 
-        plan = compile_with_keys(read_config_source())
+        plan = serverless_plan(read_config_source())
         runtime = Runtime.build(plan, aws_registry(), ExecRunner(allow_list_from(None)))
         return cls(runtime, runtime.dead_letter_target(os.environ.get("AGGLO_DEAD_LETTER")),
                    os.environ.get("AGGLO_STREAM_ON_FAILURE", "").lower() in ("1", "true", "yes"))

@@ -125,12 +125,12 @@ class CloudFunctionApp:
 
     @classmethod
     def from_environment(cls) -> CloudFunctionApp:
+        from handlers.runtime.boot import serverless_plan
         from handlers.runtime.config_source import read_config_source
-        from handlers.runtime.entwine_keys import compile_with_keys
         from handlers.runtime.execs import ExecRunner, allow_list_from
 
         _configure_logging()
-        plan = compile_with_keys(read_config_source())
+        plan = serverless_plan(read_config_source())
         runtime = Runtime.build(plan, gcp_registry(), ExecRunner(allow_list_from(None)))
         return cls(runtime, runtime.dead_letter_target(os.environ.get("AGGLO_DEAD_LETTER")))
 

@@ -3,18 +3,21 @@ serverless ones, build their app in the init phase (``build_at_init``)."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
-from agglo_core import ConfigError
+from agglo_core import ConfigError, Plan
 from handlers.connectors import UnknownConnector, local_registry
+from handlers.runtime.artefact import StaleArtefact, artefact_dir, read_artefact
 from handlers.runtime.config_source import MAX_CONFIG_BYTES, ConfigSourceError, ConfigTooLarge, bounded_config
 from handlers.runtime.driver import Runtime
-from handlers.runtime.entwine_keys import compile_with_keys
+from handlers.runtime.entwine_keys import compile_with_keys, read_key_files
 from handlers.runtime.execs import ExecRunner, allow_list_from
 
 App = TypeVar("App")
+log = logging.getLogger("agglo.boot")
 
 
 class UsageError(Exception):
@@ -47,6 +50,23 @@ def build_at_init(build: Callable[[], App], environ: Mapping[str, str] = os.envi
         if not problem.startswith("AGGLO_CONFIG"):
             problem = f"AGGLO_CONFIG={source}: {problem}"
         raise InitError(f"agglo cannot start: {problem}") from e
+
+
+def serverless_plan(raw: bytes, environ: Mapping[str, str] = os.environ) -> Plan:
+    """The function's plan for the config ``raw``: from its compiled artefact (no pydantic, no validation)
+    when there is one for exactly these bytes; else, after one warning saying why, the config validated in
+    full. The private keys its processes name are read either way; one that cannot be read stops the start."""
+    from handlers.connectors.catalog import redact
+
+    try:
+        artefact = read_artefact(raw, artefact_dir(environ))
+    except StaleArtefact as e:
+        log.warning("agglo: %s; validating the config in full instead (a slower start)", e)
+        return compile_with_keys(raw)
+    keys, unreadable = read_key_files(artefact.key_files)
+    if unreadable:
+        raise ConfigError(unreadable)
+    return Plan.from_ir(artefact.ir, keys, redact=redact)
 
 
 def read_config_file(path: str) -> bytes:

@@ -7,6 +7,7 @@ working directory), an ``s3://bucket/key`` URI, or a ``gs://bucket/object`` URI.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 ENV = "AGGLO_CONFIG"
 
@@ -46,10 +47,19 @@ def read_config_source(uri: str | None = None) -> bytes:
         bucket, _, name = uri[5:].partition("/")
         blob = storage_client().bucket(bucket).blob(name)
         return bounded_config(blob.download_as_bytes(start=0, end=MAX_CONFIG_BYTES), uri)  # end is inclusive
-    candidates = [uri] if os.path.isabs(uri) else [
-        os.path.join(os.environ.get("LAMBDA_TASK_ROOT", ""), uri), uri]
-    for path in candidates:
-        if os.path.isfile(path):
-            with open(path, "rb") as f:
-                return bounded_config(f.read(MAX_CONFIG_BYTES + 1), path)
-    raise ConfigSourceError(f"{ENV}={uri}: no such file (looked in {', '.join(candidates)})")
+    path = local_config_path(uri)
+    if path is not None:
+        with open(path, "rb") as f:
+            return bounded_config(f.read(MAX_CONFIG_BYTES + 1), path)
+    raise ConfigSourceError(f"{ENV}={uri}: no such file (looked in {', '.join(_candidates(uri, os.environ))})")
+
+
+def _candidates(uri: str, environ: Mapping[str, str]) -> list[str]:
+    return [uri] if os.path.isabs(uri) else [os.path.join(environ.get("LAMBDA_TASK_ROOT", ""), uri), uri]
+
+
+def local_config_path(uri: str, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The file a local ``AGGLO_CONFIG`` names (in the function's package first), or None (a URI, no file)."""
+    if not uri or uri.startswith(("s3://", "gs://")):
+        return None
+    return next((path for path in _candidates(uri, environ) if os.path.isfile(path)), None)

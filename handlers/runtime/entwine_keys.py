@@ -7,32 +7,50 @@ secrets.
 
 from __future__ import annotations
 
-from agglo_core import ConfigError, PipelinesConfig, Plan, compile_plan, load_config
-from agglo_core.processes import spec_of
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from agglo_core import ConfigError, Plan, compile_plan
+
+if TYPE_CHECKING:
+    from agglo_core.config import PipelinesConfig
 
 UNREAD = " (agglo run and the serverless functions refuse to start without it)"
 
 
-def read_pem_keys(config: PipelinesConfig) -> tuple[dict[str, bytes], list[str]]:
-    """PEM bytes by path for every key file a process names, and a problem (with its path) per unreadable one."""
+def key_files(config: PipelinesConfig) -> list[tuple[str, str]]:
+    """(JSON path of the field, file) of every private key a process of the config names."""
+    from agglo_core.processes import spec_of
+
+    return [(f"processDefinitions[{i}].{definition.kind}.{where}", path)
+            for i, definition in enumerate(config.processDefinitions)
+            for where, path in spec_of(definition).key_files(definition.body)]
+
+
+def read_key_files(files: Iterable[tuple[str, str]]) -> tuple[dict[str, bytes], list[str]]:
+    """PEM bytes by path for each (where, file), and a problem (with where) per unreadable one."""
     keys: dict[str, bytes] = {}
     problems = []
-    for i, definition in enumerate(config.processDefinitions):
-        for where, path in spec_of(definition).key_files(definition.body):
-            if path in keys:
-                continue
-            try:
-                with open(path, "rb") as f:
-                    keys[path] = f.read()
-            except OSError as e:
-                problems.append(f"processDefinitions[{i}].{definition.kind}.{where}: cannot read {path}: "
-                                f"{e.strerror}")
+    for where, path in files:
+        if path in keys:
+            continue
+        try:
+            with open(path, "rb") as f:
+                keys[path] = f.read()
+        except OSError as e:
+            problems.append(f"{where}: cannot read {path}: {e.strerror}")
     return keys, problems
+
+
+def read_pem_keys(config: PipelinesConfig) -> tuple[dict[str, bytes], list[str]]:
+    """PEM bytes by path for every key file a process names, and a problem (with its path) per unreadable one."""
+    return read_key_files(key_files(config))
 
 
 def _load_checked(source: str | bytes) -> tuple[PipelinesConfig, list[str]]:
     """The config (a structural problem raises, with every connection-string problem beside it), and the
     problems of its connection strings."""
+    from agglo_core.config import load_config
     from handlers.connectors.checks import check_externals, check_raw_externals
 
     try:
