@@ -74,10 +74,18 @@ clean:
 # version: the build refuses otherwise. LAMBDA_BYTECODE=no builds without bytecode instead (with a warning).
 # unchecked-hash: the interpreter trusts the .pyc without comparing it to its source's mtime (the zip's
 # timestamps are not the build's); the source paths recorded for tracebacks are /var/task's.
+#
+# Each config in pipelines/ ships with its compiled plan, pipelines/<name>.plan/ (`agglo compile -o`), which
+# the function loads at init instead of validating its config: no pydantic at cold start. The compiler runs
+# from this tree with LAMBDA_BUILD_PYTHON on the artefact's dependencies, so that Python must be the
+# runtime's version and architecture (as the bytecode needs anyway). A config elsewhere (AGGLO_PLAN, an
+# s3:// config) is compiled the same way; LAMBDA_PLAN=no builds without plans (each cold start then
+# validates its config, saying so in a warning).
 LAMBDA_PYTHON       ?= 3.13
 LAMBDA_PLATFORM     ?= manylinux2014_aarch64
 LAMBDA_BUILD_PYTHON ?= $(shell command -v python$(LAMBDA_PYTHON) || command -v python3)
 LAMBDA_BYTECODE     ?= yes
+LAMBDA_PLAN         ?= yes
 LAMBDA_TASK_ROOT    ?= /var/task
 LAMBDA_HANDLERS     := handlers/__init__.py handlers/aws_lambda.py handlers/runtime handlers/sources handlers/connectors
 LAMBDA_REQUIREMENTS := 'pydantic>=2.6' 'orjson>=3.9' 'google-re2>=1.1,<2' 'boto3>=1.34' 'aws-lambda-powertools>=3.0' \
@@ -101,6 +109,16 @@ build-PipelineFunction:
 	  --target "$(ARTIFACTS_DIR)" --platform $(LAMBDA_PLATFORM) --implementation cp \
 	  --python-version $(LAMBDA_PYTHON) --only-binary=:all: $(LAMBDA_REQUIREMENTS)
 	rm -rf "$(ARTIFACTS_DIR)/bin"
+	@if [ "$(LAMBDA_PLAN)" = yes ]; then \
+	  for config in pipelines/*.json; do \
+	    PYTHONPATH="$(CURDIR):$(ARTIFACTS_DIR)" $(LAMBDA_BUILD_PYTHON) -m handlers.local compile -c "$$config" \
+	      -o "$(ARTIFACTS_DIR)/$${config%.json}.plan" || { \
+	    echo "build-PipelineFunction: cannot compile $$config with $(LAMBDA_BUILD_PYTHON) on the artefact's" \
+	         "dependencies (is it the runtime's Python and architecture?); LAMBDA_PLAN=no builds without" \
+	         "compiled plans (every cold start then validates its config)" >&2; exit 1; }; \
+	  done; \
+	else echo "build-PipelineFunction: LAMBDA_PLAN=$(LAMBDA_PLAN): no compiled plans; every cold start" \
+	  "validates its config" >&2; fi
 	@if [ "$(LAMBDA_BYTECODE)" = yes ]; then \
 	  $(LAMBDA_BUILD_PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash \
 	    -s "$(ARTIFACTS_DIR)" -p "$(LAMBDA_TASK_ROOT)" "$(ARTIFACTS_DIR)"; \

@@ -16,11 +16,10 @@ then validates the config in full.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-import orjson
 
 from agglo_core.ir import PlanIR
 from handlers.runtime.config_source import ENV as CONFIG_ENV
@@ -49,9 +48,12 @@ def config_sha256(raw: bytes) -> str:
 
 
 def artefact_data(raw: bytes, ir: PlanIR, key_files: tuple[tuple[str, str], ...]) -> bytes:
-    """``plan.json``'s bytes for a config's bytes, its IR and its key files."""
-    return orjson.dumps({"configSha256": config_sha256(raw), "ir": ir.to_data(),
-                         "keyFiles": [list(k) for k in key_files]}, option=orjson.OPT_INDENT_2) + b"\n"
+    """``plan.json``'s bytes for a config's bytes, its IR and its key files.
+
+    The standard json module, as for the config itself: orjson refuses (writing) or rounds to a float
+    (reading) an integer beyond 64 bits, which a config may hold."""
+    return json.dumps({"configSha256": config_sha256(raw), "ir": ir.to_data(),
+                       "keyFiles": [list(k) for k in key_files]}, indent=1, ensure_ascii=False).encode() + b"\n"
 
 
 def artefact_dir(environ: Mapping[str, str] = os.environ) -> str | None:
@@ -80,12 +82,19 @@ def read_artefact(raw: bytes, directory: str | None) -> Artefact:
     path = os.path.join(directory, PLAN_FILE)
     try:
         with open(path, "rb") as f:
-            data = orjson.loads(f.read())
+            body = f.read()
     except FileNotFoundError:
         raise StaleArtefact(f"no compiled plan at {path} (agglo compile -c CONFIG -o {directory})") from None
     except OSError as e:
         raise StaleArtefact(f"cannot read the compiled plan {path}: {e.strerror or e}") from None
-    except orjson.JSONDecodeError as e:
+    return parse_artefact(raw, body, path)
+
+
+def parse_artefact(raw: bytes, body: bytes, path: str = PLAN_FILE) -> Artefact:
+    """The artefact ``plan.json`` (``body``, read from ``path``) holds, if it was compiled from exactly ``raw``."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
         raise StaleArtefact(f"the compiled plan {path} is not valid JSON: {e}") from None
     if type(data) is not dict:
         raise StaleArtefact(f"the compiled plan {path} is not a JSON object")
@@ -93,8 +102,14 @@ def read_artefact(raw: bytes, directory: str | None) -> Artefact:
         raise StaleArtefact(f"the compiled plan {path} was compiled from another config (its SHA-256 differs: "
                             "compile it again)")
     try:
-        ir = PlanIR.from_data(data.get("ir") if type(data.get("ir")) is dict else {})
-        key_files = tuple((str(where), str(file)) for where, file in data.get("keyFiles", ()))
-    except (ValueError, TypeError) as e:
+        ir = PlanIR.from_data(data["ir"] if type(data.get("ir")) is dict else {})
+        key_files = tuple(_key_file(entry) for entry in data["keyFiles"])
+    except (ValueError, TypeError, KeyError) as e:
         raise StaleArtefact(f"the compiled plan {path} cannot be used by this agglo: {e}") from None
     return Artefact(ir, key_files)
+
+
+def _key_file(entry: object) -> tuple[str, str]:
+    if type(entry) is not list or len(entry) != 2 or not all(type(part) is str for part in entry):
+        raise ValueError(f"keyFiles holds {entry!r}, not [JSON path, file]")
+    return entry[0], entry[1]
