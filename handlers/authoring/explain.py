@@ -101,6 +101,7 @@ def _watched(plan: Plan, steps: dict[str, list[Step]]) -> Plan:
     """A copy of ``plan`` whose stages note their steps into ``steps`` (per pipeline)."""
     watched = copy.copy(plan)
     config = plan.config
+    assert config is not None  # explain compiles the config it is given
     watched.pipelines = tuple(
         CompiledPipeline(p.name, tuple(_Watched(stage, config.process(proc.name), steps.setdefault(p.name, []))
                                        for stage, proc in zip(p.stages, pipe.processes, strict=True)))

@@ -79,8 +79,8 @@ def mock_runtime(plan: Plan, kv: dict[str, dict[str, Any]], http: dict[str, list
     """A runtime on stand-ins for ``plan``'s externals, and the list it records what it performs in."""
     performed: Performed = []
     connectors: dict[str, Connector] = {}
-    for ext in plan.config.externalSystems:
-        kind = ext.externalType.value
+    for ext in plan.ir.externals:
+        kind = ext.external_type
         inner: Any
         if kind == "ExternalKVStore":
             inner = MemoryStore(ext.name)

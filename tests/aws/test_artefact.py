@@ -86,6 +86,21 @@ def test_a_clean_interpreter_runs_the_artefact_without_compiling_anything(artefa
     assert any(f.startswith(str(artefact / "pydantic")) for f in result["files"])
 
 
+def test_each_config_ships_with_its_plan_and_the_function_starts_from_it_without_pydantic(artefact, tmp_path):
+    configs = sorted((artefact / "pipelines").glob("*.json"))
+    assert configs and all((c.with_suffix(".plan") / "plan.json").is_file() for c in configs)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "AGGLO_"))}
+    proc = subprocess.run(clean_interpreter("-c", CLEAN_START, str(artefact), json.dumps(EVENT)),
+                          env={**env, "AGGLO_CONFIG": "pipelines/basic.json", "LAMBDA_TASK_ROOT": str(artefact)},
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "validating the config in full" not in proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["answer"]["errors"] == [] and len(result["answer"]["outputs"]) == 1
+    assert not any(f.startswith(str(artefact / "pydantic")) for f in result["files"])
+    assert [f for f in result["compiled"] if f.startswith(str(artefact))] == []
+
+
 def test_the_same_interpreter_compiles_sources_that_have_no_bytecode(artefact, tmp_path):
     """The audit above can see compilation: a copy of one module without its .pyc is compiled."""
     config = basic_config(tmp_path, f"sqlite:{tmp_path / 'state.db'}")
@@ -224,7 +239,10 @@ os.remove({str(config)!r})
 print(len(gcp_functions.app().runtime.plan.ir.pipelines))
 """
     built = _python(script, {"AGGLO_CONFIG": str(config)}, tmp_path)
-    assert built.returncode == 0 and built.stdout.split() == ["1"], built.stderr[-3000:]
+    # Without a compiled plan beside the config it is validated, and the function's log (stdout) says so first.
+    *logged, count = built.stdout.strip().splitlines()
+    assert built.returncode == 0 and count == "1", built.stderr[-3000:]
+    assert len(logged) == 1 and "validating the config in full" in logged[0]
     missing = str(tmp_path / "missing.json")
     failed = _python("import handlers.gcp_functions", {"AGGLO_CONFIG": missing}, tmp_path)
     assert failed.returncode != 0
