@@ -28,20 +28,27 @@ if TYPE_CHECKING:
 
 
 @cache
-def _runs(kind: str) -> tuple[Callable[[StageContext], Stage], Emit | None]:
-    """A kind's ``compile`` and ``emit``: from its module here, else from its spec."""
+def _module(kind: str) -> Any:
+    """The kind's module here, or None when it has none."""
     try:
-        module: Any = importlib.import_module(f"{__name__}.{kind}")
+        return importlib.import_module(f"{__name__}.{kind}")
     except ModuleNotFoundError as e:
         if e.name != f"{__name__}.{kind}":
             raise
-        from agglo_core.processes import specs
+        return None
 
-        spec = specs()[kind]
-        if spec.compile is None:
-            raise LookupError(f"process type '{kind}' says nothing of how it runs") from None
-        return spec.compile, spec.emit
-    return module.compile, getattr(module, "emit", None)
+
+def _runs(kind: str) -> tuple[Callable[[StageContext], Stage], Emit | None]:
+    """A kind's ``compile`` and ``emit``: from its module here, else from its spec."""
+    module = _module(kind)
+    if module is not None:
+        return module.compile, getattr(module, "emit", None)
+    from agglo_core.processes import specs
+
+    spec = specs()[kind]
+    if spec.compile is None:
+        raise LookupError(f"process type '{kind}' says nothing of how it runs")
+    return spec.compile, spec.emit
 
 
 def compile_stage(ctx: StageContext) -> Stage:
