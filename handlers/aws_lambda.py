@@ -2,8 +2,9 @@
 
 One handler for every trigger (see ``handlers.sources.aws``). In the init phase
 (when Lambda imports this module, which SnapStart snapshots and provisioned
-concurrency runs ahead of traffic) it reads ``AGGLO_CONFIG``, compiles the plan
-and builds the connectors once; a config that cannot start fails the init with
+concurrency runs ahead of traffic) it reads ``AGGLO_CONFIG``, builds the plan
+(from the config's compiled artefact, without pydantic, when the package holds one
+for exactly that config: ``handlers.runtime.artefact``) and the connectors once; a config that cannot start fails the init with
 ``InitError`` saying why. Without ``AGGLO_CONFIG`` at import nothing is built
 until the first invocation. boto3 clients are created on first use, or in the
 init phase under SnapStart and provisioned concurrency (``prepare``);

@@ -23,7 +23,9 @@ lost; this module only says it in Cloud Functions' words:
   ``Retry-After`` when an outside system failed.
 
 At cold start (when the module is imported, before the first request) the config
-comes from ``AGGLO_CONFIG`` (a path, or a ``gs://`` URI) and is compiled once; a
+comes from ``AGGLO_CONFIG`` (a path, or a ``gs://`` URI) and is compiled once (from
+its compiled artefact, without pydantic, when there is one for exactly that config:
+``handlers.runtime.artefact``); a
 config that cannot start fails the instance's start with ``InitError`` saying
 why. Connectors are built once and their clients on first use.
 ``PUBSUB_EMULATOR_HOST`` and ``STORAGE_EMULATOR_HOST`` are honoured. Logs
