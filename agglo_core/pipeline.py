@@ -281,7 +281,11 @@ def _run_pipeline(pipe: CompiledPipeline, items: list[Item], inv: Invocation,
 
 
 class Plan:
-    """An immutable, compiled config. Compile once per process; run many batches through it."""
+    """An immutable, compiled config. Compile once per process; run many batches through it.
+
+    ``ir`` is what it was built from; ``config`` the validated config, or None for a plan built from an IR
+    alone (``from_ir``: a compiled artefact, loaded without the config models).
+    """
 
     def __init__(self, config: PipelinesConfig, keys: Mapping[str, bytes] | None = None,
                  redact: Callable[[str], str] = redact, codegen: bool = True) -> None:
