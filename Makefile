@@ -113,9 +113,10 @@ build-PipelineFunction:
 	  for config in pipelines/*.json; do \
 	    PYTHONPATH="$(CURDIR):$(ARTIFACTS_DIR)" $(LAMBDA_BUILD_PYTHON) -m handlers.local compile -c "$$config" \
 	      -o "$(ARTIFACTS_DIR)/$${config%.json}.plan" || { \
-	    echo "build-PipelineFunction: cannot compile $$config with $(LAMBDA_BUILD_PYTHON) on the artefact's" \
-	         "dependencies (is it the runtime's Python and architecture?); LAMBDA_PLAN=no builds without" \
-	         "compiled plans (every cold start then validates its config)" >&2; exit 1; }; \
+	    echo "build-PipelineFunction: cannot compile $$config (why is above: a config agglo refuses, or," \
+	         "if $(LAMBDA_BUILD_PYTHON) cannot import the artefact's dependencies, not the runtime's Python" \
+	         "and architecture); LAMBDA_PLAN=no builds without compiled plans (every cold start then" \
+	         "validates its config)" >&2; exit 1; }; \
 	  done; \
 	else echo "build-PipelineFunction: LAMBDA_PLAN=$(LAMBDA_PLAN): no compiled plans; every cold start" \
 	  "validates its config" >&2; fi
