@@ -79,7 +79,7 @@ def go_template_problem(template: str, groups: int, names: set[str]) -> str | No
     return None
 
 
-def go_replacement(template: str) -> str | Callable[[regex_engine.Match], str]:
+def go_replacement(template: str) -> regex_engine.Replacement:
     """Go's ``Regexp.Expand`` syntax (``$1``, ``${name}``, ``$$``) as a replacement for ``Regex.sub``.
 
     A template without group references stays a string, used as is;
