@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agglo_core import regex
+from agglo_core import regex, transforms
 from agglo_core.transforms import go_replacement
 
 # Characters that make text and patterns interesting for these shapes: the literal's own letters, newlines,
@@ -63,3 +63,17 @@ def test_hostile_patterns_stay_on_re2():
         compiled = regex.Regex(pattern)
         assert compiled._linear is None  # noqa: SLF001
         assert compiled.sub("x", text) == text
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(["buzz/(.*)", "(a+)+$", "^b", "[ab]+", "a|é"]), TEMPLATES.filter(lambda t: "1" not in t),
+       st.lists(st.text(ALPHABET, max_size=12), min_size=1, max_size=40),
+       st.integers(min_value=1, max_value=5))
+def test_a_map_regex_remembers_nothing_but_answers(pattern, template, texts, capacity):
+    """Remembered replacements (a few at a time, texts repeated and too long to keep) are what RE2 makes."""
+    fn = transforms.MapRegex(pattern, template, remember=capacity, remember_chars=6)
+    reference = regex.Regex(pattern, use_re=False)
+    replacement = go_replacement(template)
+    for text in texts + texts[::-1]:
+        assert fn(text) == reference.sub(replacement, text)
+    assert fn(texts) == [reference.sub(replacement, t) for t in texts]
