@@ -213,6 +213,11 @@ class Emitter:
         if rhs[0] == "const" and type(rhs[1]) is str:
             from agglo_core import regex as regex_engine
 
+            plain = regex_engine.as_text_search(rhs[1])
+            if plain is not None:  # a literal (anchored or not): str's own search, no regex at all
+                text, at_start = plain
+                found = f"{t}.startswith({self.const(text)})" if at_start else f"{self.const(text)} in {t}"
+                return f"(type({t} := {left}) is str and {'' if want else 'not '}{found})"
             search = self.const(regex_engine.compile(rhs[1]).search, f"search for {rhs[1]!r}")
             return f"(type({t} := {left}) is str and {search}({t}) {found})"
         cache, p = self.const({}), self.tmp()

@@ -140,6 +140,16 @@ class Regex:
         return f"Regex({self.pattern!r})"
 
 
+_FOUND_AS_TEXT = re.compile(rf"(\^?)({_PLAIN}+)(?:\.\*|\((?:\?:)?\.\*\))?")
+
+
+def as_text_search(pattern: str) -> tuple[str, bool] | None:
+    """``(text, at_start)`` when finding ``pattern`` is finding a plain text (anywhere, or at the start for
+    ``^``): a literal, perhaps followed by ``.*``, which matches even nothing. None for any other pattern."""
+    shape = _FOUND_AS_TEXT.fullmatch(pattern)
+    return None if shape is None else (shape.group(2), shape.group(1) == "^")
+
+
 def compile(pattern: str) -> Regex:  # noqa: A001 - the name every regex module uses
     """``pattern`` compiled with RE2, from a small cache; raises ``RegexError``."""
     return _cached(pattern)

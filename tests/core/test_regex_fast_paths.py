@@ -77,3 +77,15 @@ def test_a_map_regex_remembers_nothing_but_answers(pattern, template, texts, cap
     for text in texts + texts[::-1]:
         assert fn(text) == reference.sub(replacement, text)
     assert fn(texts) == [reference.sub(replacement, t) for t in texts]
+
+
+@settings(max_examples=300, deadline=None)
+@given(linear_patterns().filter(lambda p: not p.endswith(("+", "+)"))), st.text(ALPHABET, max_size=30))
+def test_a_literal_search_is_a_text_search(pattern, text):
+    """What generated conditions test instead of the regex finds exactly what RE2 finds."""
+    plain = regex.as_text_search(pattern)
+    assert plain is not None
+    literal, at_start = plain
+    found = text.startswith(literal) if at_start else literal in text
+    assert found == regex.Regex(pattern, use_re=False).matches(text)
+    assert regex.as_text_search(pattern + "x+") is None
