@@ -6,6 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agglo_core import regex, transforms
+from agglo_core.codegen import compile_predicate
+from agglo_core.conditions import compile_node
 from agglo_core.transforms import go_replacement
 
 # Characters that make text and patterns interesting for these shapes: the literal's own letters, newlines,
@@ -89,3 +91,13 @@ def test_a_literal_search_is_a_text_search(pattern, text):
     found = text.startswith(literal) if at_start else literal in text
     assert found == regex.Regex(pattern, use_re=False).matches(text)
     assert regex.as_text_search(pattern + "x+") is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(linear_patterns(), st.booleans(), st.one_of(st.text(ALPHABET, max_size=20), st.integers(), st.none()))
+def test_generated_and_interpreted_regex_conditions_agree(pattern, want, value):
+    """``=~`` and ``!~`` on a field, generated (a text search where the pattern is plain) and interpreted (RE2)."""
+    node = ("match", want, ("var", ("f",)), ("const", pattern))
+    generated, interpreted = compile_predicate(node), compile_node(node)
+    for event in ({"f": value}, {}):
+        assert generated(event) is interpreted(event)
