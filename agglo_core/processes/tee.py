@@ -16,6 +16,7 @@ from agglo_core.ir import definition_ir
 from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error, run_each
 from agglo_core.processes.spec import CheckContext, ExternalRef, Finding, LintContext, Problem, ProcessSpec
 from agglo_core.processes.transformer import TransformerStage
+from agglo_core.records import find_problem
 
 OUTPUT = "internal:tee:output"
 # binge's own strings, so consumers of its outputs keep working.
@@ -50,6 +51,8 @@ class TeeStage:
         self._cond = ctx.predicate(d.condition)
         self._target = d.outputConnectorRef
         self._extra = dict(d.additionalBody)
+        # Events and what processes make are checked where they arise; so is additionalBody, here, once.
+        self._checked = find_problem(self._extra) is None
         external = ctx.config.external(d.outputConnectorRef)
         self._output_type = OUTPUT_TYPES[external.externalType.value]
         self._connection = ctx.redact(external.connectionString)
@@ -78,7 +81,7 @@ class TeeStage:
                 continue
             key = ids(it.record.id)
             sending.append((it, key))
-            puts.append(Put(target, key, body, retry))
+            puts.append(Put(target, key, body, retry, self._checked))
         if not puts:
             return
         results = yield puts
