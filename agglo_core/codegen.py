@@ -27,7 +27,7 @@ from typing import Any
 from agglo_core import conditions as cond_rt
 from agglo_core.errors import RECORD_FAULTS, StageError, describe
 from agglo_core.ir import Node, PipelineIR, ProcessIR
-from agglo_core.paths import MISSING, compile_getter, json_type, set_path
+from agglo_core.paths import MISSING, compile_getter, is_index, json_type, set_path
 from agglo_core.records import unwritable
 
 Emit = Callable[[ProcessIR, "Emitter"], bool]
@@ -132,6 +132,14 @@ class Emitter:
         """An expression for the value at ``segs`` in ``event``, or ``_MISSING``."""
         if len(segs) == 1:
             return f"{event}.get({self.const(segs[0])}, _MISSING)"
+        if len(segs) <= 4 and not any(is_index(s) for s in segs[1:]):
+            # Maps all the way down (no segment could index a list): each step inline, no getter call.
+            node = f"{event}.get({self.const(segs[0])})"
+            for seg in segs[1:-1]:
+                t = self.tmp()
+                node = f"({t}.get({self.const(seg)}) if type({t} := {node}) is dict else None)"
+            t = self.tmp()
+            return f"({t}.get({self.const(segs[-1])}, _MISSING) if type({t} := {node}) is dict else _MISSING)"
         path = ".".join(segs)
         return f"{self.const(compile_getter(path), f'the value at {path!r}')}({event})"
 
@@ -205,6 +213,11 @@ class Emitter:
         if rhs[0] == "const" and type(rhs[1]) is str:
             from agglo_core import regex as regex_engine
 
+            plain = regex_engine.as_text_search(rhs[1])
+            if plain is not None:  # a literal (anchored or not): str's own search, no regex at all
+                text, at_start = plain
+                found = f"{t}.startswith({self.const(text)})" if at_start else f"{self.const(text)} in {t}"
+                return f"(type({t} := {left}) is str and {'' if want else 'not '}{found})"
             search = self.const(regex_engine.compile(rhs[1]).search, f"search for {rhs[1]!r}")
             return f"(type({t} := {left}) is str and {search}({t}) {found})"
         cache, p = self.const({}), self.tmp()
@@ -308,7 +321,7 @@ def emit_continuation(proc: ProcessIR, em: Emitter) -> bool:
 
 
 def emit_transformer(proc: ProcessIR, em: Emitter) -> bool:
-    from agglo_core.transforms import ExecTransform, transformation_of
+    from agglo_core.transforms import ExecTransform, MapRegex, transformation_of
 
     specs = proc.params["specs"]
     fns = [transformation_of(s["transformation"]) for s in specs]
@@ -331,7 +344,12 @@ def emit_transformer(proc: ProcessIR, em: Emitter) -> bool:
             else:
                 em.line("v = src")
             with em.block("if v is not _MISSING:") if source else nullcontext():
-                em.line(f"v = {em.const(fn, s['transformation']['transformationType'])}(v)")
+                apply = em.const(fn, s['transformation']['transformationType'])
+                if isinstance(fn, MapRegex):  # a string, the usual value, without the type dispatch
+                    em.line(f"v = {em.const(fn.on_text, 'its replacement in a string')}(v) if type(v) is str "
+                            f"else {apply}(v)")
+                else:
+                    em.line(f"v = {apply}(v)")
                 with em.block(f"if type(v) is not str and (p := _unwritable(v, {em.const(target)}, "
                               f"{len(segs) if segs else 0})) is not None:"):
                     em.fail(f"{em.const('the result cannot be written as JSON: ')} + p")

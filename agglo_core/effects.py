@@ -108,6 +108,9 @@ class Put:
     key: str
     body: dict
     retry: RetryPolicy = NO_RETRY
+    checked: bool = False
+    """The body is known to be writable as JSON (made by the core from checked values): a store that keeps
+    values rather than their JSON need not serialise it to find out."""
 
 
 @dataclass(frozen=True, slots=True)

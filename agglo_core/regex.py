@@ -15,6 +15,7 @@ through ``unicode_escape`` (which mangles non-ASCII text).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -24,6 +25,17 @@ _MAX_PROGRAM_MEMORY = 8 << 20
 """RE2 refuses a pattern whose compiled program would need more (``x{1000}{1000}``): bounded memory."""
 
 _NO_MATCH = (-1, -1)
+
+_PLAIN = r"[^\\.\[\]{}()*+?|^$]"
+_LINEAR_SHAPE = re.compile(rf"\^?{_PLAIN}+(?:\.[*+]|\((?:\?:)?\.[*+]\))?")
+"""Patterns Python's ``re`` runs in linear time with exactly RE2's matches: an optional ``^``, a nonempty
+run of plain characters, and at most a trailing ``.*`` or ``.+`` (in a group or not).
+
+Why linear: ``re`` finds a literal prefix without backtracking, and a trailing ``.*`` consumes to the end of
+the line with nothing after it that could make it give characters back. Why the same matches: plain
+characters mean themselves in both dialects; ``.`` is any character but a newline, ``^`` the start of the
+text in both; a match is never empty, so Go's rule for empty matches next to a previous one never applies;
+the choice between overlapping matches (leftmost, then greedy) is the same."""
 
 
 class RegexError(ValueError):
@@ -46,15 +58,17 @@ class Match:
         return None if start < 0 else self._data[start:end].decode("utf-8", "surrogatepass")
 
 
-Replacement = str | Callable[[Match], Any]
+Replacement = str | Callable[[Any], str]
+"""A literal, or a function of the match (a ``Match``, or ``re``'s for patterns ``re`` runs)."""
 
 
 class Regex:
     """A compiled pattern: ``search`` and ``sub`` on ``str``, ``groups`` and ``groupindex`` as in ``re``."""
 
-    __slots__ = ("pattern", "groups", "groupindex", "_match", "_unanchored")
+    __slots__ = ("pattern", "groups", "groupindex", "_match", "_unanchored", "_linear")
 
-    def __init__(self, pattern: str) -> None:
+    def __init__(self, pattern: str, use_re: bool = True) -> None:
+        """``use_re``: run patterns of ``_LINEAR_SHAPE`` on Python's ``re`` (False: always RE2, the reference)."""
         re2 = _engine()
         options = re2.RE2.Options()
         options.log_errors = False  # RE2 would print every refused pattern to stderr
@@ -69,20 +83,32 @@ class Regex:
             for name, index in compiled.NamedCapturingGroups()}
         self._match = compiled.Match
         self._unanchored = re2.RE2.Anchor.UNANCHORED
+        self._linear: re.Pattern[str] | None = (
+            re.compile(pattern) if use_re and _LINEAR_SHAPE.fullmatch(pattern) is not None else None)
+        """The same pattern on ``re``, where that is provably as fast and the same (``_LINEAR_SHAPE``): a
+        call into RE2 costs several times what ``re`` does on short text."""
 
-    def search(self, text: str) -> Match | None:
+    def search(self, text: str) -> Match | re.Match[str] | None:
+        if self._linear is not None:
+            return self._linear.search(text)
         data = text.encode("utf-8", "surrogatepass")
         spans = self._match(self._unanchored, data, 0, len(data))
         return None if spans[0] == _NO_MATCH else Match(data, spans, self.groupindex)
 
     def matches(self, text: str) -> bool:
         """Whether the pattern is found anywhere in ``text`` (``search`` without building a match)."""
+        if self._linear is not None:
+            return self._linear.search(text) is not None
         data = text.encode("utf-8", "surrogatepass")
         found: bool = self._match(self._unanchored, data, 0, len(data))[0] != _NO_MATCH
         return found
 
     def sub(self, replacement: Replacement, text: str) -> str:
         """Every match replaced (a string is used as is; a function gets the ``Match``), Go's way."""
+        if self._linear is not None:
+            # A string is a literal here; re would read its backslashes as escapes.
+            return self._linear.sub(replacement.replace("\\", "\\\\") if isinstance(replacement, str) else replacement,
+                                    text)
         data = text.encode("utf-8", "surrogatepass")
         end = len(data)
         out: list[bytes] = []
@@ -112,6 +138,16 @@ class Regex:
 
     def __repr__(self) -> str:
         return f"Regex({self.pattern!r})"
+
+
+_FOUND_AS_TEXT = re.compile(rf"(\^?)({_PLAIN}+)(?:\.\*|\((?:\?:)?\.\*\))?")
+
+
+def as_text_search(pattern: str) -> tuple[str, bool] | None:
+    """``(text, at_start)`` when finding ``pattern`` is finding a plain text (anywhere, or at the start for
+    ``^``): a literal, perhaps followed by ``.*``, which matches even nothing. None for any other pattern."""
+    shape = _FOUND_AS_TEXT.fullmatch(pattern)
+    return None if shape is None else (shape.group(2), shape.group(1) == "^")
 
 
 def compile(pattern: str) -> Regex:  # noqa: A001 - the name every regex module uses

@@ -79,7 +79,7 @@ def go_template_problem(template: str, groups: int, names: set[str]) -> str | No
     return None
 
 
-def go_replacement(template: str) -> str | Callable[[regex_engine.Match], str]:
+def go_replacement(template: str) -> regex_engine.Replacement:
     """Go's ``Regexp.Expand`` syntax (``$1``, ``${name}``, ``$$``) as a replacement for ``Regex.sub``.
 
     A template without group references stays a string, used as is;
@@ -104,21 +104,45 @@ def go_replacement(template: str) -> str | Callable[[regex_engine.Match], str]:
     return lambda m: "".join([lit if g is None else (m.group(g) or "") for lit, g in pieces])
 
 
-def _map_regex(regex: str, replace: str) -> ValueFn:
-    pattern = regex_engine.compile(regex)
-    template = go_replacement(replace)
-    sub = pattern.sub
+REMEMBERED_TEXTS = 1024
+"""Replacements a ``TransformMapRegex`` remembers (then it starts again): field values it rewrites (paths, names,
+vocabularies) mostly repeat, and a lookup costs a fraction of a replacement."""
+REMEMBERED_TEXT_CHARS = 256
+"""Longer texts are not remembered: the memory stays bounded (about 1024 × 2 × 256 characters at most)."""
 
-    def apply(v: Any) -> Any:
+
+class MapRegex:
+    """``TransformMapRegex``: every match in a string (or in each string of a list or map) replaced."""
+
+    __slots__ = ("_sub", "_template", "_seen", "_entries", "_chars")
+
+    def __init__(self, regex: str, replace: str, remember: int = REMEMBERED_TEXTS,
+                 remember_chars: int = REMEMBERED_TEXT_CHARS) -> None:
+        self._sub = regex_engine.compile(regex).sub
+        self._template = go_replacement(replace)
+        self._seen: dict[str, str] = {}
+        self._entries, self._chars = remember, remember_chars
+
+    def on_text(self, text: str) -> str:
+        """The replacement in one string (what generated code calls for a string)."""
+        out = self._seen.get(text)
+        if out is None:
+            out = self._sub(self._template, text)
+            if len(text) <= self._chars:
+                if len(self._seen) >= self._entries:
+                    self._seen.clear()
+                self._seen[text] = out
+        return out
+
+    def __call__(self, v: Any) -> Any:
         if type(v) is str:
-            return sub(template, v)
+            return self.on_text(v)
+        on_text = self.on_text
         if type(v) is list and all(type(x) is str for x in v):
-            return [sub(template, x) for x in v]
+            return [on_text(x) for x in v]
         if type(v) is dict and all(type(x) is str for x in v.values()):
-            return {k: sub(template, x) for k, x in v.items()}
+            return {k: on_text(x) for k, x in v.items()}
         raise StageError(f"TransformMapRegex needs a string, or a list or map of strings, got {json_type(v)}")
-
-    return apply
 
 
 def _concat(a: Any, b: Any) -> Any:
@@ -215,7 +239,7 @@ def builtin_transformation(ttype: str, args: Mapping[str, Any] | None) -> ValueF
         mult = args["value"]  # type: ignore[index]
         return _elementwise(lambda x: x * mult, ttype)
     if ttype == "TransformMapRegex":
-        return _map_regex(args["regex"], args["replace"])  # type: ignore[index]
+        return MapRegex(args["regex"], args["replace"])  # type: ignore[index]
     if ttype in ("TransformLeftFold", "TransformRightFold") and args["path"] in BUILTIN_REDUCERS:  # type: ignore[index]
         return _fold(args["path"], ttype == "TransformRightFold")  # type: ignore[index]
     return None

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from benchmarks.agglo_run import _run, write_input
+from benchmarks.agglo_run import _run, byte_compile_agglo, write_input
 from handlers.local import BATCH
 
 PARTITION = "c5024ca8-d601-499f-bb24-daae74357b5e"
@@ -157,6 +157,7 @@ def check(n: int = 1200) -> None:
 def measure(n: int, runs: int) -> dict[str, dict[str, float]]:
     """Median CPU and wall seconds of each side over ``runs`` alternating runs of ``n`` events."""
     results: dict[str, list[dict[str, float]]] = {}
+    byte_compile_agglo()
     with tempfile.TemporaryDirectory(prefix="agglo-bytewax-") as tmp:
         d = pathlib.Path(tmp)
         events = d / "events.jsonl"

@@ -9,6 +9,7 @@ from agglo_core.errors import RECORD_FAULTS, StageError, describe
 from agglo_core.ids import IdMaker
 from agglo_core.ir import thaw
 from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error, run_each
+from agglo_core.records import find_problem
 from agglo_core.stages.transformer import TransformerStage
 
 OUTPUT = "internal:tee:output"
@@ -37,6 +38,8 @@ class TeeStage:
         self._cond = ctx.predicate(d["condition"])
         self._target = d["outputConnectorRef"]
         self._extra = thaw(d["additionalBody"])
+        # Events and what processes make are checked where they arise; so is additionalBody, here, once.
+        self._checked = find_problem(self._extra) is None
         external = ctx.ir.external(self._target)
         self._output_type = OUTPUT_TYPES[external.external_type]
         self._connection = ctx.redact(external.connection_string)
@@ -65,7 +68,7 @@ class TeeStage:
                 continue
             key = ids(it.record.id)
             sending.append((it, key))
-            puts.append(Put(target, key, body, retry))
+            puts.append(Put(target, key, body, retry, self._checked))
         if not puts:
             return
         results = yield puts

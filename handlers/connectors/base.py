@@ -3,7 +3,8 @@
 ``perform(effects)`` answers one result per effect, in order. The base refuses an
 effect the connector cannot perform (a permanent ``EffectFailed`` naming it),
 serialises every body to JSON once (a body that cannot be serialised fails its
-own effect, permanently, never its batch), hands the rest to ``perform_batch``
+own effect, permanently, never its batch; a connector that ``keeps_values`` skips
+the bodies the core marks ``checked``), hands the rest to ``perform_batch``
 and turns what a hook raises into an ``EffectFailed`` classified by
 ``is_transient``. The default ``perform_batch`` runs the effects of one key in
 order and different keys in parallel on a worker pool that lives as long as the
@@ -113,6 +114,8 @@ class BaseConnector:
     """The effects (class names) this connector performs."""
     concurrency: int = 1
     """Worker threads for effects on different keys (1: everything in the calling thread)."""
+    keeps_values: ClassVar[bool] = False
+    """The connector keeps bodies as values, not JSON: a ``Put`` whose body is ``checked`` is not serialised."""
 
     _pool: ThreadPoolExecutor | None = None
     _pool_lock = threading.Lock()
@@ -122,13 +125,17 @@ class BaseConnector:
     def perform(self, effects: list[Any]) -> list[Any]:
         works: list[Work] = []
         refused: dict[int, EffectFailed] = {}  # by position: effects this connector will not perform
-        capabilities = self.capabilities
+        capabilities, dumps, keeps_values = self.capabilities, orjson.dumps, self.keeps_values
         for i, e in enumerate(effects):
-            name = type(e).__name__
-            if name not in capabilities:
-                refused[i] = EffectFailed(f"{self.describe()} cannot perform {name}", transient=False)
-                continue
+            kind = type(e)
             try:
+                if kind is Put and "Put" in capabilities:  # most effects: the body inline, no call to encode
+                    # Serialised only to be refused if it cannot be JSON, unless it is known it can.
+                    works.append(Work(e, None if keeps_values and e.checked else dumps(e.body)))
+                    continue
+                if kind.__name__ not in capabilities:
+                    refused[i] = EffectFailed(f"{self.describe()} cannot perform {kind.__name__}", transient=False)
+                    continue
                 works.append(Work(e, encode(e)))
             except TypeError as err:  # orjson.JSONEncodeError is one
                 refused[i] = EffectFailed(f"{self.describe()}: the body cannot be stored as JSON: {err}",

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import http.client
 import socket
 import threading
 import time
@@ -66,6 +65,8 @@ class HttpTarget(BaseConnector):
         headers = {"Content-Type": "application/json", "Idempotency-Key": e.key, "User-Agent": "agglo"}
         if self._auth:
             headers["Authorization"] = self._auth
+        import http.client  # here, not at import: most configs post nothing, and it costs ~10 ms at start-up
+
         deadline = time.monotonic() + self.deadline_s
         target = self._target
         for _ in range(MAX_REDIRECTS + 1):
@@ -107,6 +108,8 @@ class HttpTarget(BaseConnector):
 def _post(target: SplitResult, body: bytes, headers: dict[str, str],
           deadline: float) -> tuple[int, str | None, bytes]:
     """(status, Location, body) of one POST, all of it before ``deadline`` (else ``DeadlineExceeded``)."""
+    import http.client
+
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise DeadlineExceeded

@@ -22,6 +22,7 @@ _stores_lock = threading.Lock()
 class MemoryStore(KeyValueStore):
     """A dict behind a lock; effects in one ``perform`` call are applied atomically together."""
 
+    keeps_values = True
     def __init__(self, name: str) -> None:
         super().__init__()
         self.name = name

@@ -351,21 +351,33 @@ def _too_long(limit: int, what: str) -> Unreadable:
 def _lines(inp: _Input, limits: Limits, after: int = 0) -> Iterator[Event]:
     """JSON lines, each at its line number, but never at a position below ``after``: lines read after an
     array broke must not take the positions (and so the record ids) of its elements."""
-    limit, blake2b = limits.max_line_bytes, hashlib.blake2b
+    limit, blake2b, loads = limits.max_line_bytes, hashlib.blake2b, orjson.loads
     new = tuple.__new__  # an Event without NamedTuple's slower constructor: this loop runs once a line
     while inp.skip_blank():
         last = inp.buf.rfind(b"\n", inp.pos)
         if last > inp.pos:
             # The common case, at speed: every whole line already in the buffer, split at once.
             n = inp.line
-            for line in bytes(inp.buf[inp.pos:last]).split(b"\n"):
+            lines = bytes(inp.buf[inp.pos:last]).split(b"\n")
+            inp.pos, inp.line = last + 1, n + len(lines)
+            if after <= n and max(map(len, lines)) <= limit:
+                # Positions are line numbers and every line fits: one comprehension for the lot, parsed without
+                # a call per line; a line that is not JSON sends the chunk the careful way below.
+                try:
+                    events = [new(Event, (n + i, loads(text), blake2b(text, digest_size=8).hexdigest()))
+                              for i, line in enumerate(lines) if (text := line.strip())]
+                except orjson.JSONDecodeError:
+                    pass
+                else:
+                    yield from events
+                    continue
+            for line in lines:
                 if text := line.strip():
                     at = max(n, after)
                     yield new(Event, (at, _parse(text) if len(line) <= limit else _too_long(limit, "the line"),
                                       blake2b(text, digest_size=8).hexdigest()))
                     after = at + 1
                 n += 1
-            inp.pos, inp.line = last + 1, n
             continue
         n = inp.line
         one, digest, whole = inp.next_line(limit)  # a line longer than the buffer, or the last one
