@@ -52,12 +52,19 @@ class Invocation:
 
     @classmethod
     def at(cls, now_ms: int, dedupe: bool = True) -> Invocation:
-        return cls(now_ms, dedupe)
+        """One per distinct time: batches of one in the same millisecond share it (a frozen dataclass's
+        ``__init__`` costs more than the lookup)."""
+        return _invocation(now_ms, dedupe) if cls is Invocation else cls(now_ms, dedupe)
 
     @property
     def now_iso(self) -> str:
         """Made when an annotation asks for it (most batches never do), once per distinct time."""
         return iso_time(self.now_ms)
+
+
+@lru_cache(maxsize=16)
+def _invocation(now_ms: int, dedupe: bool) -> Invocation:
+    return Invocation(now_ms, dedupe)
 
 
 class Item:
