@@ -157,6 +157,11 @@ class Runtime:
 
         A record whose dead-letter write failed is ``RETRY``: the platform delivers it again.
         """
+        for o in outcomes:
+            if o.errors:
+                break
+        else:  # nothing failed (nearly every call): nothing to write, log or look up per record
+            return [Verdict.DONE] * len(outcomes)
         verdicts = policy.verdicts(outcomes, deliveries)
         letters = [o for o, v in zip(outcomes, verdicts, strict=True) if v is Verdict.DEAD_LETTER]
         if letters and policy.dead_letter:
