@@ -393,25 +393,56 @@ class Plan:
         if len(self.pipelines) != 1:
             return _drive(self.process(records, now_ms, observe, dedupe), perform)
         pipe = self.pipelines[0]
+        if len(records) == 1 and _refusal((record := records[0]).payload) is None:
+            # A call of one record (Pub/Sub push, SQS FIFO, HTTP): the same steps without the lists and zips.
+            item = Item(record, {**record.payload, **self._stamp(pipe)})
+            _drive(_run_pipeline(pipe, [item], Invocation.at(now_ms, dedupe), observe), perform)
+            outcome = Outcome(record)
+            _settle_item(outcome, pipe.name, item)
+            return [outcome]
         outcomes, valid = _admit(records)
         items = self._items(pipe, valid)
         _drive(_run_pipeline(pipe, items, Invocation.at(now_ms, dedupe), observe), perform)
         self._settle(valid, (items,))
         return outcomes
 
+    def _stamp(self, pipe: CompiledPipeline) -> dict[str, str]:
+        """What every event entering ``pipe`` carries: where it runs."""
+        return {"internal:partitionID": self.partition, "internal:name": pipe.name}
+
     def _items(self, pipe: CompiledPipeline, valid: list[Outcome]) -> list[Item]:
         """Each valid record's event as it enters ``pipe``: the payload stamped with where it runs."""
-        stamp = {"internal:partitionID": self.partition, "internal:name": pipe.name}
+        stamp = self._stamp(pipe)
         return [Item(o.record, {**o.record.payload, **stamp}) for o in valid]
 
     def _settle(self, valid: list[Outcome], per_pipeline: Iterable[list[Item]]) -> None:
         """Each pipeline's output or error onto its record's outcome."""
         for pipe, items in zip(self.pipelines, per_pipeline, strict=True):
             for o, it in zip(valid, items, strict=True):
-                if it.event is not None:
-                    o.outputs.append((pipe.name, it.event))
-                elif it.error is not None:
-                    o.errors.append(RecordError(o.record.id, pipe.name, it.error[0], it.error[1], it.transient))
+                _settle_item(o, pipe.name, it)
+
+
+def _settle_item(outcome: Outcome, pipeline: str, item: Item) -> None:
+    """What ``pipeline`` made of the record: its output, or its error."""
+    if item.event is not None:
+        outcome.outputs.append((pipeline, item.event))
+    elif item.error is not None:
+        outcome.errors.append(RecordError(outcome.record.id, pipeline, item.error[0], item.error[1], item.transient))
+
+
+def _refusal(payload: Any) -> str | None:
+    """Why an event may not enter the pipelines (None: it may).
+
+    Found before any effect: an event no output or body could hold fails alone, here. One dumps decides;
+    only a refused event, or one with a null, is walked.
+    """
+    if type(payload) is not dict:
+        return "an event must be a JSON object"
+    try:
+        problem = find_problem(payload) if b"null" in dumps(payload) else None
+    except JSONEncodeError as err:
+        problem = find_problem(payload) or str(err)
+    return None if problem is None else f"the event cannot be written as JSON: {problem}"
 
 
 def _admit(records: Sequence[Record]) -> tuple[list[Outcome], list[Outcome]]:
@@ -419,20 +450,11 @@ def _admit(records: Sequence[Record]) -> tuple[list[Outcome], list[Outcome]]:
     outcomes = [Outcome(r) for r in records]
     valid = []
     for o in outcomes:
-        payload = o.record.payload
-        if type(payload) is not dict:
-            o.errors.append(RecordError(o.record.id, None, None, "an event must be a JSON object"))
-            continue
-        # Found before any effect: an event no output or body could hold fails alone, here. One dumps
-        # decides (inline: this runs per record); only a refused event, or one with a null, is walked.
-        try:
-            problem = find_problem(payload) if b"null" in dumps(payload) else None
-        except JSONEncodeError as err:
-            problem = find_problem(payload) or str(err)
+        problem = _refusal(o.record.payload)
         if problem is None:
             valid.append(o)
         else:
-            o.errors.append(RecordError(o.record.id, None, None, f"the event cannot be written as JSON: {problem}"))
+            o.errors.append(RecordError(o.record.id, None, None, problem))
     return outcomes, valid
 
 

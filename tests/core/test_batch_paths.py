@@ -1,7 +1,8 @@
 """The short paths a batch takes are the general path: same outcomes, same crossings, same state.
 
 ``Plan.run`` drives a config of one pipeline directly, without ``Plan.process``'s and
-``gather``'s generator layers (what a batch of one record mostly paid for). Random
+``gather``'s generator layers (what a batch of one record mostly paid for), and a call of
+one record without the batch's lists. Random
 configs (every process type but entwine), random events and random batch sizes from
 1 up run both ways: through ``Plan.run``, and through ``Plan.process`` driven by hand,
 the protocol every other caller speaks. Outcomes, every crossing and the state left
@@ -70,7 +71,9 @@ def run_both_ways(text: str, records: list[Record], size: int, now: int, observe
     assert seen_direct == seen_reference
 
 
-records_strategy = st.lists(any_events(), min_size=1, max_size=9).map(
+# Now and then a payload that may not enter the pipelines (not an object): it fails alone, before any stage.
+payloads = st.one_of(any_events(), any_events(), any_events(), st.sampled_from([[], "text", 3, None, [{"a": 1}]]))
+records_strategy = st.lists(payloads, min_size=1, max_size=9).map(
     lambda payloads: [Record(f"r{i}", p) for i, p in enumerate(payloads)])
 
 
