@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from functools import lru_cache, partial
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from orjson import JSONEncodeError, dumps
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from agglo_core.ir import Node, PipelineIR, PlanIR, ProcessIR
 
 Driver = Generator[list[Effect], list[Any], Any]
+T = TypeVar("T")
 
 
 @lru_cache(maxsize=16)
@@ -51,12 +52,19 @@ class Invocation:
 
     @classmethod
     def at(cls, now_ms: int, dedupe: bool = True) -> Invocation:
-        return cls(now_ms, dedupe)
+        """One per distinct time: batches of one in the same millisecond share it (a frozen dataclass's
+        ``__init__`` costs more than the lookup)."""
+        return _invocation(now_ms, dedupe) if cls is Invocation else cls(now_ms, dedupe)
 
     @property
     def now_iso(self) -> str:
         """Made when an annotation asks for it (most batches never do), once per distinct time."""
         return iso_time(self.now_ms)
+
+
+@lru_cache(maxsize=16)
+def _invocation(now_ms: int, dedupe: bool) -> Invocation:
+    return Invocation(now_ms, dedupe)
 
 
 class Item:
@@ -133,11 +141,17 @@ class CompiledPipeline:
     single: tuple[tuple[Stage, ...], ...] = ()
     """What runs with an observer: one stage at a time."""
 
+    steps: tuple[Step, ...] = field(init=False)
+    """``segments`` as they run: (pure, the function to call, the name an error or observer gives)."""
+    single_steps: tuple[Step, ...] = field(init=False)
+
     def __post_init__(self) -> None:
         if not self.segments:
             object.__setattr__(self, "segments", tuple(_segments(self.stages, True)))
         if not self.single:
             object.__setattr__(self, "single", tuple(_segments(self.stages, False)))
+        object.__setattr__(self, "steps", tuple(_step(s) for s in self.segments))
+        object.__setattr__(self, "single_steps", tuple(_step(s) for s in self.single))
 
     @classmethod
     def generated(cls, ir: PipelineIR, stages: tuple[Stage, ...], emitters: Mapping[str, Emit]) -> CompiledPipeline:
@@ -220,9 +234,6 @@ Adapters use it for per-process metrics and traces; the core itself keeps no tim
 
 def _apply_pure(stages: Sequence[PureStage], items: list[Item], inv: Invocation) -> bool:
     """Run consecutive pure stages record by record; True when some record stopped or failed."""
-    first: Any = stages[0]
-    if type(first) is GeneratedRun:
-        return first.run_items(items, inv)
     stopped = False
     for it in items:
         event = it.event
@@ -242,6 +253,19 @@ def _apply_pure(stages: Sequence[PureStage], items: list[Item], inv: Invocation)
     return stopped
 
 
+Step = tuple[bool, Callable[[list[Item], Invocation], Any], str]
+
+
+def _step(segment: tuple[Stage, ...]) -> Step:
+    """What running ``segment`` calls: a generated run's function, the pure stages in turn, or ``run``."""
+    first: Any = segment[0]
+    if not first.pure:
+        return False, first.run, first.name
+    if type(first) is GeneratedRun:
+        return True, first.run_items, first.name
+    return True, partial(_apply_pure, cast(Sequence[PureStage], segment)), first.name
+
+
 def _segments(stages: Sequence[Stage], fuse: bool) -> list[tuple[Stage, ...]]:
     """Consecutive pure stages together (when ``fuse``), each effectful stage alone."""
     out: list[tuple[Stage, ...]] = []
@@ -257,25 +281,24 @@ def _run_pipeline(pipe: CompiledPipeline, items: list[Item], inv: Invocation,
                   observe: StageObserver | None = None) -> Driver:
     live = items
     # Without an observer nobody sees stage boundaries, so pure stages run back to back per record.
-    for segment in (pipe.segments if observe is None else pipe.single):
-        stage = segment[0]
+    for pure, step, name in (pipe.steps if observe is None else pipe.single_steps):
         if observe is not None:
-            observe(pipe.name, stage.name, len(live), -1)
+            observe(pipe.name, name, len(live), -1)
         n_in = len(live)
-        if stage.pure:
-            if _apply_pure(cast(Sequence[PureStage], segment), live, inv):
+        if pure:
+            if step(live, inv):
                 live = [it for it in live if it.event is not None]
         else:
             try:
-                yield from cast(EffectfulStage, stage).run(live, inv)
+                yield from step(live, inv)
             except RECORD_FAULTS as e:
                 # A fault outside any one record's handling: fail what is left, never drop it silently.
                 for it in live:
                     if it.event is not None:
-                        it.fail(stage.name, describe(e))
+                        it.fail(name, describe(e))
             live = [it for it in live if it.event is not None]
         if observe is not None:
-            observe(pipe.name, stage.name, n_in, len(live))
+            observe(pipe.name, name, n_in, len(live))
         if not live:
             return
 
@@ -366,50 +389,101 @@ class Plan:
         id may legitimately come again with new content.
         """
         inv = Invocation.at(now_ms, dedupe)
-        outcomes = [Outcome(r) for r in records]
-        valid = []
-        for o in outcomes:
-            payload = o.record.payload
-            if type(payload) is not dict:
-                o.errors.append(RecordError(o.record.id, None, None, "an event must be a JSON object"))
-                continue
-            # Found before any effect: an event no output or body could hold fails alone, here. One dumps
-            # decides (inline: this runs per record); only a refused event, or one with a null, is walked.
-            try:
-                problem = find_problem(payload) if b"null" in dumps(payload) else None
-            except JSONEncodeError as err:
-                problem = find_problem(payload) or str(err)
-            if problem is None:
-                valid.append(o)
-            else:
-                o.errors.append(RecordError(o.record.id, None, None,
-                                            f"the event cannot be written as JSON: {problem}"))
-        per_pipeline = []
-        for pipe in self.pipelines:
-            stamp = {"internal:partitionID": self.partition, "internal:name": pipe.name}
-            items = [Item(o.record, {**o.record.payload, **stamp}) for o in valid]
-            per_pipeline.append(items)
+        outcomes, valid = _admit(records)
+        per_pipeline = [self._items(pipe, valid) for pipe in self.pipelines]
         yield from gather(_run_pipeline(pipe, items, inv, observe) for pipe, items in
                           zip(self.pipelines, per_pipeline, strict=True))
-        for pipe, items in zip(self.pipelines, per_pipeline, strict=True):
-            for o, it in zip(valid, items, strict=True):
-                if it.event is not None:
-                    o.outputs.append((pipe.name, it.event))
-                elif it.error is not None:
-                    o.errors.append(RecordError(o.record.id, pipe.name, it.error[0], it.error[1], it.transient))
+        self._settle(valid, per_pipeline)
         return outcomes
 
     def run(self, records: Sequence[Record], now_ms: int, perform: Callable[[list[Effect]], list[Any]],
             observe: StageObserver | None = None, dedupe: bool = True) -> list[Outcome]:
-        """Run a batch, answering effects with ``perform`` (a list of effects -> a list of results)."""
-        gen = self.process(records, now_ms, observe, dedupe)
-        try:
-            effects = next(gen)
-            while True:
-                effects = gen.send(perform(effects))
-        except StopIteration as stop:
-            outcomes: list[Outcome] = stop.value
-            return outcomes
+        """Run a batch, answering effects with ``perform`` (a list of effects -> a list of results).
+
+        The same crossings as driving ``process``; a config of one pipeline (nothing to merge its
+        crossings with) drives that pipeline directly, without ``process``'s and ``gather``'s layers,
+        which at a batch of one record are most of what a crossing costs.
+        """
+        if len(self.pipelines) != 1:
+            return _drive(self.process(records, now_ms, observe, dedupe), perform)
+        pipe = self.pipelines[0]
+        if len(records) == 1 and _refusal((record := records[0]).payload) is None:
+            # A call of one record (Pub/Sub push, SQS FIFO, HTTP): the same steps without the lists and zips.
+            item = Item(record, {**record.payload, **self._stamp(pipe)})
+            _drive(_run_pipeline(pipe, [item], Invocation.at(now_ms, dedupe), observe), perform)
+            outcome = Outcome(record)
+            _settle_item(outcome, pipe.name, item)
+            return [outcome]
+        outcomes, valid = _admit(records)
+        items = self._items(pipe, valid)
+        _drive(_run_pipeline(pipe, items, Invocation.at(now_ms, dedupe), observe), perform)
+        self._settle(valid, (items,))
+        return outcomes
+
+    def _stamp(self, pipe: CompiledPipeline) -> dict[str, str]:
+        """What every event entering ``pipe`` carries: where it runs."""
+        return {"internal:partitionID": self.partition, "internal:name": pipe.name}
+
+    def _items(self, pipe: CompiledPipeline, valid: list[Outcome]) -> list[Item]:
+        """Each valid record's event as it enters ``pipe``: the payload stamped with where it runs."""
+        stamp = self._stamp(pipe)
+        return [Item(o.record, {**o.record.payload, **stamp}) for o in valid]
+
+    def _settle(self, valid: list[Outcome], per_pipeline: Iterable[list[Item]]) -> None:
+        """Each pipeline's output or error onto its record's outcome."""
+        for pipe, items in zip(self.pipelines, per_pipeline, strict=True):
+            for o, it in zip(valid, items, strict=True):
+                _settle_item(o, pipe.name, it)
+
+
+def _settle_item(outcome: Outcome, pipeline: str, item: Item) -> None:
+    """What ``pipeline`` made of the record: its output, or its error."""
+    if item.event is not None:
+        outcome.outputs.append((pipeline, item.event))
+    elif item.error is not None:
+        outcome.errors.append(RecordError(outcome.record.id, pipeline, item.error[0], item.error[1], item.transient))
+
+
+def _refusal(payload: Any) -> str | None:
+    """Why an event may not enter the pipelines (None: it may).
+
+    Found before any effect: an event no output or body could hold fails alone, here. One dumps decides;
+    only a refused event, or one with a null, is walked.
+    """
+    if type(payload) is not dict:
+        return "an event must be a JSON object"
+    try:
+        problem = find_problem(payload) if b"null" in dumps(payload) else None
+    except JSONEncodeError as err:
+        problem = find_problem(payload) or str(err)
+    return None if problem is None else f"the event cannot be written as JSON: {problem}"
+
+
+def _admit(records: Sequence[Record]) -> tuple[list[Outcome], list[Outcome]]:
+    """An outcome per record, and those whose event may enter the pipelines (the others fail here)."""
+    outcomes = [Outcome(r) for r in records]
+    valid = []
+    for o in outcomes:
+        problem = _refusal(o.record.payload)
+        if problem is None:
+            valid.append(o)
+        else:
+            o.errors.append(RecordError(o.record.id, None, None, problem))
+    return outcomes, valid
+
+
+def _drive(driver: Generator[list[Effect], list[Any], T], perform: Callable[[list[Effect]], list[Any]]) -> T:
+    """Answer ``driver``'s effects with ``perform`` until it returns; its return value.
+
+    An empty list of effects is answered at once, as ``gather`` does, without calling ``perform``.
+    """
+    try:
+        effects = next(driver)
+        while True:
+            effects = driver.send(perform(effects) if effects else [])
+    except StopIteration as stop:
+        value: T = stop.value
+        return value
 
 
 def compile_plan(config: PipelinesConfig | str | bytes | dict, keys: Mapping[str, bytes] | None = None,

@@ -9,6 +9,12 @@ state either in memory or in one SQLite file. The measure is CPU time per
 record, the same records through fresh runtimes, batch sizes alternating.
 
     python -m benchmarks.batch_of_one [--events N] [--runs R] [--profile {memory,sqlite}]
+
+``--only {memory,sqlite}`` runs batches of one and nothing else, for a sampling profiler outside
+the process; ``batch_of_one-memory.svg`` beside this file was made that way:
+
+    py-spy record -r 500 -f flamegraph -o benchmarks/batch_of_one-memory.svg -- \
+        python -m benchmarks.batch_of_one --only memory --events 30000
 """
 
 from __future__ import annotations
@@ -126,9 +132,14 @@ def main(argv: list[str] | None = None, report: Callable[[str], None] = print) -
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--profile", choices=STORES, help="profile batches of one instead of measuring")
+    parser.add_argument("--only", choices=STORES, help="run batches of one, for a profiler outside the process")
     args = parser.parse_args(argv)
     if args.profile:
         profile(args.profile, args.events)
+        return 0
+    if args.only:
+        with runtime(args.only) as rt:
+            run_batches(rt, records(args.events), 1)
         return 0
     check()
     per = measure(args.events, args.runs)

@@ -117,8 +117,8 @@ class KeyValueStore(BaseConnector):
 
     def perform_batch(self, works: list[Work]) -> list[Any]:
         dispatch = self._dispatch_refusable
-        with self.transaction_for(works):
-            results = [dispatch(w) for w in works]  # an exception rolls back the batch
+        with self.transaction_for(works):  # an exception rolls back the batch
+            results = [dispatch(works[0])] if len(works) == 1 else [dispatch(w) for w in works]
         now = time.time()
         if now >= self._next_purge:
             self._next_purge = now + self.PURGE_EVERY_S

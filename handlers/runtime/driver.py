@@ -126,12 +126,16 @@ class Runtime:
         ``budget``: the time its retries may sleep, together; pass one to share it between the parts of
         one invocation (an object read in chunks, a FIFO batch run record by record).
         """
-        readable = [r for r in records if not isinstance(r.payload, Unreadable)]
+        readable = records
+        for r in records:
+            if type(r.payload) is Unreadable:
+                readable = [r for r in records if type(r.payload) is not Unreadable]
+                break
         perform = functools.partial(self.perform, budget=budget or self.retry_budget())  # no Python frame of its own
 
         with _collector_paused:
             outcomes = self.plan.run(readable, int(self.clock() * 1000), perform, self.observe, self.dedupe)
-        if len(readable) == len(records):
+        if readable is records:
             return outcomes
         done = iter(outcomes)
         return [Outcome(r, errors=[RecordError(r.id, None, None, r.payload.message)])
@@ -153,6 +157,11 @@ class Runtime:
 
         A record whose dead-letter write failed is ``RETRY``: the platform delivers it again.
         """
+        for o in outcomes:
+            if o.errors:
+                break
+        else:  # nothing failed (nearly every call): nothing to write, log or look up per record
+            return [Verdict.DONE] * len(outcomes)
         verdicts = policy.verdicts(outcomes, deliveries)
         letters = [o for o, v in zip(outcomes, verdicts, strict=True) if v is Verdict.DEAD_LETTER]
         if letters and policy.dead_letter:
@@ -192,6 +201,8 @@ class Runtime:
         if not effects:
             return []
         first = _target(effects[0])
+        if len(effects) == 1:  # a batch of one's crossing
+            return self._perform_one(first, effects, budget)
         for e in effects:
             if _target(e) != first:
                 break
