@@ -121,7 +121,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from handlers.authoring import explain
 
         return explain.main(args)
-    runtime = build_runtime(args.config, args.allow_exec, args.exec_timeout, dedupe=args.dedupe)
+    runtime = build_runtime(args.config, args.allow_exec, args.exec_timeout, dedupe=args.dedupe,
+                            cached=not args.no_cache)
     limits = Limits(args.max_line_bytes, args.max_decompressed_bytes)
     progress = None
     if args.input == "-":
@@ -274,6 +275,12 @@ def _add_command(sub: Any, name: str, summary: str, examples: Sequence[str], **k
                           formatter_class=_HelpFormatter, **kwargs)
 
 
+def _cache_option(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--no-cache", action="store_true",
+                    help="validate the config in full, using neither its compiled artefact (CONFIG.plan/) nor the "
+                         "cache of validated plans ($AGGLO_CACHE_DIR; set to nothing, the cache is off)")
+
+
 def _exec_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--allow-exec", action="append", metavar="PATH",
                     help="allow spawners and exec transforms to run PATH (repeatable; also AGGLO_ALLOW_EXEC)")
@@ -295,6 +302,7 @@ def parser() -> argparse.ArgumentParser:
         "agglo run -c pipelines/basic.json -i events/basic.jsonl --explain 2"])
     _single_config(r)
     _exec_options(r)
+    _cache_option(r)
     r.add_argument("-i", "--input", default="-",
                    help="JSON lines, a JSON array or a JSON document, gzipped or not ('-': stdin)")
     r.add_argument("-o", "--output", default="-", help="where outputs go as JSON lines ('-': stdout)")
@@ -322,6 +330,7 @@ def parser() -> argparse.ArgumentParser:
         "agglo serve -c pipelines/basic.json --durable /var/lib/agglo --workers 4"])
     _single_config(s)
     _exec_options(s)
+    _cache_option(s)
     s.add_argument("--host", default="127.0.0.1", help="the address to listen on")
     s.add_argument("--port", type=PORT, default=8080, help="the port to listen on")
     s.add_argument("--path", default="/binge", help="the path events are POSTed to")
