@@ -82,16 +82,16 @@ def _artefact_plan(artefact: Artefact) -> Plan:
     return Plan.from_ir(artefact.ir, keys, redact=redact)
 
 
-def local_plan(config_path: str, raw: bytes, cache_directory: str | None) -> Plan:
+def local_plan(config_path: str, raw: bytes, cached: bool, cache_directory: str | None) -> Plan:
     """The plan of the local config ``raw`` (read from ``config_path``), the same whichever way it is made.
 
-    Without validating, and without pydantic, when a validated plan for exactly these bytes is at hand:
-    the compiled artefact beside the config (as the functions find theirs), else the cache of plans
-    (``plan_cache``; ``cache_directory`` None: neither is used). Otherwise the config is validated in full
-    and, when it validates, its plan cached. A plan at hand that cannot be built (a private key it names
-    is gone or damaged) is not reported from there: the full validation reports it, as without a cache.
+    ``cached``: without validating, and without pydantic, when a validated plan for exactly these bytes is
+    at hand: the compiled artefact beside the config (as the functions find theirs), else the cache of plans
+    in ``cache_directory`` (``plan_cache``; None: no cache). Otherwise the config is validated in full and,
+    when it validates, its plan cached. A plan at hand that cannot be built (a private key it names is gone
+    or damaged) is not reported from there: the full validation reports it, as it would without the plan.
     """
-    if cache_directory is not None:
+    if cached:
         try:
             artefact: Artefact | None = read_artefact(raw, beside(config_path))
         except StaleArtefact:
@@ -99,10 +99,10 @@ def local_plan(config_path: str, raw: bytes, cache_directory: str | None) -> Pla
         if artefact is not None:
             try:
                 return _artefact_plan(artefact)
-            except ConfigError:
-                pass
+            except Exception as e:  # noqa: BLE001 - whatever it is, validating says it best
+                log.debug("agglo: the validated plan at hand cannot be built (%s); validating the config", e)
     plan = compile_with_keys(raw)
-    if cache_directory is not None and plan.config is not None:
+    if cached and cache_directory is not None and plan.config is not None:
         from handlers.runtime.entwine_keys import key_files
 
         plan_cache.store(raw, artefact_data(raw, plan.ir, tuple(key_files(plan.config))), cache_directory)
@@ -123,9 +123,9 @@ def read_config_file(path: str) -> bytes:
 def build_runtime(config_path: str, allow_exec: Sequence[str] | None, exec_timeout: float,
                   dedupe: bool = True, cached: bool = False) -> Runtime:
     """The runtime of the local config at ``config_path``. ``cached``: its plan may come from its artefact or
-    the cache of plans (``local_plan``), unless ``AGGLO_CACHE_DIR`` is set to nothing."""
+    the cache of plans (``local_plan``; ``AGGLO_CACHE_DIR`` set to nothing: not from the cache)."""
     try:
-        plan = local_plan(config_path, read_config_file(config_path), plan_cache.cache_dir() if cached else None)
+        plan = local_plan(config_path, read_config_file(config_path), cached, plan_cache.cache_dir())
     except ConfigError as e:
         raise UsageError(f"{config_path}: {e}") from None
     try:

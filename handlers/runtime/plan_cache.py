@@ -25,10 +25,10 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from agglo_core.ir import IR_VERSION
-from handlers.runtime.artefact import Artefact, StaleArtefact, parse_artefact
+from handlers.runtime.artefact import Artefact, parse_artefact
 
 ENV = "AGGLO_CACHE_DIR"
 SUBDIR = "plans"
@@ -62,11 +62,16 @@ def code_stamp() -> str:
     global _code_stamp
     if _code_stamp is None:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        h = hashlib.sha256(f"ir {IR_VERSION}\n".encode())
-        for package in _CODE_ROOTS:
-            _stamp_tree(os.path.join(root, package), h)
-        _code_stamp = h.hexdigest()
+        _code_stamp = stamp_of([os.path.join(root, package) for package in _CODE_ROOTS])
     return _code_stamp
+
+
+def stamp_of(directories: Sequence[str]) -> str:
+    """A digest of the IR version and the path, size and mtime of each ``.py`` file under ``directories``."""
+    h = hashlib.sha256(f"ir {IR_VERSION}\n".encode())
+    for directory in directories:
+        _stamp_tree(directory, h)
+    return h.hexdigest()
 
 
 def _stamp_tree(directory: str, h: hashlib._Hash) -> None:
@@ -115,7 +120,7 @@ def load(raw: bytes, directory: str | None) -> Artefact | None:
         return None
     try:
         artefact = parse_artefact(raw, body, path)
-    except StaleArtefact:
+    except Exception:  # StaleArtefact, or data no agglo wrote: a cache never stops a start
         return None
     with contextlib.suppress(OSError):
         os.utime(path)  # recently used: pruned last
@@ -143,8 +148,10 @@ def store(raw: bytes, plan_json: bytes, directory: str | None) -> None:
         pass
 
 
-def prune(directory: str, keep: int = MAX_ENTRIES) -> None:
-    """Delete all but the ``keep`` most recently used entries (temporary files a killed run left among them)."""
+def prune(directory: str, keep: int | None = None) -> None:
+    """Delete all but the ``keep`` (``MAX_ENTRIES``) most recently used entries (temporary files a killed run
+    left among them)."""
+    keep = MAX_ENTRIES if keep is None else keep
     try:
         with os.scandir(directory) as it:
             entries = [(e.stat().st_mtime_ns, e.path) for e in it if e.name.endswith(".json")]
