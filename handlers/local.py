@@ -12,10 +12,7 @@ import argparse
 import logging
 import math
 import os
-import socket
-import sqlite3
 import sys
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
 from typing import IO, Any
@@ -66,6 +63,8 @@ def input_name(path: str) -> str:
     """What the records of ``path`` are named by: ``file:`` and the real absolute path (``./x``, ``x``, ``/abs/x``
     and a symlink to it are one file); for stdin (``-``), a name new to this run: piped input is new data."""
     if path == "-":
+        import uuid  # here: only piped input needs it, and it costs a start-up ~2 ms (platform)
+
         return f"stdin:{uuid.uuid4().hex}"
     return "file:" + os.path.realpath(path)
 
@@ -506,6 +505,8 @@ def _os_error(e: OSError) -> str:
 def _check_listen(host: str, port: int) -> None:
     """Can a server listen on ``host:port``? Asked before it starts, so a port in use or a host that is not
     this machine's is one line rather than a server retrying and logging."""
+    import socket
+
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         with socket.socket(family, kind, proto) as probe:
@@ -533,9 +534,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:
         print(f"agglo: {_os_error(e)}", file=sys.stderr)
         return 2
-    except sqlite3.OperationalError as e:  # the database's operation (cannot open, locked, full), not a bug
-        print(f"agglo: SQLite: {e}", file=sys.stderr)
-        return 2
     except ModuleNotFoundError as e:
         extra = EXTRAS.get((e.name or "").partition(".")[0])
         if extra is None:
@@ -545,6 +543,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as e:
+        # The database's operation (cannot open, locked, full), not a bug. Only a run that used SQLite can
+        # raise it, so sqlite3 is not imported to ask.
+        sqlite3 = sys.modules.get("sqlite3")
+        if sqlite3 is None or not isinstance(e, sqlite3.OperationalError):
+            raise
+        print(f"agglo: SQLite: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

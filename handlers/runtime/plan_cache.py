@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 
 from agglo_core.ir import IR_VERSION
@@ -131,6 +130,8 @@ def store(raw: bytes, plan_json: bytes, directory: str | None) -> None:
     """Cache ``plan_json`` (``artefact_data`` of a config that validated) for config bytes ``raw``."""
     if directory is None:
         return
+    import tempfile  # here: a run that finds its plan writes nothing
+
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         if not _private(directory):
