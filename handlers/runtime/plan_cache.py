@@ -37,6 +37,8 @@ MAGIC = b"agglo-plan-cache 1 "
 """An entry's first line: this, then the SHA-256 (hex) of the rest of the entry."""
 _DIGEST_HEX = 64
 _CODE_ROOTS = ("agglo_core", "handlers")
+_VALIDATING_DEPENDENCIES = ("pydantic", "pydantic_core")
+"""What validation runs besides agglo's code. (RE2 compiles every regex again from the IR at each start.)"""
 
 
 def cache_dir(environ: Mapping[str, str] = os.environ) -> str | None:
@@ -52,28 +54,42 @@ _code_stamp: str | None = None
 
 
 def code_stamp() -> str:
-    """What identifies this agglo's code: the IR version and each source file's path, size and mtime.
+    """What identifies the code that validates: the IR version, each of agglo's source files' path, size and
+    mtime, and the installed pydantic's.
 
-    ``__pycache__`` trusts a module's bytecode on the same evidence. A stat of every file (about a hundred)
-    costs well under a millisecond; importing ``importlib.metadata`` for the version string would cost ten,
-    and the version does not change when a checkout's code does.
+    ``__pycache__`` trusts a module's bytecode on the same evidence. A stat of every file (about three
+    hundred) costs a millisecond or two; importing ``importlib.metadata`` for version strings would cost ten,
+    and agglo's version does not change when a checkout's code does.
     """
     global _code_stamp
     if _code_stamp is None:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        _code_stamp = stamp_of([os.path.join(root, package) for package in _CODE_ROOTS])
+        _code_stamp = stamp_of([os.path.join(root, package) for package in _CODE_ROOTS], _VALIDATING_DEPENDENCIES)
     return _code_stamp
 
 
-def stamp_of(directories: Sequence[str]) -> str:
-    """A digest of the IR version and the path, size and mtime of each ``.py`` file under ``directories``."""
+def stamp_of(directories: Sequence[str], dependencies: Sequence[str] = ()) -> str:
+    """A digest of the IR version and the path, size and mtime of each ``.py`` file under ``directories``
+    and of each file (extension modules too) of each package in ``dependencies`` (found, not imported)."""
     h = hashlib.sha256(f"ir {IR_VERSION}\n".encode())
     for directory in directories:
-        _stamp_tree(directory, h)
+        _stamp_tree(directory, h, (".py",))
+    for package in dependencies:
+        _stamp_tree(os.path.dirname(_origin(package)), h, (".py", ".so", ".pyd"))
     return h.hexdigest()
 
 
-def _stamp_tree(directory: str, h: hashlib._Hash) -> None:
+def _origin(package: str) -> str:
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        spec = None
+    return (spec.origin if spec is not None else None) or f"/nonexistent/{package}/__init__.py"
+
+
+def _stamp_tree(directory: str, h: hashlib._Hash, suffixes: tuple[str, ...]) -> None:
     try:
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
     except OSError:
@@ -81,8 +97,8 @@ def _stamp_tree(directory: str, h: hashlib._Hash) -> None:
     for entry in entries:
         if entry.is_dir(follow_symlinks=False):
             if entry.name != "__pycache__":
-                _stamp_tree(entry.path, h)
-        elif entry.name.endswith(".py"):
+                _stamp_tree(entry.path, h, suffixes)
+        elif entry.name.endswith(suffixes):
             st = entry.stat()
             h.update(f"{entry.path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
 

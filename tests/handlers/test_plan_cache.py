@@ -127,6 +127,8 @@ def test_the_code_stamp_follows_every_source_file(tmp_path: pathlib.Path) -> Non
     (tmp_path / "pkg" / "new.py").write_text("")
     assert plan_cache.stamp_of(roots) != touched
     assert plan_cache.code_stamp() == plan_cache.code_stamp()
+    assert plan_cache.stamp_of(roots, ["pydantic"]) not in (plan_cache.stamp_of(roots), plan_cache.stamp_of(
+        roots, ["no_such_package_here"]))
 
 
 def test_the_cache_keeps_the_most_recently_used_entries(tmp_path: pathlib.Path) -> None:
