@@ -14,6 +14,14 @@ FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 BINGE_CONFIGS = FIXTURES / "binge" / "configs"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_plan_cache(tmp_path_factory):
+    """Runs of agglo (and its subprocesses) cache validated plans in the session's own directory, not the
+    user's: tests neither leave entries behind nor start from ones another run wrote."""
+    os.environ["AGGLO_CACHE_DIR"] = str(tmp_path_factory.mktemp("agglo-cache"))
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _fresh_memory_stores():
     """``mem:`` stores live per process; start every test without them."""

@@ -198,7 +198,7 @@ def main(args: argparse.Namespace) -> int:
     from handlers.daemons.httpd import HttpServer
     from handlers.runtime.boot import UsageError, build_runtime
 
-    runtime = build_runtime(args.config, args.allow_exec, args.exec_timeout)
+    runtime = build_runtime(args.config, args.allow_exec, args.exec_timeout, cached=not args.no_cache)
     queue = None
     if args.durable:
         from handlers.daemons.queue import DurableQueue, QueueLocked

@@ -69,9 +69,12 @@ def artefact_dir(environ: Mapping[str, str] = os.environ) -> str | None:
                 return candidate
         return named
     config = local_config_path(environ.get(CONFIG_ENV, ""), environ)
-    if config is None:
-        return None
-    stem, _ = os.path.splitext(config)
+    return None if config is None else beside(config)
+
+
+def beside(config_path: str) -> str:
+    """The artefact directory of the local config ``config_path``: ``X.json`` -> ``X.plan``."""
+    stem, _ = os.path.splitext(config_path)
     return stem + SUFFIX
 
 

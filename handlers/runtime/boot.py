@@ -10,7 +10,15 @@ from typing import TypeVar
 
 from agglo_core import ConfigError, Plan
 from handlers.connectors import UnknownConnector, local_registry
-from handlers.runtime.artefact import StaleArtefact, artefact_dir, read_artefact
+from handlers.runtime import plan_cache
+from handlers.runtime.artefact import (
+    Artefact,
+    StaleArtefact,
+    artefact_data,
+    artefact_dir,
+    beside,
+    read_artefact,
+)
 from handlers.runtime.config_source import MAX_CONFIG_BYTES, ConfigSourceError, ConfigTooLarge, bounded_config
 from handlers.runtime.driver import Runtime
 from handlers.runtime.entwine_keys import compile_with_keys, read_key_files
@@ -56,17 +64,49 @@ def serverless_plan(raw: bytes, environ: Mapping[str, str] = os.environ) -> Plan
     """The function's plan for the config ``raw``: from its compiled artefact (no pydantic, no validation)
     when there is one for exactly these bytes; else, after one warning saying why, the config validated in
     full. The private keys its processes name are read either way; one that cannot be read stops the start."""
-    from handlers.connectors.catalog import redact
-
     try:
         artefact = read_artefact(raw, artefact_dir(environ))
     except StaleArtefact as e:
         log.warning("agglo: %s; validating the config in full instead (a slower start)", e)
         return compile_with_keys(raw)
+    return _artefact_plan(artefact)
+
+
+def _artefact_plan(artefact: Artefact) -> Plan:
+    """The plan of a validated config's artefact, with the private keys it names read from disk."""
+    from handlers.connectors.catalog import redact
+
     keys, unreadable = read_key_files(artefact.key_files)
     if unreadable:
         raise ConfigError(unreadable)
     return Plan.from_ir(artefact.ir, keys, redact=redact)
+
+
+def local_plan(config_path: str, raw: bytes, cached: bool, cache_directory: str | None) -> Plan:
+    """The plan of the local config ``raw`` (read from ``config_path``), the same whichever way it is made.
+
+    ``cached``: without validating, and without pydantic, when a validated plan for exactly these bytes is
+    at hand: the compiled artefact beside the config (as the functions find theirs), else the cache of plans
+    in ``cache_directory`` (``plan_cache``; None: no cache). Otherwise the config is validated in full and,
+    when it validates, its plan cached. A plan at hand that cannot be built (a private key it names is gone
+    or damaged) is not reported from there: the full validation reports it, as it would without the plan.
+    """
+    if cached:
+        try:
+            artefact: Artefact | None = read_artefact(raw, beside(config_path))
+        except StaleArtefact:
+            artefact = plan_cache.load(raw, cache_directory)
+        if artefact is not None:
+            try:
+                return _artefact_plan(artefact)
+            except Exception as e:  # noqa: BLE001 - whatever it is, validating says it best
+                log.debug("agglo: the validated plan at hand cannot be built (%s); validating the config", e)
+    plan = compile_with_keys(raw)
+    if cached and cache_directory is not None and plan.config is not None:
+        from handlers.runtime.entwine_keys import key_files
+
+        plan_cache.store(raw, artefact_data(raw, plan.ir, tuple(key_files(plan.config))), cache_directory)
+    return plan
 
 
 def read_config_file(path: str) -> bytes:
@@ -81,9 +121,11 @@ def read_config_file(path: str) -> bytes:
 
 
 def build_runtime(config_path: str, allow_exec: Sequence[str] | None, exec_timeout: float,
-                  dedupe: bool = True) -> Runtime:
+                  dedupe: bool = True, cached: bool = False) -> Runtime:
+    """The runtime of the local config at ``config_path``. ``cached``: its plan may come from its artefact or
+    the cache of plans (``local_plan``; ``AGGLO_CACHE_DIR`` set to nothing: not from the cache)."""
     try:
-        plan = compile_with_keys(read_config_file(config_path))
+        plan = local_plan(config_path, read_config_file(config_path), cached, plan_cache.cache_dir())
     except ConfigError as e:
         raise UsageError(f"{config_path}: {e}") from None
     try:

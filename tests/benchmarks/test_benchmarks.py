@@ -64,4 +64,5 @@ def test_the_bytewax_twin_writes_what_agglo_run_writes():
 
 def test_bytewax_measurement_runs_every_side():
     times = bytewax_peer.measure(50, 1)  # raises unless every side wrote one line per event
-    assert set(times) == {"agglo run, memory", "agglo run, SQLite", "Bytewax"}
+    assert set(times) == {f"agglo run, {store}, {cache}" for store in ("memory", "SQLite")
+                          for cache in (bytewax_peer.CACHE_WARM, bytewax_peer.CACHE_COLD)} | {"Bytewax"}

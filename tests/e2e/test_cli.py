@@ -594,7 +594,8 @@ LOADED_THIRD_PARTY = """\
 import sys, sysconfig
 before = set(sys.modules)  # what the interpreter loads by itself (site's .pth hooks), not agglo
 from handlers.local import main
-status = main(["run", "-c", "pipelines/basic.json", "-i", "events/basic.jsonl", "-o", "outputs.jsonl"])
+# --no-cache: the start that validates, which loads the most
+status = main(["run", "--no-cache", "-c", "pipelines/basic.json", "-i", "events/basic.jsonl", "-o", "outputs.jsonl"])
 site = sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]
 print(" ".join(sorted({name.partition(".")[0] for name, module in list(sys.modules.items())
                        if name not in before and (getattr(module, "__file__", None) or "").startswith(site)})))
