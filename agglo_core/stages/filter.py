@@ -89,6 +89,7 @@ def emit(step: ProcessIR, em: Emitter) -> bool:
     cached per key as the stage caches it.
     """
     stage = FilterStage(step)
+    em.wrote(None)  # keys go, maps within are replaced
     walk = em.const(stage.walk, "filter within a value")
     internal = em.const(INTERNAL)
     key = exact_key(step.params["regex"])

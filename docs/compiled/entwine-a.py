@@ -8,10 +8,10 @@ def run_BingeA_0_AnnotateBinge(items, inv):
         event = it.event
         # 0: annotator AnnotateBinge
         try:
-            if _k1 in event:
+            if (_k1 in event):
                 raise _StageError(_k0)
             event[_k1] = inv.now_iso
-            if _k4 in event:
+            if (_k4 in event):
                 raise _StageError(_k3)
             event[_k4] = _k2
         except _FAULTS as e:

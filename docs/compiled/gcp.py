@@ -10,12 +10,13 @@ def run_BasicPipeline_1_AnnotateFooBar(items, inv):
         event = dict(it.event)
         # 1: annotator AnnotateFooBar
         try:
-            if ((_t4.get(_k4, _MISSING) if type(_t4 := event.get(_k2)) is dict else _MISSING) == _k5):
-                if _k5 in event:
+            v_someDict = event.get(_k2, _MISSING)
+            if ((v_someDict.get(_k3, _MISSING) if type(v_someDict) is dict else _MISSING) == _k4):
+                if (_k4 in event):
                     raise _StageError(_k1)
-                event[_k5] = _k0
+                event[_k4] = _k0
         except _FAULTS as e:
-            it.fail(_k7, _describe(e))
+            it.fail(_k5, _describe(e))
             stopped = True
             continue
         it.event = event
@@ -24,9 +25,9 @@ def run_BasicPipeline_1_AnnotateFooBar(items, inv):
 #   _k0 = 'found'
 #   _k1 = "cannot annotate 'foobar': the event already has that field"
 #   _k2 = 'someDict'
-#   _k4 = 'someFixed'
-#   _k5 = 'foobar'
-#   _k7 = 'AnnotateFooBar'
+#   _k3 = 'someFixed'
+#   _k4 = 'foobar'
+#   _k5 = 'AnnotateFooBar'
 
 # 2: aggregator SumSomeNum runs interpreted (it yields effects)
 
