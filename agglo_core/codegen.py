@@ -28,7 +28,7 @@ from agglo_core import conditions as cond_rt
 from agglo_core.errors import RECORD_FAULTS, StageError, describe
 from agglo_core.ir import Node, PipelineIR, ProcessIR
 from agglo_core.paths import MISSING, compile_getter, is_index, json_type, set_path
-from agglo_core.records import unwritable
+from agglo_core.records import INT_MAX, INT_MIN, unwritable
 
 Emit = Callable[[ProcessIR, "Emitter"], bool]
 """Writes one process's code into an ``Emitter`` (the event is the local ``event``); False declines.
@@ -40,6 +40,7 @@ RUNTIME: dict[str, Any] = {
     "_MISSING": MISSING, "_StageError": StageError, "_FAULTS": RECORD_FAULTS, "_describe": describe,
     "_set_path": set_path, "_unwritable": unwritable, "_json_type": json_type, "_compare": cond_rt.compare,
     "_regex_of": cond_rt.regex_of, "_unary": cond_rt.unary, "_json_equal": cond_rt.json_equal,
+    "_INT_MIN": INT_MIN, "_INT_MAX": INT_MAX,
 }
 """Helpers every generated module sees by these names."""
 
@@ -350,6 +351,8 @@ def generate_run(pipeline: PipelineIR, first: int, stages: Sequence[Any], emitte
 # --- emitters of the pure process types ---------------------------------------------------------------------
 
 CURRENT_TIME = "derived:currentTime"
+_NUMBER_MAPS = {"TransformMapAdd": ("+", "mapAddArgs"), "TransformMapMult": ("*", "mapMultArgs")}
+"""Transformations that, on a number, are one operator with the number in their arguments."""
 
 
 def emit_annotator(proc: ProcessIR, em: Emitter) -> bool:
@@ -406,15 +409,25 @@ def emit_transformer(proc: ProcessIR, em: Emitter) -> bool:
             else:
                 em.line("v = src")
             with em.block("if v is not _MISSING:") if source else nullcontext():
-                apply = em.const(fn, s['transformation']['transformationType'])
-                if isinstance(fn, MapRegex):  # a string, the usual value, without the type dispatch
-                    em.line(f"v = {em.const(fn.on_text, 'its replacement in a string')}(v) if type(v) is str "
-                            f"else {apply}(v)")
-                else:
-                    em.line(f"v = {apply}(v)")
-                with em.block(f"if type(v) is not str and (p := _unwritable(v, {em.const(target)}, "
-                              f"{len(segs) if segs else 0})) is not None:"):
-                    em.fail(f"{em.const('the result cannot be written as JSON: ')} + p")
+                ttype = s["transformation"]["transformationType"]
+                apply = em.const(fn, ttype)
+                unwritable = f"_unwritable(v, {em.const(target)}, {len(segs) if segs else 0})"
+                cannot = em.const("the result cannot be written as JSON: ")
+                if ttype in _NUMBER_MAPS:  # a number, the usual value: the operator inline, the check too
+                    operand = em.const(s["transformation"][_NUMBER_MAPS[ttype][1]]["value"])
+                    with em.block("if type(v) is int or type(v) is float:"):
+                        em.line(f"v = v {_NUMBER_MAPS[ttype][0]} {operand}")
+                        # A finite float, or an integer in the 64-bit range; the words from the general check.
+                        with em.block("if (v - v != 0.0 if type(v) is float else not _INT_MIN <= v <= _INT_MAX):"):
+                            em.fail(f"{cannot} + {unwritable}")
+                with em.block("else:") if ttype in _NUMBER_MAPS else nullcontext():
+                    if isinstance(fn, MapRegex):  # a string, the usual value, without the type dispatch
+                        em.line(f"v = {em.const(fn.on_text, 'its replacement in a string')}(v) if type(v) is str "
+                                f"else {apply}(v)")
+                    else:
+                        em.line(f"v = {apply}(v)")
+                    with em.block(f"if type(v) is not str and (p := {unwritable}) is not None:"):
+                        em.fail(f"{cannot} + p")
                 if segs is None:
                     with em.block("if type(v) is not dict:"):
                         em.fail(f"{em.const('an empty targetField merges a map into the event, but the result is ')}"

@@ -41,10 +41,10 @@ def run_BasicPipeline_3_RemovePrefix(items, inv):
             out = event
             v = src.get(_k0, _MISSING)
             if v is not _MISSING:
-                v = _k2(v) if type(v) is str else _k1(v)
-                if type(v) is not str and (p := _unwritable(v, _k3, 1)) is not None:
-                    raise _StageError(_k4 + p)
-                out[_k3] = v
+                v = _k4(v) if type(v) is str else _k1(v)
+                if type(v) is not str and (p := _unwritable(v, _k2, 1)) is not None:
+                    raise _StageError(_k3 + p)
+                out[_k2] = v
             event = out
         except _FAULTS as e:
             it.fail(_k5, _describe(e))
@@ -55,9 +55,9 @@ def run_BasicPipeline_3_RemovePrefix(items, inv):
 
 #   _k0 = 'someVocab'
 #   _k1 = TransformMapRegex
-#   _k2 = its replacement in a string
-#   _k3 = 'someVocabSansPrefix'
-#   _k4 = 'the result cannot be written as JSON: '
+#   _k2 = 'someVocabSansPrefix'
+#   _k3 = 'the result cannot be written as JSON: '
+#   _k4 = its replacement in a string
 #   _k5 = 'RemovePrefix'
 
 # 4: tee AfterTee runs interpreted (it yields effects)
