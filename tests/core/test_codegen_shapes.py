@@ -93,3 +93,21 @@ _field_events = st.fixed_dictionaries({}, optional={"a": _FIELD_VALUES, "b": _FI
 def test_fields_read_ahead_are_read_again_after_any_write(config: dict, payloads: list[list[dict]],
                                                           now: int) -> None:
     run_both(config, batches_of(payloads), now)
+
+
+def _generated_in(stage: object) -> set[str]:
+    """The generated functions a stage holds, by the file name their code reports."""
+    return {v.__code__.co_filename for v in vars(stage).values()
+            if hasattr(v, "__code__") and v.__code__.co_filename.startswith("<agglo ")}
+
+
+def test_effectful_stages_run_generated_preludes_and_the_reference_none() -> None:
+    from test_properties import KITCHEN
+
+    from agglo_core import compile_plan
+
+    generated, interpreted = compile_plan(KITCHEN), compile_plan(KITCHEN, codegen=False)
+    kinds = {"aggregator", "tee", "completer"}
+    preludes = {f for p in generated.pipelines for s in p.stages for f in _generated_in(s)}
+    assert {f.split()[1] for f in preludes} >= kinds
+    assert not any(_generated_in(s) for p in interpreted.pipelines for s in p.stages)
