@@ -270,16 +270,27 @@ _EVENT_NAMES = ("event", "src")
 
 
 def _top_fields(node: Node) -> list[str]:
-    """The top-level fields a condition node reads, in the order it names them."""
+    """The top-level fields a condition node reads whatever the event holds, in the order it reads them.
+
+    A field read only on one side of a short circuit (the right of ``and``, ``or``, a later test of ``all``)
+    is left out: reading it ahead would undo the short circuit.
+    """
     kind = node[0]
     if kind in ("var", "exists"):
         return [node[1][0]]
-    if kind == "const":
-        return []
+    if kind in ("cmp", "arith"):
+        children = [node[2], node[3]]
+    elif kind == "match":
+        children = [node[2]]  # the pattern is made only for a string
+    elif kind in ("and", "or", "is_true", "unary"):
+        children = [node[-1]] if kind == "unary" else [node[1]]
+    elif kind == "all":
+        children = list(node[1][:1])
+    else:
+        children = []
     out: list[str] = []
-    for child in (node[1] if kind == "all" else node[1:]):
-        if type(child) is tuple and child and type(child[0]) is str:
-            out += [f for f in _top_fields(child) if f not in out]
+    for child in children:
+        out += [f for f in _top_fields(child) if f not in out]
     return out
 
 
