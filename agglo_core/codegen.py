@@ -458,7 +458,8 @@ def emit_transformer(proc: ProcessIR, em: Emitter) -> bool:
 
 # --- the per-record preludes of effectful stages -------------------------------------------------------------
 
-def tee_prelude(step: ProcessIR, body: Callable[[dict, Any], Any] | None) -> Callable[[list[Any], Any], tuple]:
+def tee_prelude(step: ProcessIR, body: Callable[[dict, Any], Any] | None
+                ) -> Callable[[list[Any], Any], tuple[list[Any], list[Any]]]:
     """A tee's records to send and their bodies, as generated code: ``(items, inv) -> (chosen, bodies)``.
 
     ``body``: the body of an event (or the ``StageError`` it fails with); None when the body is the event.
@@ -476,7 +477,7 @@ def tee_prelude(step: ProcessIR, body: Callable[[dict, Any], Any] | None) -> Cal
             em.line("bodies.append(event)" if body is None else
                     f"bodies.append({em.const(body, 'the body of an event')}(event, inv))")
         em.line("return chosen, bodies")
-    fn: Callable[[list[Any], Any], tuple] = em.build("select", "tee", step.name)
+    fn: Callable[[list[Any], Any], tuple[list[Any], list[Any]]] = em.build("select", "tee", step.name)
     return fn
 
 

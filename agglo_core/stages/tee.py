@@ -57,6 +57,7 @@ class TeeStage:
         return deep_merge(body, self._extra) if self._extra else body
 
     def run(self, items: list[Item], inv: Invocation) -> Driver:
+        chosen: list[Item]
         if self._select is not None:  # generated: the condition and the body inline
             chosen, bodies = self._select(items, inv)
         else:
