@@ -159,12 +159,14 @@ class CompiledPipeline:
 
         def runs(fuse: bool) -> tuple[tuple[Stage, ...], ...]:
             out: list[tuple[Stage, ...]] = []
-            start = 0
+            start = since = 0
             for segment in _segments(stages, fuse):
                 if segment[0].pure:
-                    # An event that left an effectful stage may be held by its effects: copy it first.
-                    copy = start > 0 and not stages[start - 1].pure
+                    # An event that left an effectful stage may be held by its effects: copy it first, unless
+                    # every effectful stage since the last run hands its events to none (``hands_no_event``).
+                    copy = any(not getattr(s, "hands_no_event", False) for s in stages[since:start])
                     out.append((cast(Stage, generate_run(ir, start, segment, emitters, copy)),))
+                    since = start + len(segment)
                 else:
                     out.append(segment)
                 start += len(segment)

@@ -77,6 +77,8 @@ def _shape(kind: str, item: dict) -> dict:
 
 class AggregatorStage:
     pure = False
+    hands_no_event = True
+    """Its effects carry deltas only; a forwarded event is a new map: generated code after it need not copy."""
 
     def __init__(self, ctx: StageContext) -> None:
         d = ctx.step.params

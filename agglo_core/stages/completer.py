@@ -14,6 +14,7 @@ them in the same order.
 
 from __future__ import annotations
 
+from agglo_core.codegen import completer_prelude
 from agglo_core.effects import JoinAdd
 from agglo_core.ids import IdMaker
 from agglo_core.paths import MISSING, compile_getter
@@ -39,10 +40,12 @@ class CompleterStage:
         self._key_prefix = f"join/{ctx.partition}/{ctx.pipeline}/{self.name}/"
         self._status_key = f"internal:completion:{self.name}"
         self._state_key = f"internal:completion:state:{self.name}"
+        self._select = completer_prelude(ctx.step, self._key_prefix, render, f"{self._state_key}.value") \
+            if ctx.codegen else None
 
-    def run(self, items: list[Item], inv: Invocation) -> Driver:
-        rounds: list[list[tuple[Item, str, object, str]]] = []
-        seen: dict[str, int] = {}
+    def _selected(self, items: list[Item]) -> list[tuple[Item, str, object, str]]:
+        """The records this completer joins: (item, state key, value, join key) (the prelude)."""
+        out = []
         for it in items:
             event = it.event
             assert event is not None
@@ -58,7 +61,13 @@ class CompleterStage:
                     (problem := unwritable(value, f"{self._state_key}.value", 2)) is not None:
                 it.fail(self.name, f"the completed event could not be written as JSON: {problem}")  # before any effect
                 continue
-            key = self._key_prefix + render(value)
+            out.append((it, self._key_prefix + render(value), value, join_key))
+        return out
+
+    def run(self, items: list[Item], inv: Invocation) -> Driver:
+        rounds: list[list[tuple[Item, str, object, str]]] = []
+        seen: dict[str, int] = {}
+        for it, key, value, join_key in (self._select or self._selected)(items):
             n = seen[key] = seen.get(key, -1) + 1
             if n == len(rounds):
                 rounds.append([])

@@ -7,6 +7,7 @@ beginning with ``internal:`` always survive (agglo's own bookkeeping).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from agglo_core import regex as regex_engine
@@ -70,11 +71,37 @@ class FilterStage:
         return out
 
 
+_EXACT = re.compile(r"\^([^\\.\[\]{}()*+?|^$]+)\$")
+"""``^text$`` with no special character between: the one key the regex matches is ``text`` itself."""
+
+
+def exact_key(pattern: str) -> str | None:
+    """The one key ``pattern`` matches, when it matches exactly one (RE2's ``$`` is the end of the text)."""
+    shape = _EXACT.fullmatch(pattern)
+    return None if shape is None else shape.group(1)
+
+
 def emit(step: ProcessIR, em: Emitter) -> bool:
-    """The top level inline (its verdicts cached per key, as the stage does); nested maps walked by the stage."""
+    """The top level inline; nested maps walked by the stage.
+
+    Dropping one named key is a ``pop`` and a look for maps and lists to walk
+    (binge's rule reaches into them); any other rule reads each key's verdict,
+    cached per key as the stage caches it.
+    """
     stage = FilterStage(step)
-    top, verdict, walk = em.const(stage.top, "known verdicts"), em.const(stage.top_verdict, "verdict of a key"), \
-        em.const(stage.walk, "filter within a value")
+    em.wrote(None)  # keys go, maps within are replaced
+    walk = em.const(stage.walk, "filter within a value")
+    internal = em.const(INTERNAL)
+    key = exact_key(step.params["regex"])
+    if key is not None and not step.params["keepMatched"]:
+        if not key.startswith(INTERNAL):  # internal: keys survive at the top level whatever their name
+            em.line(f"event.pop({em.const(key)}, None)")
+        # Only values replace values in the loop: the event's size, and so the iteration, stay as they are.
+        with em.block("for k, v in event.items():"), \
+                em.block(f"if (type(v) is dict or type(v) is list) and not k.startswith({internal}):"):
+            em.line(f"event[k] = {walk}(v)")
+        return True
+    top, verdict = em.const(stage.top, "known verdicts"), em.const(stage.top_verdict, "verdict of a key")
     em.line("out = {}")
     with em.block("for k, v in event.items():"):
         em.line(f"verdict = {top}.get(k)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agglo_core.codegen import tee_prelude
 from agglo_core.effects import Effect, Put
 from agglo_core.errors import RECORD_FAULTS, StageError, describe
 from agglo_core.ids import IdMaker
@@ -47,18 +48,25 @@ class TeeStage:
         self._retry = ctx.retry
         ref = d["transformerRef"]
         self._transformer = TransformerStage(ctx.ir.definition(ref), ctx.retry) if ref else None
+        plain = self._transformer is None and not self._extra
+        self._select = tee_prelude(ctx.step, None if plain else self._body_or_error) \
+            if ctx.codegen and (self._transformer is None or self._transformer.pure) else None
 
     def _body(self, event: dict, inv: Invocation) -> dict:
         body = event if self._transformer is None else self._transformer.apply(event, inv)
         return deep_merge(body, self._extra) if self._extra else body
 
     def run(self, items: list[Item], inv: Invocation) -> Driver:
-        cond = self._cond
-        chosen = [it for it in items if cond is None or cond(it.event)]  # type: ignore[arg-type]
-        if self._transformer is not None and not self._transformer.pure:
-            bodies = yield from self._bodies_via_exec(chosen)
+        chosen: list[Item]
+        if self._select is not None:  # generated: the condition and the body inline
+            chosen, bodies = self._select(items, inv)
         else:
-            bodies = [self._body_or_error(it.event, inv) for it in chosen]  # type: ignore[arg-type]
+            cond = self._cond
+            chosen = [it for it in items if cond is None or cond(it.event)]  # type: ignore[arg-type]
+            if self._transformer is not None and not self._transformer.pure:
+                bodies = yield from self._bodies_via_exec(chosen)
+            else:
+                bodies = [self._body_or_error(it.event, inv) for it in chosen]  # type: ignore[arg-type]
         sending: list[tuple[Item, str]] = []
         puts: list[Effect] = []
         ids, target, retry = self._ids, self._target, self._retry

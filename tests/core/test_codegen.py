@@ -176,7 +176,8 @@ def pure_processes(name: str) -> st.SearchStrategy[dict]:
         st.builds(lambda a: {"annotator": {"name": name, "annotations": a}}, st.lists(annotations, max_size=4)),
         st.builds(lambda c: {"continuation": with_condition({"name": name}, c)}, conditions()),
         st.builds(lambda r, keep: {"filter": {"name": name, "regex": r, "keepMatched": keep}},
-                  st.sampled_from(["^some", "a", "^(list|author)$", "."]), st.booleans()),
+                  st.sampled_from(["^some", "a", "^(list|author)$", ".", "^someNum$", "^someFixed$", "^internal:name$",
+                                   "^nested$"]), st.booleans()),
         st.builds(lambda s, fwd: {"transformer": {"name": name, "specs": s, "forwardInputFields": fwd}},
                   st.lists(transformer_specs, max_size=4), st.booleans()),
     )
