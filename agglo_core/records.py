@@ -4,14 +4,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from math import isfinite
-from typing import Any
+from typing import Any, TypeVar, dataclass_transform
 
 from orjson import JSONEncodeError, dumps
 
 from agglo_core.errors import RecordError
 
+_Class = TypeVar("_Class", bound=type)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
+def value_class(cls: _Class) -> _Class:
+    """A small immutable value (a record, an effect, an effect's answer) made at least once per record.
+
+    Type checkers hold it frozen (assigning a field is an error); at run time it is a slotted dataclass
+    without the frozen check, hashed by its fields as a frozen one is: a frozen dataclass's ``__init__``
+    sets each field through ``object.__setattr__``, which made it three times as costly to create.
+    """
+    return dataclass(slots=True, unsafe_hash=True)(cls)  # type: ignore[return-value]
+
+
+@value_class
 class Record:
     """One event with an id that is stable across redelivery (see DESIGN: Records and identity)."""
 
