@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from math import isfinite
 from typing import Any, TypeVar, dataclass_transform
 
-from orjson import JSONEncodeError, dumps
+from orjson import JSONEncodeError, dumps, loads
 
 from agglo_core.errors import RecordError
 
@@ -31,6 +31,36 @@ class Record:
     id: str
     payload: Any
     source: str = ""
+    proof: object = field(default=None, compare=False, repr=False)
+    """``PARSED_JSON`` when ``parsed_record`` made the payload from JSON text (the core then skips its entry
+    check, see there); None otherwise."""
+
+
+PARSED_JSON = object()
+"""The proof ``parsed_record`` gives: the payload is what ``orjson.loads`` made of a text with fewer open
+brackets than JSON output may nest, so it can be written as JSON again."""
+
+
+def parse_json(text: bytes | str) -> tuple[Any, object]:
+    """``orjson.loads(text)`` (``orjson.JSONDecodeError`` when it is not JSON) and the proof a record of it
+    may carry: ``PARSED_JSON`` when it can be written as JSON again, else None.
+
+    What ``orjson.loads`` makes can always be written again, but for nesting: it refuses NaN, infinities
+    and lone surrogates, its keys are strings, and integers beyond 64 bits come out as floats. Nesting
+    deeper than ``MAX_DEPTH`` needs more than that many ``[`` or ``{`` in the text, so counting them
+    (bytes in strings too: a text with many counts only as unproven) proves the payload writable without
+    serialising it at entry, the one ``orjson.dumps`` per record the check costs. The payload must not be
+    changed before the record is run (the core never changes one).
+    """
+    payload = loads(text)
+    opened = text.count(b"[") + text.count(b"{") if type(text) is bytes else text.count("[") + text.count("{")
+    return payload, PARSED_JSON if opened <= MAX_DEPTH else None
+
+
+def parsed_record(record_id: str, text: bytes | str, source: str = "") -> Record:
+    """A record of the JSON ``text``, parsed here, with the proof ``parse_json`` gives."""
+    payload, proof = parse_json(text)
+    return Record(record_id, payload, source, proof)
 
 
 @dataclass(slots=True)
