@@ -53,7 +53,7 @@ def parse_json(text: bytes | str) -> tuple[Any, object]:
     changed before the record is run (the core never changes one).
     """
     payload = loads(text)
-    opened = text.count(b"[") + text.count(b"{") if type(text) is bytes else text.count("[") + text.count("{")
+    opened = text.count(b"[") + text.count(b"{") if isinstance(text, bytes) else text.count("[") + text.count("{")
     return payload, PARSED_JSON if opened <= MAX_DEPTH else None
 
 

@@ -118,7 +118,8 @@ class AggregatorStage:
     def run(self, items: list[Item], inv: Invocation) -> Driver:
         selected = (self._select or self._selected)(items)
         if len(selected) == 1:  # a call of one record (or one counted): none of a batch's bookkeeping
-            yield from self._run_one(*selected[0], inv)
+            it, delta, groups = selected[0]
+            yield from self._run_one(it, delta, groups, inv)
             return
         combined: dict[str, Deltas] = {}
         marks: dict[str, list[tuple[str, Deltas]]] = {}
