@@ -8,15 +8,17 @@ record(s) that needed it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Literal
+
+from agglo_core.records import value_class
 
 DeltaOp = Literal["add", "max", "min"]
 Deltas = dict[str, tuple[DeltaOp, Any]]
 """field -> (op, amount). A state item is a flat map of field -> number."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class RetryPolicy:
     """How often the runtime retries an effect that failed transiently (a process's binge retryStrategy)."""
 
@@ -27,7 +29,7 @@ class RetryPolicy:
 NO_RETRY = RetryPolicy()
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ApplyDeltas:
     """Atomically apply ``deltas`` to the item at ``key``; the result is ``DeltasApplied``.
 
@@ -50,7 +52,7 @@ class ApplyDeltas:
     marks: tuple[tuple[str, Deltas], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class DeltasApplied:
     """The answer to ``ApplyDeltas``: the item before, and the marks skipped as already applied.
 
@@ -64,7 +66,7 @@ class DeltasApplied:
     remembered: dict[str, dict] = field(default_factory=dict, compare=False, hash=False)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class JoinAdd:
     """Atomically add ``member`` to the join set at ``key`` and close the join if this add decides it.
 
@@ -87,7 +89,7 @@ class JoinAdd:
     mark: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class JoinState:
     """``closed``: "" (the join stays open), "complete" or "timedout" (this add closed it)."""
 
@@ -96,7 +98,7 @@ class JoinState:
     closed: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Put:
     """Write ``body`` under ``key`` to the output ``target`` (an external system's name).
 
@@ -113,7 +115,7 @@ class Put:
     values rather than their JSON need not serialise it to find out."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Exec:
     """Run an executable with ``input`` as JSON on stdin, after ``delay_ms``.
 
@@ -129,7 +131,7 @@ class Exec:
     retry: RetryPolicy = NO_RETRY
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class GetItems:
     """Read the values at ``keys`` of a key-value store; the result is a tuple (None where missing)."""
 
@@ -138,7 +140,7 @@ class GetItems:
     retry: RetryPolicy = NO_RETRY
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class CompareAndPut:
     """Atomically write ``writes`` only if the item at ``key`` has ``uuid`` ``expected`` (None: absent)
     and none of the ``absent`` keys exists; the result says whether it wrote.
@@ -155,7 +157,7 @@ class CompareAndPut:
     retry: RetryPolicy = NO_RETRY
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class TickerCall:
     """An HTTP call to an entwine ticker at ``endpoint`` (binge's ``host:port`` or a URL).
 
@@ -170,7 +172,7 @@ class TickerCall:
     retry: RetryPolicy = NO_RETRY
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class EffectFailed:
     """The result of an effect that could not be performed, classified by whoever saw it fail.
 

@@ -26,7 +26,7 @@ from agglo_core.codegen import GeneratedRun, generate_run
 from agglo_core.connstr import redact
 from agglo_core.effects import Effect, EffectFailed, RetryPolicy
 from agglo_core.errors import RECORD_FAULTS, ConfigError, RecordError, StageError, describe
-from agglo_core.records import Outcome, Record, find_problem
+from agglo_core.records import PARSED_JSON, Outcome, Record, find_problem
 
 if TYPE_CHECKING:
     from agglo_core.codegen import Emit
@@ -409,7 +409,7 @@ class Plan:
         if len(self.pipelines) != 1:
             return _drive(self.process(records, now_ms, observe, dedupe), perform)
         pipe = self.pipelines[0]
-        if len(records) == 1 and _refusal((record := records[0]).payload) is None:
+        if len(records) == 1 and _refusal(record := records[0]) is None:
             # A call of one record (Pub/Sub push, SQS FIFO, HTTP): the same steps without the lists and zips.
             item = Item(record, {**record.payload, **self._stamp(pipe)})
             _drive(_run_pipeline(pipe, [item], Invocation.at(now_ms, dedupe), observe), perform)
@@ -446,14 +446,18 @@ def _settle_item(outcome: Outcome, pipeline: str, item: Item) -> None:
         outcome.errors.append(RecordError(outcome.record.id, pipeline, item.error[0], item.error[1], item.transient))
 
 
-def _refusal(payload: Any) -> str | None:
-    """Why an event may not enter the pipelines (None: it may).
+def _refusal(record: Record) -> str | None:
+    """Why a record's event may not enter the pipelines (None: it may).
 
     Found before any effect: an event no output or body could hold fails alone, here. One dumps decides;
-    only a refused event, or one with a null, is walked.
+    only a refused event, or one with a null, is walked. A record ``parsed_record`` made from JSON text
+    carries the proof that it can be written and is not serialised again.
     """
+    payload = record.payload
     if type(payload) is not dict:
         return "an event must be a JSON object"
+    if record.proof is PARSED_JSON:
+        return None
     try:
         problem = find_problem(payload) if b"null" in dumps(payload) else None
     except JSONEncodeError as err:
@@ -466,7 +470,7 @@ def _admit(records: Sequence[Record]) -> tuple[list[Outcome], list[Outcome]]:
     outcomes = [Outcome(r) for r in records]
     valid = []
     for o in outcomes:
-        problem = _refusal(o.record.payload)
+        problem = _refusal(o.record)
         if problem is None:
             valid.append(o)
         else:

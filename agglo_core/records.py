@@ -4,20 +4,63 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from math import isfinite
-from typing import Any
+from typing import Any, TypeVar, dataclass_transform
 
-from orjson import JSONEncodeError, dumps
+from orjson import JSONEncodeError, dumps, loads
 
 from agglo_core.errors import RecordError
 
+_Class = TypeVar("_Class", bound=type)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
+def value_class(cls: _Class) -> _Class:
+    """A small immutable value (a record, an effect, an effect's answer) made at least once per record.
+
+    Type checkers hold it frozen (assigning a field is an error); at run time it is a slotted dataclass
+    without the frozen check, hashed by its fields as a frozen one is: a frozen dataclass's ``__init__``
+    sets each field through ``object.__setattr__``, which made it three times as costly to create.
+    """
+    return dataclass(slots=True, unsafe_hash=True)(cls)  # type: ignore[return-value]
+
+
+@value_class
 class Record:
     """One event with an id that is stable across redelivery (see DESIGN: Records and identity)."""
 
     id: str
     payload: Any
     source: str = ""
+    proof: object = field(default=None, compare=False, repr=False)
+    """``PARSED_JSON`` when ``parsed_record`` made the payload from JSON text (the core then skips its entry
+    check, see there); None otherwise."""
+
+
+PARSED_JSON = object()
+"""The proof ``parsed_record`` gives: the payload is what ``orjson.loads`` made of a text with fewer open
+brackets than JSON output may nest, so it can be written as JSON again."""
+
+
+def parse_json(text: bytes | str) -> tuple[Any, object]:
+    """``orjson.loads(text)`` (``orjson.JSONDecodeError`` when it is not JSON) and the proof a record of it
+    may carry: ``PARSED_JSON`` when it can be written as JSON again, else None.
+
+    What ``orjson.loads`` makes can always be written again, but for nesting: it refuses NaN, infinities
+    and lone surrogates, its keys are strings, and integers beyond 64 bits come out as floats. Nesting
+    deeper than ``MAX_DEPTH`` needs more than that many ``[`` or ``{`` in the text, so counting them
+    (bytes in strings too: a text with many counts only as unproven) proves the payload writable without
+    serialising it at entry, the one ``orjson.dumps`` per record the check costs. The payload must not be
+    changed before the record is run (the core never changes one).
+    """
+    payload = loads(text)
+    opened = text.count(b"[") + text.count(b"{") if isinstance(text, bytes) else text.count("[") + text.count("{")
+    return payload, PARSED_JSON if opened <= MAX_DEPTH else None
+
+
+def parsed_record(record_id: str, text: bytes | str, source: str = "") -> Record:
+    """A record of the JSON ``text``, parsed here, with the proof ``parse_json`` gives."""
+    payload, proof = parse_json(text)
+    return Record(record_id, payload, source, proof)
 
 
 @dataclass(slots=True)

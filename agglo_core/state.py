@@ -84,6 +84,14 @@ def apply_parts(item: dict[str, Any], parts: tuple[tuple[str, Deltas], ...],
     return out, after
 
 
+def checked_deltas(deltas: Deltas) -> Deltas:
+    """``deltas`` itself once every amount is within the state's bounds (``combine_deltas({}, deltas)``
+    without the copy); raises ``StateOverflow`` otherwise."""
+    for name, (_, amount) in deltas.items():
+        _checked(name, amount)
+    return deltas
+
+
 def combine_deltas(into: Deltas, more: Deltas) -> None:
     """Fold ``more`` into ``into`` (in place): applying the result equals applying both in turn."""
     for name, (op, amount) in more.items():

@@ -30,9 +30,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import orjson
-
 from agglo_core import Outcome, Record, compile_plan
+from agglo_core.records import parsed_record
 from benchmarks.core_throughput import CONFIG, lines
 from handlers.connectors import Registry
 from handlers.connectors.memory import MemoryStore
@@ -62,7 +61,8 @@ def runtime(stores: str) -> Iterator[Runtime]:
 
 
 def records(n: int) -> list[Record]:
-    return [Record(f"in#{i}", orjson.loads(line)) for i, line in enumerate(lines(n))]
+    """As SQS, SNS and Kinesis sources make them: parsed, with the proof that they can be written."""
+    return [parsed_record(f"in#{i}", line) for i, line in enumerate(lines(n))]
 
 
 def run_batches(rt: Runtime, recs: list[Record], size: int) -> list[Outcome]:

@@ -17,13 +17,13 @@ from typing import Any
 import orjson
 
 from agglo_core.codegen import Emitter
-from agglo_core.effects import ApplyDeltas, Deltas, DeltasApplied, Effect
+from agglo_core.effects import ApplyDeltas, Deltas, DeltasApplied, Effect, EffectFailed
 from agglo_core.errors import describe
 from agglo_core.ids import IdMaker
 from agglo_core.ir import ProcessIR
 from agglo_core.paths import MISSING, compile_getter
 from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error
-from agglo_core.state import StateOverflow, apply_deltas, combine_deltas
+from agglo_core.state import StateOverflow, apply_deltas, checked_deltas, combine_deltas
 
 NIL = "nil"
 
@@ -118,40 +118,55 @@ class AggregatorStage:
         return key
 
     def run(self, items: list[Item], inv: Invocation) -> Driver:
+        selected = (self._select or self._selected)(items)
+        if len(selected) == 1:  # a call of one record (or one counted): none of a batch's bookkeeping
+            it, delta, groups = selected[0]
+            yield from self._run_one(it, delta, groups, inv)
+            return
         combined: dict[str, Deltas] = {}
         marks: dict[str, list[tuple[str, Deltas]]] = {}
         seen: set[str] = set()
-        updates: list[tuple[Item, str, tuple[str, ...], Deltas, str]] = []
-        for it, delta, groups in (self._select or self._selected)(items):
+        # Per counted record: its item, state key, groups, own delta, mark, and its key's deltas combined
+        # through it (what an unmarked record is shown on top of the stored state).
+        updates: list[tuple[Item, str, tuple[str, ...], Deltas, str, Deltas]] = []
+        for it, delta, groups in selected:
             key = self.state_key(groups)
-            merged = dict(combined.get(key, {}))
+            prev = combined.get(key)
             try:
-                combine_deltas(merged, delta)
+                if prev is None:  # the key's first record: its own delta, checked, is the sum so far
+                    merged = checked_deltas(delta)
+                else:  # a new dict: the sums through earlier records stay as they were
+                    merged = dict(prev)
+                    combine_deltas(merged, delta)
             except ArithmeticError as e:
                 it.fail(self.name, _fault(e))
                 continue
             mark = self._marks(it.record.id) if inv.dedupe else ""
             if mark and mark in seen:
-                updates.append((it, key, groups, {}, ""))  # the same record twice in one batch: count it once
+                updates.append((it, key, groups, {}, "", {}))  # the same record twice in one batch: count it once
                 continue
             if mark:
                 seen.add(mark)
                 marks.setdefault(key, []).append((mark, delta))
             combined[key] = merged
-            updates.append((it, key, groups, delta, mark))
+            updates.append((it, key, groups, delta, mark, merged))
         if not updates:
             return
         keys = list(combined)
         results = yield [ApplyDeltas(self._store, k, combined[k], self._retry, tuple(marks.get(k, ())))
                          for k in keys]
         answers: dict[str, Any] = dict(zip(keys, results, strict=True))
-        own = yield from self._one_by_one(answers, updates)
+        refused = False
+        for r in results:
+            if isinstance(r, EffectFailed) and not r.transient:
+                refused = True
+                break
+        own = (yield from self._one_by_one(answers, updates)) if refused else {}
         state = {k: a.before for k, a in answers.items() if isinstance(a, DeltasApplied)}
         # Each record is shown the state after it, computed as the store computes it (floats are not
         # associative): marked parts are applied one record at a time; unmarked deltas are added to the stored
         # state combined, so a record sees the stored state plus the batch's combined deltas so far.
-        so_far: dict[str, Deltas] = {}
-        for it, key, groups, delta, mark in updates:
+        for it, key, groups, delta, mark, through in updates:
             retried = bool(own) and id(it) in own
             answer = own[id(it)] if retried else answers[key]
             if (err := effect_error(answer)) is not None:
@@ -167,11 +182,7 @@ class AggregatorStage:
                 elif mark:
                     after = state[key] = apply_deltas(state[key], delta)
                 else:
-                    if delta:
-                        running = dict(so_far.get(key, {}))
-                        combine_deltas(running, delta)
-                        so_far[key] = running
-                    after = apply_deltas(state[key], so_far.get(key, {}))
+                    after = apply_deltas(state[key], through)
                 forwarded = self._forwarded(it.event, groups, after) if self._forward else None  # type: ignore[arg-type]
             except ArithmeticError as e:
                 it.fail(self.name, _fault(e))
@@ -179,7 +190,33 @@ class AggregatorStage:
             if forwarded is not None:
                 it.event = forwarded
 
-    def _one_by_one(self, answers: dict[str, Any], updates: list[tuple[Item, str, tuple[str, ...], Deltas, str]]
+    def _run_one(self, it: Item, delta: Deltas, groups: tuple[str, ...], inv: Invocation) -> Driver:
+        """``run`` for one counted record: one change, one answer, the state after it."""
+        key = self.state_key(groups)
+        try:
+            checked_deltas(delta)
+        except ArithmeticError as e:
+            it.fail(self.name, _fault(e))
+            return
+        mark = self._marks(it.record.id) if inv.dedupe else ""
+        [answer] = yield [ApplyDeltas(self._store, key, delta, self._retry, ((mark, delta),) if mark else ())]
+        if (err := effect_error(answer)) is not None:
+            it.fail(self.name, f"could not update state in '{self._store}': {err}", transient=err.transient)
+            return
+        try:
+            if mark in answer.duplicates:  # an earlier delivery's: show what it showed
+                after = {**answer.before, **answer.remembered.get(mark, {})}
+            else:
+                after = apply_deltas(answer.before, delta)
+            forwarded = self._forwarded(it.event, groups, after) if self._forward else None  # type: ignore[arg-type]
+        except ArithmeticError as e:
+            it.fail(self.name, _fault(e))
+            return
+        if forwarded is not None:
+            it.event = forwarded
+
+    def _one_by_one(self, answers: dict[str, Any],
+                    updates: list[tuple[Item, str, tuple[str, ...], Deltas, str, Deltas]]
                     ) -> Generator[list[Effect], list[Any], dict[int, Any]]:
         """Where a store refused a key's combined change (the record's data, say a sum past the bounds every
         store keeps), each record's own change again, in order: the one at fault fails alone.
@@ -187,7 +224,7 @@ class AggregatorStage:
         Returns each retried record's own answer, by ``id`` of its item.
         """
         queues: dict[str, list[tuple[Item, Deltas, str]]] = {}
-        for it, key, _, delta, mark in updates:
+        for it, key, _, delta, mark, _ in updates:
             if delta and (err := effect_error(answers[key])) is not None and not err.transient:
                 queues.setdefault(key, []).append((it, delta, mark))
         queues = {k: q for k, q in queues.items() if len(q) > 1}

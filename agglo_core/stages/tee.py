@@ -57,6 +57,20 @@ class TeeStage:
         return deep_merge(body, self._extra) if self._extra else body
 
     def run(self, items: list[Item], inv: Invocation) -> Driver:
+        if len(items) == 1 and (self._transformer is None or self._transformer.pure):
+            # A call of one record: one body, one Put, without the batch's lists and zips.
+            it = items[0]
+            cond = self._cond
+            if cond is not None and not cond(it.event):  # type: ignore[arg-type]
+                return
+            body = self._body_or_error(it.event, inv)  # type: ignore[arg-type]
+            if type(body) is StageError:
+                self._refused(it, body)
+                return
+            key = self._ids(it.record.id)
+            [result] = yield [Put(self._target, key, body, self._retry, self._checked)]
+            self._note(it, key, result)
+            return
         chosen: list[Item]
         if self._select is not None:  # generated: the condition and the body inline
             chosen, bodies = self._select(items, inv)
@@ -72,7 +86,7 @@ class TeeStage:
         ids, target, retry = self._ids, self._target, self._retry
         for it, body in zip(chosen, bodies, strict=True):
             if type(body) is StageError:
-                it.fail(self.name, f"transformer '{self._transformer.name}': {body}")  # type: ignore[union-attr]
+                self._refused(it, body)
                 continue
             key = ids(it.record.id)
             sending.append((it, key))
@@ -80,18 +94,24 @@ class TeeStage:
         if not puts:
             return
         results = yield puts
-        web = self._output_type == "web"
         for (it, key), result in zip(sending, results, strict=True):
-            if result is not None and (err := effect_error(result)) is not None:
-                it.fail(self.name, f"could not write to '{target}': {err}", transient=err.transient)
-                continue
-            entry = {"uuid": key, "outputType": self._output_type, "connectionString": self._connection}
-            if web:
-                entry["response"] = result
-            event = it.event
-            assert event is not None
-            previous = event.get(OUTPUT)
-            it.event = {**event, OUTPUT: [*(previous if type(previous) is list else ()), entry]}
+            self._note(it, key, result)
+
+    def _refused(self, it: Item, body: StageError) -> None:
+        it.fail(self.name, f"transformer '{self._transformer.name}': {body}")  # type: ignore[union-attr]
+
+    def _note(self, it: Item, key: str, result: Any) -> None:
+        """Where the record's body went, on its event; or its failure."""
+        if result is not None and (err := effect_error(result)) is not None:
+            it.fail(self.name, f"could not write to '{self._target}': {err}", transient=err.transient)
+            return
+        entry = {"uuid": key, "outputType": self._output_type, "connectionString": self._connection}
+        if self._output_type == "web":
+            entry["response"] = result
+        event = it.event
+        assert event is not None
+        previous = event.get(OUTPUT)
+        it.event = {**event, OUTPUT: [*(previous if type(previous) is list else ()), entry]}
 
     def _body_or_error(self, event: dict, inv: Invocation) -> Any:
         try:

@@ -123,23 +123,26 @@ class BaseConnector:
     # --- what the runtime calls ----------------------------------------------------------------
 
     def perform(self, effects: list[Any]) -> list[Any]:
+        if len(effects) == 1:  # a call of one record's crossing: no positions to keep
+            work = self._work(effects[0])
+            if type(work) is EffectFailed:
+                return [work]
+            try:
+                answers = self.perform_batch([work])  # type: ignore[list-item]
+            except Exception as err:
+                return [self.failure(err)]
+            if len(answers) != 1:
+                raise RuntimeError(f"{self.describe()} answered {len(answers)} results for 1 effect")
+            return answers
         works: list[Work] = []
         refused: dict[int, EffectFailed] = {}  # by position: effects this connector will not perform
-        capabilities, dumps, keeps_values = self.capabilities, orjson.dumps, self.keeps_values
+        make = self._work
         for i, e in enumerate(effects):
-            kind = type(e)
-            try:
-                if kind is Put and "Put" in capabilities:  # most effects: the body inline, no call to encode
-                    # Serialised only to be refused if it cannot be JSON, unless it is known it can.
-                    works.append(Work(e, None if keeps_values and e.checked else dumps(e.body)))
-                    continue
-                if kind.__name__ not in capabilities:
-                    refused[i] = EffectFailed(f"{self.describe()} cannot perform {kind.__name__}", transient=False)
-                    continue
-                works.append(Work(e, encode(e)))
-            except TypeError as err:  # orjson.JSONEncodeError is one
-                refused[i] = EffectFailed(f"{self.describe()}: the body cannot be stored as JSON: {err}",
-                                          transient=False)
+            work = make(e)
+            if type(work) is EffectFailed:
+                refused[i] = work
+            else:
+                works.append(work)  # type: ignore[arg-type]
         if works:
             try:
                 answers = self.perform_batch(works)
@@ -153,6 +156,19 @@ class BaseConnector:
             return answers
         done = iter(answers)
         return [refused[i] if i in refused else next(done) for i in range(len(effects))]
+
+    def _work(self, e: Any) -> Work | EffectFailed:
+        """The effect with its JSON, or why this connector will not perform it (permanent)."""
+        kind = type(e)
+        try:
+            if kind is Put and "Put" in self.capabilities:  # most effects: the body inline, no call to encode
+                # Serialised only to be refused if it cannot be JSON, unless it is known it can.
+                return Work(e, None if self.keeps_values and e.checked else orjson.dumps(e.body))
+            if kind.__name__ not in self.capabilities:
+                return EffectFailed(f"{self.describe()} cannot perform {kind.__name__}", transient=False)
+            return Work(e, encode(e))
+        except TypeError as err:  # orjson.JSONEncodeError is one
+            return EffectFailed(f"{self.describe()}: the body cannot be stored as JSON: {err}", transient=False)
 
     def get(self, key: str) -> Any:
         """The value stored at ``key`` (None when there is none), for tools and tests."""

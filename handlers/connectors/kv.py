@@ -95,6 +95,8 @@ class KeyValueStore(BaseConnector):
 
     def __init__(self) -> None:
         self._next_purge = time.time() + self.PURGE_EVERY_S
+        self.mark_ttl_s = mark_ttl_s()
+        """How long this store keeps dedupe marks, read once when it is built (not per state change)."""
 
     def transaction(self) -> contextlib.AbstractContextManager[Any]:
         raise NotImplementedError
@@ -137,10 +139,10 @@ class KeyValueStore(BaseConnector):
         self.write(e.key, e.body)
 
     def apply_deltas(self, e: ApplyDeltas) -> DeltasApplied:
-        return apply_marked_in_store(e, self.read, self.write, time.time(), mark_ttl_s())
+        return apply_marked_in_store(e, self.read, self.write, time.time(), self.mark_ttl_s)
 
     def join_add(self, e: JoinAdd) -> JoinState:
-        return join_add_in_store(e, self.read, self.write, self.remove, time.time(), mark_ttl_s())
+        return join_add_in_store(e, self.read, self.write, self.remove, time.time(), self.mark_ttl_s)
 
     def get_items(self, e: GetItems) -> tuple:
         return tuple(self.read(k) for k in e.keys)

@@ -27,6 +27,8 @@ class TriggerRecord:
     payload: Any  # the event, or Unreadable
     report_as: str | None = None
     group: str | None = None
+    proof: object = None
+    """``agglo_core.records.parse_json``'s proof, where the payload is exactly what it parsed."""
 
     def record(self, source: str) -> Record:
-        return Record(self.id, self.payload, source=source)
+        return Record(self.id, self.payload, source, self.proof)

@@ -20,6 +20,7 @@ from urllib.parse import unquote_plus
 
 import orjson
 
+from agglo_core.records import parse_json
 from handlers.connectors.dynamo import from_dynamo
 from handlers.sources import TriggerRecord, Unreadable
 
@@ -50,28 +51,32 @@ def detect(event: Any) -> str:
     return DIRECT
 
 
-def _json(data: bytes | str, what: str) -> Any:
+def _json(data: bytes | str, what: str) -> tuple[Any, object]:
+    """The event in ``data`` (or why there is none) and the proof that it can be written (see ``parse_json``)."""
     try:
-        value = orjson.loads(data)
+        value, proof = parse_json(data)
     except orjson.JSONDecodeError as e:
-        return Unreadable(f"{what} is not valid JSON: {e}")
-    return value if isinstance(value, dict) else Unreadable(f"{what} must be a JSON object")
+        return Unreadable(f"{what} is not valid JSON: {e}"), None
+    return (value, proof) if isinstance(value, dict) else (Unreadable(f"{what} must be a JSON object"), None)
 
 
 def sqs_items(event: dict) -> list[TriggerRecord]:
     items = []
     for r in event["Records"]:
-        payload = _json(r.get("body", ""), "the message body")
+        payload, proof = _json(r.get("body", ""), "the message body")
         if isinstance(payload, dict) and payload.get("Type") == "Notification" and "TopicArn" in payload:
-            payload = _json(payload.get("Message", ""), "the SNS message")
+            payload, proof = _json(payload.get("Message", ""), "the SNS message")
         group = (r.get("attributes") or {}).get("MessageGroupId")
-        items.append(TriggerRecord(r["messageId"], payload, r["messageId"], group))
+        items.append(TriggerRecord(r["messageId"], payload, r["messageId"], group, proof))
     return items
 
 
 def sns_items(event: dict) -> list[TriggerRecord]:
-    return [TriggerRecord(r["Sns"]["MessageId"], _json(r["Sns"].get("Message", ""), "the SNS message"))
-            for r in event["Records"]]
+    items = []
+    for r in event["Records"]:
+        payload, proof = _json(r["Sns"].get("Message", ""), "the SNS message")
+        items.append(TriggerRecord(r["Sns"]["MessageId"], payload, proof=proof))
+    return items
 
 
 def kinesis_items(event: dict) -> list[TriggerRecord]:
@@ -79,10 +84,11 @@ def kinesis_items(event: dict) -> list[TriggerRecord]:
     for r in event["Records"]:
         k = r["kinesis"]
         try:
-            payload = _json(base64.b64decode(k["data"], validate=True), "the Kinesis data")
+            payload, proof = _json(base64.b64decode(k["data"], validate=True), "the Kinesis data")
         except (binascii.Error, ValueError) as e:
-            payload = Unreadable(f"the Kinesis data is not base64: {e}")
-        items.append(TriggerRecord(r.get("eventID") or k["sequenceNumber"], payload, k["sequenceNumber"]))
+            payload, proof = Unreadable(f"the Kinesis data is not base64: {e}"), None
+        items.append(TriggerRecord(r.get("eventID") or k["sequenceNumber"], payload, k["sequenceNumber"],
+                                   proof=proof))
     return items
 
 

@@ -256,10 +256,15 @@ def test_several_processes_updating_the_same_keys_lose_nothing(backend, tmp_path
 def test_expired_marks_are_purged(backend, tmp_path, monkeypatch):
     import time
 
-    store = local_registry().build(ext("ExternalKVStore", "mem:p" if backend == "mem" else f"sqlite:{tmp_path}/p.db"))
     monkeypatch.setenv("AGGLO_DEDUPE_TTL_S", "100")
+    store = local_registry().build(ext("ExternalKVStore", f"mem:{tmp_path.name}" if backend == "mem" else f"sqlite:{tmp_path}/p.db"))
     store.perform([marked("k", ("r1", {"v": ("add", 1)}), ("r2", {"v": ("add", 2)})), join("a", mark="ra")])
     monkeypatch.setenv("AGGLO_DEDUPE_TTL_S", "10000")
+    if backend == "sqlite":  # a store reads the variable when it is built: a new one on the same file
+        store = SqliteKV(str(tmp_path / "p.db"))
+    else:  # one mem:NAME per process, built already
+        assert store.mark_ttl_s == 100
+        store.mark_ttl_s = 10000
     store.perform([marked("k", ("r3", {"v": ("add", 4)}))])
     assert store.purge_expired(time.time()) == 0
     assert store.purge_expired(time.time() + 1000) == 3  # r1, r2 and ra; r3 is kept
@@ -444,3 +449,17 @@ def test_a_temporary_file_that_vanishes_while_stale_ones_are_swept_is_skipped(tm
     os.utime(stale, (0, 0))
     assert remove_stale_temporaries(str(tmp_path)) == 1
     assert not stale.exists()
+
+
+@pytest.mark.parametrize("backend", ["mem", "sqlite"])
+def test_a_store_reads_the_marks_time_to_live_when_it_is_built(backend, tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setenv("AGGLO_DEDUPE_TTL_S", "50")
+    store = local_registry().build(ext("ExternalKVStore", f"mem:{tmp_path.name}" if backend == "mem"
+                                       else f"sqlite:{tmp_path}/t.db"))
+    monkeypatch.setenv("AGGLO_DEDUPE_TTL_S", "5000")  # too late for this store
+    before = time.time()
+    store.perform([marked("k", ("r1", {"v": ("add", 1)})), join("a", mark="ra")])
+    for mark in ("mark/r1", "mark/ra"):
+        assert before + 50 <= store.get(mark)["expires"] <= time.time() + 50
