@@ -52,9 +52,14 @@ def parse_json(text: bytes | str) -> tuple[Any, object]:
     serialising it at entry, the one ``orjson.dumps`` per record the check costs. The payload must not be
     changed before the record is run (the core never changes one).
     """
-    payload = loads(text)
+    return loads(text), json_proof(text)
+
+
+def json_proof(text: bytes | str) -> object:
+    """``PARSED_JSON`` when what ``orjson.loads`` makes of ``text`` (JSON) can be written again (see
+    ``parse_json``), else None."""
     opened = text.count(b"[") + text.count(b"{") if isinstance(text, bytes) else text.count("[") + text.count("{")
-    return payload, PARSED_JSON if opened <= MAX_DEPTH else None
+    return PARSED_JSON if opened <= MAX_DEPTH else None
 
 
 def parsed_record(record_id: str, text: bytes | str, source: str = "") -> Record:

@@ -289,8 +289,9 @@ def _s3_chunks(event: dict) -> Any:
     for bucket, key, version in sources.s3_objects(event):
         with open_object(bucket, key, version) as stream:
             # Damaged or oversized data is one failed record after the ones before it, not an exception.
-            for n, payload, _ in read_records(stream, limits):
-                chunk.append(sources.TriggerRecord(sources.s3_record_id(bucket, key, version, n), payload))
+            for n, payload, _, proof in read_records(stream, limits):
+                chunk.append(sources.TriggerRecord(sources.s3_record_id(bucket, key, version, n), payload,
+                                                   proof=proof))
                 if len(chunk) >= S3_CHUNK:
                     yield chunk
                     chunk = []

@@ -175,8 +175,8 @@ class CloudFunctionApp:
         chunk: list[TriggerRecord] = []
         with open_object(bucket, name, generation) as stream:
             # Damaged or oversized data is one failed record after the ones before it, not an exception.
-            for n, payload, _ in read_records(stream, limits):
-                chunk.append(TriggerRecord(sources.gcs_record_id(bucket, name, generation, n), payload))
+            for n, payload, _, proof in read_records(stream, limits):
+                chunk.append(TriggerRecord(sources.gcs_record_id(bucket, name, generation, n), payload, proof=proof))
                 if len(chunk) >= CHUNK:
                     yield chunk
                     chunk = []

@@ -93,13 +93,13 @@ def run(runtime: Runtime, raw: IO[bytes], name: str, out: IO[bytes], err: IO[str
     dumps = orjson.dumps
     prefix = name + "#"
     for batch in _batches(read_records(raw, limits)):
-        records = [Record(f"{prefix}{line}:{digest}", event, name) for line, event, digest in batch]
+        records = [Record(f"{prefix}{line}:{digest}", event, name, proof) for line, event, digest, proof in batch]
         outcomes = runtime.process(records)
         # One pass each, no generator per record: this loop runs once a line.
         chunks = [dumps(event) for outcome in outcomes for _, event in outcome.outputs]
         errors: list[dict[str, Any]] = [
             {"line": line, "pipeline": e.pipeline, "process": e.process, "error": e.message}
-            for (line, _, _), outcome in zip(batch, outcomes, strict=True) if outcome.errors
+            for (line, *_), outcome in zip(batch, outcomes, strict=True) if outcome.errors
             for e in outcome.errors]
         if chunks:
             _write(out, b"\n".join(chunks) + b"\n")

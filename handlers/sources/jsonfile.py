@@ -37,6 +37,7 @@ from typing import IO, Any, NamedTuple
 
 import orjson
 
+from agglo_core.records import json_proof
 from handlers.sources import Unreadable
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -77,11 +78,13 @@ def _positive(environ: Mapping[str, str], name: str, default: int) -> int:
 
 
 class Event(NamedTuple):
-    """One record read from the input: where it is, the event (or ``Unreadable``), a short hash of its bytes."""
+    """One record read from the input: where it is, the event (or ``Unreadable``), a short hash of its bytes,
+    and for a JSON line the proof that its event can be written as JSON again (``records.json_proof``)."""
 
     position: int
     payload: Any
     digest: str
+    proof: object = None
 
 
 class _Broken(Exception):
@@ -351,7 +354,7 @@ def _too_long(limit: int, what: str) -> Unreadable:
 def _lines(inp: _Input, limits: Limits, after: int = 0) -> Iterator[Event]:
     """JSON lines, each at its line number, but never at a position below ``after``: lines read after an
     array broke must not take the positions (and so the record ids) of its elements."""
-    limit, blake2b, loads = limits.max_line_bytes, hashlib.blake2b, orjson.loads
+    limit, blake2b, loads, proof = limits.max_line_bytes, hashlib.blake2b, orjson.loads, json_proof
     new = tuple.__new__  # an Event without NamedTuple's slower constructor: this loop runs once a line
     while inp.skip_blank():
         last = inp.buf.rfind(b"\n", inp.pos)
@@ -364,7 +367,7 @@ def _lines(inp: _Input, limits: Limits, after: int = 0) -> Iterator[Event]:
                 # Positions are line numbers and every line fits: one comprehension for the lot, parsed without
                 # a call per line; a line that is not JSON sends the chunk the careful way below.
                 try:
-                    events = [new(Event, (n + i, loads(text), blake2b(text, digest_size=8).hexdigest()))
+                    events = [new(Event, (n + i, loads(text), blake2b(text, digest_size=8).hexdigest(), proof(text)))
                               for i, line in enumerate(lines) if (text := line.strip())]
                 except orjson.JSONDecodeError:
                     pass
@@ -375,7 +378,7 @@ def _lines(inp: _Input, limits: Limits, after: int = 0) -> Iterator[Event]:
                 if text := line.strip():
                     at = max(n, after)
                     yield new(Event, (at, _parse(text) if len(line) <= limit else _too_long(limit, "the line"),
-                                      blake2b(text, digest_size=8).hexdigest()))
+                                      blake2b(text, digest_size=8).hexdigest(), proof(text)))
                     after = at + 1
                 n += 1
             continue
