@@ -11,9 +11,9 @@ record, the same records through fresh runtimes, batch sizes alternating.
     python -m benchmarks.batch_of_one [--events N] [--runs R] [--profile {memory,sqlite}]
 
 ``--only {memory,sqlite}`` runs batches of one and nothing else, for a sampling profiler outside
-the process; ``batch_of_one-memory.svg`` beside this file was made that way:
+the process; ``profiles/batch-of-one-memory.svg`` was made that way:
 
-    py-spy record -r 500 -f flamegraph -o benchmarks/batch_of_one-memory.svg -- \
+    py-spy record -r 500 -f flamegraph -o benchmarks/profiles/batch-of-one-memory.svg -- \
         python -m benchmarks.batch_of_one --only memory --events 30000
 """
 
