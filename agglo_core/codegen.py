@@ -458,6 +458,22 @@ def emit_transformer(proc: ProcessIR, em: Emitter) -> bool:
 
 # --- the per-record preludes of effectful stages -------------------------------------------------------------
 
+@contextmanager
+def selecting(em: Emitter, step: ProcessIR, args: str = "items", gathers: tuple[str, ...] = ("out",)
+              ) -> Iterator[None]:
+    """An effectful stage's prelude, ``def select(<args>)``: the body runs for each item whose condition
+    holds (``it``, its ``event``) and appends to the lists ``gathers``, which ``select`` returns."""
+    with em.block(f"def select({args}):"):
+        for name in gathers:
+            em.line(f"{name} = []")
+        with em.block("for it in items:"):
+            em.line("event = it.event")
+            if step.params["condition"] is not None:
+                with em.block(f"if not {em.cond(step.params['condition'])}:"):
+                    em.line("continue")
+            yield
+        em.line(f"return {', '.join(gathers)}")
+
 def tee_prelude(step: ProcessIR, body: Callable[[dict, Any], Any] | None
                 ) -> Callable[[list[Any], Any], tuple[list[Any], list[Any]]]:
     """A tee's records to send and their bodies, as generated code: ``(items, inv) -> (chosen, bodies)``.
@@ -465,18 +481,10 @@ def tee_prelude(step: ProcessIR, body: Callable[[dict, Any], Any] | None
     ``body``: the body of an event (or the ``StageError`` it fails with); None when the body is the event.
     """
     em = Emitter()
-    with em.block("def select(items, inv):"):
-        em.line("chosen = []")
-        em.line("bodies = []")
-        with em.block("for it in items:"):
-            em.line("event = it.event")
-            if step.params["condition"] is not None:
-                with em.block(f"if not {em.cond(step.params['condition'])}:"):
-                    em.line("continue")
-            em.line("chosen.append(it)")
-            em.line("bodies.append(event)" if body is None else
-                    f"bodies.append({em.const(body, 'the body of an event')}(event, inv))")
-        em.line("return chosen, bodies")
+    with selecting(em, step, "items, inv", ("chosen", "bodies")):
+        em.line("chosen.append(it)")
+        em.line("bodies.append(event)" if body is None else
+                f"bodies.append({em.const(body, 'the body of an event')}(event, inv))")
     fn: Callable[[list[Any], Any], tuple[list[Any], list[Any]]] = em.build("select", "tee", step.name)
     return fn
 
@@ -492,27 +500,20 @@ def completer_prelude(step: ProcessIR, key_prefix: str, render: Callable[[Any], 
     em = Emitter()
     name = step.params["name"]
     join_keys: list[str] = list(step.params["completion"]["joinKeys"])
-    with em.block("def select(items):"):
-        em.line("out = []")
-        with em.block("for it in items:"):
-            em.line("event = it.event")
-            if step.params["condition"] is not None:
-                with em.block(f"if not {em.cond(step.params['condition'])}:"):
-                    em.line("continue")
-            for i, join_key in enumerate(join_keys):
-                # The first join key present gives the value: each next one is read only when this one is absent.
-                with em.block("if value is _MISSING:") if i else nullcontext():
-                    em.line(f"value = {em.get(tuple(join_key.split('.')))}")
-                    em.line(f"join_key = {em.const(join_key)}")
-            with em.block("if value is _MISSING:"):
-                em.line("continue")
-            with em.block(f"if (type(value) is dict or type(value) is list) and "
-                          f"(problem := _unwritable(value, {em.const(fault)}, 2)) is not None:"):
-                em.line(f"it.fail({em.const(name)}, "
-                        f"{em.const('the completed event could not be written as JSON: ')} + problem)")
-                em.line("continue")
-            em.line(f"out.append((it, {em.const(key_prefix)} + {em.const(render, 'a value as text')}(value), value, "
-                    "join_key))")
-        em.line("return out")
+    with selecting(em, step):
+        for i, join_key in enumerate(join_keys):
+            # The first join key present gives the value: each next one is read only when this one is absent.
+            with em.block("if value is _MISSING:") if i else nullcontext():
+                em.line(f"value = {em.get(tuple(join_key.split('.')))}")
+                em.line(f"join_key = {em.const(join_key)}")
+        with em.block("if value is _MISSING:"):
+            em.line("continue")
+        with em.block(f"if (type(value) is dict or type(value) is list) and "
+                      f"(problem := _unwritable(value, {em.const(fault)}, 2)) is not None:"):
+            em.line(f"it.fail({em.const(name)}, "
+                    f"{em.const('the completed event could not be written as JSON: ')} + problem)")
+            em.line("continue")
+        em.line(f"out.append((it, {em.const(key_prefix)} + {em.const(render, 'a value as text')}(value), value, "
+                "join_key))")
     fn: Callable[[list[Any]], list[tuple[Any, str, Any, str]]] = em.build("select", "completer", step.name)
     return fn

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from agglo_core.codegen import Emitter
+from agglo_core.codegen import Emitter, selecting
 from agglo_core.effects import ApplyDeltas, Deltas, DeltasApplied, Effect, EffectFailed
 from agglo_core.errors import describe
 from agglo_core.ids import IdMaker
@@ -254,21 +254,14 @@ def _generated_prelude(step: ProcessIR, kind: str) -> Callable[[list[Item]], lis
     """``_selected`` as generated code: condition, value and group keys read inline."""
     em = Emitter()
     agg = step.params["aggregation"]
-    with em.block("def select(items):"):
-        em.line("out = []")
-        with em.block("for it in items:"):
-            em.line("event = it.event")
-            if step.params["condition"] is not None:
-                with em.block(f"if not {em.cond(step.params['condition'])}:"):
-                    em.line("continue")
-            value = em.get(tuple(agg["key"].split(".")))
-            em.line(f"delta = {em.const(_delta_for, 'the change a value makes')}({em.const(kind)}, {value})")
-            with em.block("if delta is None:"):
-                em.line("continue")
-            render_ = em.const(render, "a group value as text")
-            groups = "".join(f"{render_}({em.get(tuple(g.split('.')))}), " for g in agg["groupByKeys"])
-            em.line(f"out.append((it, delta, ({groups})))")
-        em.line("return out")
+    with selecting(em, step):
+        value = em.get(tuple(agg["key"].split(".")))
+        em.line(f"delta = {em.const(_delta_for, 'the change a value makes')}({em.const(kind)}, {value})")
+        with em.block("if delta is None:"):
+            em.line("continue")
+        render_ = em.const(render, "a group value as text")
+        groups = "".join(f"{render_}({em.get(tuple(g.split('.')))}), " for g in agg["groupByKeys"])
+        em.line(f"out.append((it, delta, ({groups})))")
     return em.build("select", "aggregator", step.name)
 
 
