@@ -14,7 +14,7 @@ import orjson
 from builders import without_uuids
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_hostile_events import good_events, hostile_config, hostile_lines, nested
+from test_hostile_events import good_events, hostile_config, hostile_lines, nested, parseable
 
 from agglo_core import Put, Record, compile_plan
 from agglo_core.records import MAX_DEPTH, PARSED_JSON, parsed_record
@@ -34,17 +34,6 @@ def run(records: list[Record]) -> list[Any]:
 
     outcomes = PLAN.run(records, 0, perform)
     return [(o.record.id, without_uuids(o.outputs), [e.to_dict() for e in o.errors]) for o in outcomes]
-
-
-def parseable(lines: list[bytes]) -> list[bytes]:
-    out = []
-    for line in lines:
-        try:
-            orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        out.append(line)
-    return out
 
 
 @settings(max_examples=60, deadline=None)
