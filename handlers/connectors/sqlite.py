@@ -23,11 +23,24 @@ from handlers.connectors.base import Work
 from handlers.connectors.kv import MARK_PREFIX, KeyValueStore
 from handlers.connectors.spec import ConnectorSpec, Option
 
+BUSY_TIMEOUT_S = 60
+
 
 def connect(path: str, synchronous: str = "NORMAL") -> sqlite3.Connection:
     """A connection in autocommit mode with WAL, shareable by threads that take turns."""
-    conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        # Turning a new file to WAL while another process opens it can be refused at once, without SQLite's
+        # busy handler (the timeout above) being asked: wait for that process as the handler would.
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                conn.close()
+                raise
+            time.sleep(0.01)
     conn.execute(f"PRAGMA synchronous={synchronous}")
     return conn
 
