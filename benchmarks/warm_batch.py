@@ -52,7 +52,7 @@ def measure(runs: int, records: int = RECORDS) -> dict[str, dict[str, float]]:
 
     from handlers import aws_lambda
     from handlers.connectors import aws as aws_clients
-    from handlers.connectors import local_registry
+    from handlers.connectors import default_registry
     from handlers.local import run as agglo_run
     from handlers.runtime.driver import Runtime
 
@@ -78,7 +78,7 @@ def measure(runs: int, records: int = RECORDS) -> dict[str, dict[str, float]]:
         plan = compile_plan(basic_config(tmp, f"sqlite:{tmp}/state.db").read_bytes())
         payload = b"\n".join(data) + b"\n"
         for label, dedupe in (("agglo run, SQLite", False), ("agglo run --dedupe, SQLite", True)):
-            runtime = Runtime.build(plan, local_registry(), dedupe=dedupe)
+            runtime = Runtime.build(plan, default_registry(), dedupe=dedupe)
 
             def run_batch(i: int, runtime: Runtime = runtime, label: str = label) -> None:
                 out, err = io.BytesIO(), io.StringIO()

@@ -40,6 +40,7 @@ from typing import Any
 
 from agglo_core import Outcome
 from agglo_core.ir import PlanIR
+from handlers.connectors import default_registry
 from handlers.runtime.boot import build_at_init
 from handlers.runtime.driver import Runtime
 from handlers.runtime.settlement import (
@@ -62,13 +63,6 @@ class RecordsFailed(RuntimeError):
 
 class _RecordFailed(Exception):
     """Tells Powertools' batch processor that one record failed."""
-
-
-def aws_registry() -> Any:
-    """The connectors a Lambda offers: the local ones and the AWS ones."""
-    from handlers.connectors.catalog import registry_for
-
-    return registry_for("aws")
 
 
 class Instruments:
@@ -166,7 +160,7 @@ class LambdaApp:
         from handlers.runtime.execs import ExecRunner, allow_list_from
 
         plan = serverless_plan(read_config_source())
-        runtime = Runtime.build(plan, aws_registry(), ExecRunner(allow_list_from(None)))
+        runtime = Runtime.build(plan, default_registry(), ExecRunner(allow_list_from(None)))
         return cls(runtime, runtime.dead_letter_target(os.environ.get("AGGLO_DEAD_LETTER")),
                    os.environ.get("AGGLO_STREAM_ON_FAILURE", "").lower() in ("1", "true", "yes"))
 

@@ -46,6 +46,7 @@ import functions_framework
 import orjson
 
 from agglo_core import Outcome
+from handlers.connectors import default_registry
 from handlers.runtime.boot import build_at_init
 from handlers.runtime.driver import Runtime
 from handlers.runtime.settlement import (
@@ -110,13 +111,6 @@ def _configure_logging() -> None:
         root.propagate = False
 
 
-def gcp_registry() -> Any:
-    """The connectors a Cloud Function offers: the local ones (Redis among them), Firestore, GCS, Pub/Sub."""
-    from handlers.connectors.catalog import registry_for
-
-    return registry_for("gcp")
-
-
 class CloudFunctionApp:
     """Everything a Cloud Functions instance builds once: the runtime and where poison records go."""
 
@@ -133,7 +127,7 @@ class CloudFunctionApp:
 
         _configure_logging()
         plan = serverless_plan(read_config_source())
-        runtime = Runtime.build(plan, gcp_registry(), ExecRunner(allow_list_from(None)))
+        runtime = Runtime.build(plan, default_registry(), ExecRunner(allow_list_from(None)))
         return cls(runtime, runtime.dead_letter_target(os.environ.get("AGGLO_DEAD_LETTER")))
 
     def run(self, items: list[TriggerRecord], source: str, budget: RetryBudget | None = None) -> list[Outcome]:

@@ -4,8 +4,8 @@ Every connector answers the core's effects for one external system through
 ``perform(effects) -> results`` (one result per effect, in order; an
 ``EffectFailed`` fails just that effect). Each connector module declares the
 ``SPECS`` of what it serves beside its code (``spec.ConnectorSpec``); the
-``catalog`` gathers them, and each adapter's registry holds the ones its platform
-offers (``catalog.registry_for``). Tests register their own factories the same way.
+``catalog`` gathers them, and every adapter's registry holds them all
+(``default_registry()``). Tests register their own factories the same way.
 """
 
 from __future__ import annotations
@@ -136,6 +136,8 @@ def _build(spec: ConnectorSpec, external: ExternalIR, template: str | None = Non
 
     cs = external.connection_string
     shown = redact(cs if template is None else template)
+    if spec.library is not None and not spec.library.installed():
+        raise UnknownConnector(f"external system '{external.name}' ('{shown}'): {spec.library.missing(spec.name)}")
     problems = spec.problems(cs)
     if problems:
         raise ValueError(f"external system '{external.name}' ('{shown}'): {'; '.join(problems)}")
@@ -143,8 +145,8 @@ def _build(spec: ConnectorSpec, external: ExternalIR, template: str | None = Non
     return spec.construct(external, {**defaults, **spec.parse(cs)}, shown)
 
 
-def local_registry() -> Registry:
-    """The connectors that need no cloud: memory, SQLite, files, HTTP, Redis."""
-    from handlers.connectors.catalog import registry_for
+def default_registry() -> Registry:
+    """Every connector, for every adapter: the same config runs on Lambda, Cloud Functions and locally."""
+    from handlers.connectors.catalog import registry_of
 
-    return registry_for("local")
+    return registry_of()

@@ -13,7 +13,7 @@ from typing import Any
 
 from agglo_core.connstr import parse_options
 from handlers.connectors.base import BaseConnector
-from handlers.connectors.spec import Option
+from handlers.connectors.spec import ClientLibrary, Option
 
 _lock = threading.Lock()
 
@@ -52,6 +52,8 @@ def endpoint_url(opts: dict[str, str]) -> str | None:
 def client_for(service: str, opts: dict[str, str]) -> Any:
     return client(service, opts.get("region"), endpoint_url(opts))
 
+
+BOTO3 = ClientLibrary("boto3", "aws", "boto3>=1.34")
 
 AWS_OPTIONS = (
     Option("region", metavar="R", doc="the region (default: the function's, or AWS_REGION)"),

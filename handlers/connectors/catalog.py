@@ -1,4 +1,4 @@
-"""Every connector's spec, the registries the platforms build from them, redaction and the README's table.
+"""Every connector's spec, the registry every adapter builds from them, redaction and the README's table.
 
 Importing this imports every connector module, none of which imports an SDK until
 a connector is used.
@@ -23,7 +23,7 @@ from handlers.connectors import (
     sqlite,
     sqs,
 )
-from handlers.connectors.spec import PLATFORMS, ConnectorSpec
+from handlers.connectors.spec import ConnectorSpec
 
 CATALOG: tuple[ConnectorSpec, ...] = (
     *memory.SPECS, *sqlite.SPECS, *redis_kv.SPECS, *files.SPECS, *http.SPECS,
@@ -32,14 +32,12 @@ CATALOG: tuple[ConnectorSpec, ...] = (
 )
 
 
-def registry_for(platform: str, catalog: tuple[ConnectorSpec, ...] = CATALOG) -> Registry:
-    """The connectors ``platform`` ("local", "aws", "gcp") offers."""
-    if platform not in PLATFORMS:
-        raise ValueError(f"unknown platform {platform!r} (one of: {', '.join(PLATFORMS)})")
+def registry_of(catalog: tuple[ConnectorSpec, ...] = CATALOG) -> Registry:
+    """Every connector of ``catalog``: one config runs on every adapter (a connector whose client library is
+    not installed says so, with the extra to install, when it is built)."""
     registry = Registry()
     for spec in catalog:
-        if platform in spec.platforms:
-            registry.register_spec(spec)
+        registry.register_spec(spec)
     return registry
 
 
@@ -63,19 +61,20 @@ def redact(connection_string: str, catalog: tuple[ConnectorSpec, ...] = CATALOG)
 
 def render_table(catalog: tuple[ConnectorSpec, ...] = CATALOG) -> str:
     """The README's connector table, in Markdown: one row per external type a connector serves."""
-    rows = ["| externalType | connection string | platforms | what it is |", "|---|---|---|---|"]
+    rows = ["| externalType | connection string | needs | what it is |", "|---|---|---|---|"]
     order = {t: i for i, t in enumerate(
         ("ExternalKVStore", "ExternalObjectStore", "ExternalPubSub", "ExternalHttp", "ExternalLocalFile"))}
+    extras = ("", "redis", "aws", "gcp")
     entries = sorted(((t, s) for s in catalog for t in s.external_types),
-                     key=lambda ts: (order.get(ts[0], len(order)), PLATFORMS.index(_first_platform(ts[1]))))
+                     key=lambda ts: (order.get(ts[0], len(order)), extras.index(_extra(ts[1]))))
     for external_type, spec in entries:
-        platforms = "all" if set(spec.platforms) == set(PLATFORMS) else ", ".join(spec.platforms)
-        rows.append(f"| `{external_type}` | {spec.usage()} | {platforms} | {spec.doc}{_options_note(spec)} |")
+        needs = f"`agglo[{spec.library.extra}]`" if spec.library else "—"
+        rows.append(f"| `{external_type}` | {spec.usage()} | {needs} | {spec.doc}{_options_note(spec)} |")
     return "\n".join(rows) + "\n"
 
 
-def _first_platform(spec: ConnectorSpec) -> str:
-    return next(p for p in PLATFORMS if p in spec.platforms)
+def _extra(spec: ConnectorSpec) -> str:
+    return spec.library.extra if spec.library else ""
 
 
 def _options_note(spec: ConnectorSpec) -> str:

@@ -49,7 +49,7 @@ from agglo_core.state import (
     join_from_memo,
     join_memo,
 )
-from handlers.connectors.aws import AWS_OPTIONS, AwsConnector, client_for
+from handlers.connectors.aws import AWS_OPTIONS, BOTO3, AwsConnector, client_for
 from handlers.connectors.base import OPTIMISTIC_ATTEMPTS, Conflict, Contended, Refused, backoff_s, optimistic
 from handlers.connectors.kv import MARK_PREFIX, mark_ttl_s
 from handlers.connectors.spec import ConnectorSpec, Option
@@ -379,7 +379,7 @@ def fields_from_item(item: dict) -> dict:
 
 
 SPECS = (ConnectorSpec(
-    "DynamoDB", ("dynamo",), ("ExternalKVStore",), DynamoKV.capabilities, ("aws",),
+    "DynamoDB", ("dynamo",), ("ExternalKVStore",), DynamoKV.capabilities, BOTO3,
     "DynamoDB; table with a string partition key `pk`. Each state change is one `UpdateItem` (`ADD`, or a "
     "conditional `SET` for max/min) answered with the old item; distinct keys of a batch are written in parallel",
     lambda ext, opts: DynamoKV(opts),

@@ -120,9 +120,9 @@ _DIRECTORY = Option("directory", required=True, metavar="DIR", doc="the director
 
 SPECS = (
     ConnectorSpec("local files", ("", "file"), ("ExternalLocalFile",), DirectoryStore.capabilities,
-                  ("local", "aws", "gcp"), "one `<uuid>.json` file per tee'd event", _local_dir, form="value",
+                  None, "one `<uuid>.json` file per tee'd event", _local_dir, form="value",
                   options=(_DIRECTORY,)),
     ConnectorSpec("file object store", ("file",), ("ExternalObjectStore",), DirectoryStore.capabilities,
-                  ("local", "aws", "gcp"), "one file per object, named by its key",
+                  None, "one file per object, named by its key",
                   lambda ext, opts: DirectoryStore(opts["directory"], ""), form="value", options=(_DIRECTORY,)),
 )

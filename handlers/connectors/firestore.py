@@ -25,7 +25,7 @@ from agglo_core.effects import ApplyDeltas, DeltasApplied, JoinAdd, JoinState, P
 from agglo_core.state import add_to_join, apply_deltas, apply_parts, join_from_memo, join_memo
 from handlers.connectors.base import OPTIMISTIC_ATTEMPTS, BaseConnector, Contended
 from handlers.connectors.kv import MARK_PREFIX, mark_ttl_s
-from handlers.connectors.spec import ConnectorSpec, Option
+from handlers.connectors.spec import ClientLibrary, ConnectorSpec, Option
 
 T = TypeVar("T")
 
@@ -155,7 +155,7 @@ def _live(snapshot: Any) -> bool:
 
 
 SPECS = (ConnectorSpec(
-    "Firestore", ("firestore",), ("ExternalKVStore",), FirestoreKV.capabilities, ("gcp",),
+    "Firestore", ("firestore",), ("ExternalKVStore",), FirestoreKV.capabilities, ClientLibrary("google.cloud.firestore", "gcp", "google-cloud-firestore>=2.16"),
     "Firestore: one transaction per change (no `GetItems`/`CompareAndPut`, so not for entwine's stream state); "
     "see [Google Cloud Functions](#google-cloud-functions)", lambda ext, opts: FirestoreKV(opts),
     options=(Option("collection", required=True, metavar="C", doc="the collection the items are documents of"),

@@ -16,7 +16,7 @@ import orjson
 
 from agglo_core.effects import Put
 from handlers.connectors.base import BaseConnector
-from handlers.connectors.spec import ConnectorSpec, Option
+from handlers.connectors.spec import ClientLibrary, ConnectorSpec, Option
 
 
 @cache
@@ -57,7 +57,7 @@ def open_object(bucket: str, name: str, generation: str | int | None = None) -> 
 
 
 SPECS = (ConnectorSpec(
-    "Cloud Storage", ("gcs",), ("ExternalObjectStore",), GcsObjectStore.capabilities, ("gcp",),
+    "Cloud Storage", ("gcs",), ("ExternalObjectStore",), GcsObjectStore.capabilities, ClientLibrary("google.cloud.storage", "gcp", "google-cloud-storage>=2.14"),
     "one JSON object per tee'd event at `<prefix><uuid>`", lambda ext, opts: GcsObjectStore(opts),
     options=(Option("bucketName", required=True, metavar="B", doc="the bucket"),
              Option("prefix", metavar="P", doc="prepended to every object name"))),)

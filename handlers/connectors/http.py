@@ -207,7 +207,7 @@ _DEADLINE = Option(
     doc="the whole request's deadline (connect, send, the whole answer), default 10; agglo's, not sent")
 
 SPECS = (ConnectorSpec(
-    "HTTP", ("http", "https"), ("ExternalHttp",), HttpTarget.capabilities, ("local", "aws", "gcp"),
+    "HTTP", ("http", "https"), ("ExternalHttp",), HttpTarget.capabilities, None,
     "`POST` of the JSON body with `Idempotency-Key: <tee uuid>`; a 2xx JSON answer is kept as the tee's "
     "`response`; a timeout, 408, 429 or 5xx fails the record as transient, any other 4xx as permanent; "
     "`user:password@` is basic auth; a 307/308 to the same origin is POSTed again, any other redirect fails "

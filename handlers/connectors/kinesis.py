@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from agglo_core.effects import EffectFailed
-from handlers.connectors.aws import AWS_OPTIONS, AwsConnector, client_for
+from handlers.connectors.aws import AWS_OPTIONS, BOTO3, AwsConnector, client_for
 from handlers.connectors.base import Work
 from handlers.connectors.spec import ConnectorSpec, Option
 
@@ -41,6 +41,6 @@ class KinesisOutput(AwsConnector):
 
 
 SPECS = (ConnectorSpec(
-    "Kinesis", ("kinesis",), ("ExternalPubSub",), KinesisOutput.capabilities, ("aws",),
+    "Kinesis", ("kinesis",), ("ExternalPubSub",), KinesisOutput.capabilities, BOTO3,
     "`PutRecords`; data is the event, the partition key the tee uuid", lambda ext, opts: KinesisOutput(opts),
     options=(Option("streamName", required=True, metavar="S", doc="the stream"), *AWS_OPTIONS)),)

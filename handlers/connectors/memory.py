@@ -87,11 +87,11 @@ _NAME = Option("name", required=True, metavar="NAME", doc="the store's name; ext
 SPECS = (
     ConnectorSpec(
         "in-process key-value store", ("mem",), ("ExternalKVStore",), MemoryStore.capabilities,
-        ("local", "aws", "gcp"),
+        None,
         "in-process store; one per NAME per OS process, shared by every external naming it",
         lambda ext, opts: store("kv", opts["name"]), form="value", options=(_NAME,)),
     ConnectorSpec(
         "in-process object store", ("mem",), ("ExternalObjectStore",), MemoryObjectStore.capabilities,
-        ("local", "aws", "gcp"), "in-process object store",
+        None, "in-process object store",
         lambda ext, opts: store("object", opts["name"]), form="value", options=(_NAME,)),
 )

@@ -15,7 +15,7 @@ from typing import Any
 
 from agglo_core.effects import EffectFailed
 from handlers.connectors.base import BaseConnector, Work
-from handlers.connectors.spec import ConnectorSpec, Option
+from handlers.connectors.spec import ClientLibrary, ConnectorSpec, Option
 
 ID_ATTRIBUTE = "agglo-id"
 
@@ -60,7 +60,7 @@ class PubSubOutput(BaseConnector):
 
 
 SPECS = (ConnectorSpec(
-    "Pub/Sub", ("pubsub",), ("ExternalPubSub",), PubSubOutput.capabilities, ("gcp",),
+    "Pub/Sub", ("pubsub",), ("ExternalPubSub",), PubSubOutput.capabilities, ClientLibrary("google.cloud.pubsub_v1", "gcp", "google-cloud-pubsub>=2.20"),
     "all messages of a batch are published at once; the tee uuid travels as the `agglo-id` attribute and a "
     "Pub/Sub ordering key is kept", lambda ext, opts: PubSubOutput(opts["topic"]), form="value",
     options=(Option("topic", required=True, metavar="projects/P/topics/T", pattern=r"projects/[^/]+/topics/[^/]+",

@@ -35,7 +35,7 @@ from agglo_core.ir import ExternalIR
 from agglo_core.state import BOUNDS, REFUSED, STATE_INT_MAX, STATE_LIMIT, StateOverflow
 from handlers.connectors.base import BaseConnector, Work
 from handlers.connectors.kv import mark_ttl_s
-from handlers.connectors.spec import ConnectorSpec, Option
+from handlers.connectors.spec import ClientLibrary, ConnectorSpec, Option
 
 # KEYS[1] = item; ARGV = mark TTL, then per part: mark ('' = none), n, n x (op, field, amount).
 # A part whose mark is already set is skipped; an applied part's mark remembers the fields it wrote
@@ -299,7 +299,7 @@ def _build(ext: ExternalIR, opts: dict[str, str]) -> RedisKV:
 
 
 SPECS = (ConnectorSpec(
-    "Redis", ("redis", "rediss"), ("ExternalKVStore",), RedisKV.capabilities, ("local", "aws", "gcp"),
+    "Redis", ("redis", "rediss"), ("ExternalKVStore",), RedisKV.capabilities, ClientLibrary("redis", "redis", "redis>=5.0"),
     "Redis anywhere (a laptop, Memorystore, ElastiCache; `pip install 'agglo[redis]'`): every state change is "
     "one Lua script (atomic), a batch's effects one pipelined round trip",
     _build, form="url", url_shape="[user:password@]host:port/db",

@@ -13,7 +13,7 @@ from typing import IO, Any
 import orjson
 
 from agglo_core.effects import Put
-from handlers.connectors.aws import AWS_OPTIONS, AwsConnector, client, client_for, error_code
+from handlers.connectors.aws import AWS_OPTIONS, BOTO3, AwsConnector, client, client_for, error_code
 from handlers.connectors.spec import ConnectorSpec, Option
 
 
@@ -96,7 +96,7 @@ def open_object(bucket: str, key: str, version: str | None = None, part_size: in
 
 
 SPECS = (ConnectorSpec(
-    "S3", ("s3",), ("ExternalObjectStore",), S3ObjectStore.capabilities, ("aws",),
+    "S3", ("s3",), ("ExternalObjectStore",), S3ObjectStore.capabilities, BOTO3,
     "one JSON object per tee'd event at `<prefix><uuid>`", lambda ext, opts: S3ObjectStore(opts),
     options=(Option("bucketName", required=True, metavar="B", doc="the bucket"),
              Option("prefix", metavar="P", doc="prepended to every object key"), *AWS_OPTIONS)),)

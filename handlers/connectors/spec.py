@@ -9,7 +9,9 @@ when a connector is first used: cold start matters).
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import re
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -30,7 +32,31 @@ Form = Literal["options", "value", "url"]
 ENV_REF = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 """``${NAME}``: filled in from the environment when the connector is built, so any value is accepted."""
 
-PLATFORMS = ("local", "aws", "gcp")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientLibrary:
+    """The client library a connector imports when it is first used, and how a user gets it."""
+
+    module: str
+    """What the connector imports (``boto3``, ``google.cloud.pubsub_v1``)."""
+    extra: str
+    """The agglo extra that installs it: ``pip install 'agglo[EXTRA]'``."""
+    requirement: str
+    """What a deployment artefact installs for it (a pip requirement, as in ``pyproject.toml``)."""
+
+    def installed(self) -> bool:
+        if self.module in sys.modules:  # imported already, or blocked (None)
+            return sys.modules[self.module] is not None
+        try:
+            return importlib.util.find_spec(self.module) is not None
+        except (ImportError, ValueError):  # a parent package is missing (``google`` for ``google.cloud.x``)
+            return False
+
+    def missing(self, connector: str) -> str:
+        """The message for a connector used where its library is not installed."""
+        return (f"{connector} needs the Python package {self.requirement.split('>')[0]}, which is not installed "
+                f"here: pip install 'agglo[{self.extra}]'")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +98,9 @@ class ConnectorSpec:
     """The ``externalType`` values it serves."""
     capabilities: frozenset[str]
     """The effects it performs, by class name in ``agglo_core.effects``."""
-    platforms: tuple[str, ...]
-    """The adapters that offer it: "local", "aws", "gcp"."""
+    library: ClientLibrary | None
+    """The client library it needs beyond agglo's own (None: none). Every adapter offers every connector
+    whose library is installed."""
     doc: str
     """One line for the README's connector table."""
     build: Callable[..., Any] = field(repr=False, compare=False)

@@ -140,7 +140,7 @@ class SqliteKV(KeyValueStore):
 
 
 SPECS = (ConnectorSpec(
-    "SQLite", ("sqlite",), ("ExternalKVStore",), SqliteKV.capabilities, ("local", "aws", "gcp"),
+    "SQLite", ("sqlite",), ("ExternalKVStore",), SqliteKV.capabilities, None,
     "the embedded default: a SQLite file in WAL mode; each batch of state changes is one transaction; "
     "safe for several processes on one file",
     lambda ext, opts: SqliteKV(opts["path"]), form="value",

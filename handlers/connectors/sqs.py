@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from agglo_core.effects import EffectFailed
-from handlers.connectors.aws import AWS_OPTIONS, AwsConnector, client_for
+from handlers.connectors.aws import AWS_OPTIONS, BOTO3, AwsConnector, client_for
 from handlers.connectors.base import Work
 from handlers.connectors.spec import ConnectorSpec, Option
 
@@ -52,7 +52,7 @@ class SqsOutput(AwsConnector):
 
 
 SPECS = (ConnectorSpec(
-    "SQS", ("sqs",), ("ExternalPubSub",), SqsOutput.capabilities, ("aws",),
+    "SQS", ("sqs",), ("ExternalPubSub",), SqsOutput.capabilities, BOTO3,
     "`SendMessageBatch`; the tee uuid travels as the `agglo-id` message attribute (and as "
     "`MessageDeduplicationId`, with `groupId` as the group, on FIFO queues)", lambda ext, opts: SqsOutput(opts),
     options=(Option("queueUrl", required=True, metavar="URL", doc="the queue"),

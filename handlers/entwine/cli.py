@@ -119,7 +119,7 @@ def verify_substream(state: Any, objects: Any, sub_stream: str, public_pem: str,
 
 def verify(args: argparse.Namespace) -> int:
     """Re-verify every entwine substream of a config; exit 1 at the first broken link."""
-    from handlers.connectors import UnknownConnector, local_registry
+    from handlers.connectors import UnknownConnector, default_registry
 
     try:
         config = load_config(read_config_file(args.config))
@@ -142,7 +142,7 @@ def verify(args: argparse.Namespace) -> int:
         if status != 200:
             raise UsageError(f"ticker {args.ticker} answered {status} for its public key")
         ticker_pem = answer["publicKey"]
-    registry = local_registry()
+    registry = default_registry()
     failed = 0
     for body in bodies:
         try:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from agglo_core import ConfigError, Plan
-from handlers.connectors import UnknownConnector, local_registry
+from handlers.connectors import UnknownConnector, default_registry
 from handlers.runtime import plan_cache
 from handlers.runtime.artefact import (
     Artefact,
@@ -129,7 +129,7 @@ def build_runtime(config_path: str, allow_exec: Sequence[str] | None, exec_timeo
     except ConfigError as e:
         raise UsageError(f"{config_path}: {e}") from None
     try:
-        return Runtime.build(plan, local_registry(), ExecRunner(allow_list_from(allow_exec), exec_timeout),
+        return Runtime.build(plan, default_registry(), ExecRunner(allow_list_from(allow_exec), exec_timeout),
                              dedupe=dedupe)
     except UnknownConnector as e:
         raise UsageError(f"{config_path}: {e}") from None

@@ -422,11 +422,12 @@ def test_failed_records_are_listed_logged_and_replayed_and_a_bad_element_is_refu
 def cloud_function(tmp_path_factory):
     from agglo_core import compile_plan
     from handlers import gcp_functions
+    from handlers.connectors import default_registry
     from handlers.runtime.driver import Runtime
 
     tmp = tmp_path_factory.mktemp("function")
     cfg = orjson.loads(marking_config(tmp).read_bytes())
-    return gcp_functions.CloudFunctionApp(Runtime.build(compile_plan(cfg), gcp_functions.gcp_registry()), None)
+    return gcp_functions.CloudFunctionApp(Runtime.build(compile_plan(cfg), default_registry()), None)
 
 
 def function_post(app: Any, body: bytes, headers: dict | None = None) -> tuple[int, Any]:

@@ -32,7 +32,7 @@ from agglo_core import regex as regex_engine
 from agglo_core.connstr import redact_text
 from agglo_core.lint import REGEX_NOT_RE2
 from handlers.authoring.lint import lint_source
-from handlers.connectors import local_registry
+from handlers.connectors import default_registry
 from handlers.connectors.catalog import CATALOG, redact
 from handlers.connectors.http import DEADLINE_OPTION, MAX_REDIRECTS, HttpTarget
 from handlers.connectors.spec import ConnectorSpec, Option
@@ -141,7 +141,7 @@ def test_re2_agrees_with_python_where_the_dialects_agree(pattern, text):
 def test_go_replacements_still_work(regex, replace, text, expected):
     cfg = config({"transformer": {"name": "T", "specs": [{"sourceField": "s", "targetField": "s", "transformation": {
         "transformationType": "TransformMapRegex", "mapRegexArgs": {"regex": regex, "replace": replace}}}]}})
-    [outcome] = Runtime.build(compile_plan(cfg), local_registry()).process([Record("r", {"s": text})])
+    [outcome] = Runtime.build(compile_plan(cfg), default_registry()).process([Record("r", {"s": text})])
     assert outcome.errors == [] and outcome.outputs[0][1]["s"] == expected
 
 
@@ -297,7 +297,7 @@ def test_the_deadline_comes_from_the_connection_string_and_is_not_sent(endpoints
     web = endpoints(lambda h, path, body: reply(h, 200))
     cfg = config({"tee": {"name": "Send", "outputConnectorRef": "Web"}},
                  externals=(external("ExternalHttp", "Web", f"{web.url}/hook?{DEADLINE_OPTION}=2.5&a=b"),))
-    runtime = Runtime.build(compile_plan(cfg), local_registry())
+    runtime = Runtime.build(compile_plan(cfg), default_registry())
     [outcome] = runtime.process([Record("r", {"n": 1})])
     assert outcome.errors == [] and runtime.connectors["Web"].deadline_s == 2.5
     assert [p for _, p, _, _ in web.requests] == ["/hook?a=b"]
@@ -472,7 +472,7 @@ def test_no_connector_shows_a_secret(spec: ConnectorSpec, secret: str) -> None:
 
 
 def test_a_secret_option_is_hidden_and_its_bad_value_never_echoed():
-    spec = ConnectorSpec("X", ("x",), ("ExternalKVStore",), frozenset(), ("local",), "", lambda ext, opts: None,
+    spec = ConnectorSpec("X", ("x",), ("ExternalKVStore",), frozenset(), None, "", lambda ext, opts: None,
                          options=(Option("name"), Option("pin", "int", secret=True)))
     assert redact("x:name=n,pin=Zq81", (spec,)) == "x:name=n,pin=***"
     [problem] = spec.problems("x:name=n,pin=Zq81")
@@ -490,7 +490,7 @@ def test_secrets_from_the_environment_reach_no_error_log_output_or_dead_letter(e
     cfg = config({"tee": {"name": "Send", "outputConnectorRef": "Web"}},
                  externals=(external("ExternalHttp", "Web", template), external("ExternalObjectStore", "Dead",
                                                                               "mem:dead")))
-    runtime = Runtime.build(compile_plan(cfg, redact=redact), local_registry())
+    runtime = Runtime.build(compile_plan(cfg, redact=redact), default_registry())
     with caplog.at_level(logging.DEBUG):
         outcomes = runtime.process([Record("ok", {"n": 1}), Record("bad", {"n": 2, "fail": True})])
         assert runtime.dead_letter("Dead", [outcomes[1]]) == []

@@ -29,7 +29,7 @@ from agglo_core import ApplyDeltas, DeltasApplied, EffectFailed, Record, compile
 from agglo_core.config import External
 from agglo_core.records import INT_MAX, INT_MIN, MAX_DEPTH, unwritable
 from agglo_core.state import STATE_INT_MAX, STATE_LIMIT
-from handlers.connectors import local_registry
+from handlers.connectors import default_registry
 from handlers.runtime.driver import CollectorPause, Runtime
 
 # --- hostile values ------------------------------------------------------------------------------------
@@ -148,7 +148,7 @@ class Counting:
 
 
 def run_batch(events: list[dict], dedupe: bool) -> tuple[list, Runtime]:
-    runtime = Runtime.build(compile_plan(values_config()), local_registry(), dedupe=dedupe)
+    runtime = Runtime.build(compile_plan(values_config()), default_registry(), dedupe=dedupe)
     return runtime.process([Record(f"r{i}", e) for i, e in enumerate(events)]), runtime
 
 
@@ -167,7 +167,7 @@ def test_bad_records_fail_alone_before_any_effect(good, bad, where, dedupe):
     clean, _ = run_batch([e for e, ok in mixed if ok], dedupe)  # the good records alone, in the same order
     clean_state = dict(memory.store("kv", "state").data)
     memory.reset()
-    runtime = Runtime.build(compile_plan(values_config()), local_registry(), dedupe=dedupe)
+    runtime = Runtime.build(compile_plan(values_config()), default_registry(), dedupe=dedupe)
     seen = Counting(runtime)
     records = [Record(f"m{i}", e) for i, (e, _) in enumerate(mixed)]
     outcomes = runtime.process(records)
@@ -216,7 +216,7 @@ def test_copying_the_event_into_itself_too_deep_fails_that_record():
 def test_a_join_value_too_deep_to_show_in_the_completed_event_fails_before_the_join_changes():
     join = {"completer": {"name": "Join", "stateStore": "State",
                           "completion": {"joinKeys": ["a", "b"], "timeoutMs": 60_000}}}
-    runtime = Runtime.build(compile_plan(config(join, externals=(kv(),))), local_registry())
+    runtime = Runtime.build(compile_plan(config(join, externals=(kv(),))), default_registry())
     seen = Counting(runtime)
     # {"a": value}: the value sits one level down; the completed event holds it two levels down.
     outcomes = runtime.process([Record("ok", {"a": 1}), Record("deep", {"a": nested(MAX_DEPTH - 1)}),
@@ -269,25 +269,23 @@ STORES = ["mem", "sqlite", "redis", "dynamo", "firestore"]
 def state_cs(store: str, request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> tuple[str, Any]:
     """A connection string for a fresh store of this kind, and the registry that builds it."""
     if store == "mem":
-        return "mem:state", local_registry()
+        return "mem:state", default_registry()
     if store == "sqlite":
-        return f"sqlite:{tmp_path}/state.db", local_registry()
+        return f"sqlite:{tmp_path}/state.db", default_registry()
     if store == "redis":
-        return request.getfixturevalue("redis_kv_url"), local_registry()
+        return request.getfixturevalue("redis_kv_url"), default_registry()
     if store == "firestore":
-        from handlers.gcp_functions import gcp_registry
 
         request.getfixturevalue("monkeypatch").setenv("FIRESTORE_EMULATOR_HOST",
                                                       request.getfixturevalue("firestore_emulator"))
-        return f"firestore:project=agglo-test,collection=state-{uuid.uuid4().hex[:8]}", gcp_registry()
+        return f"firestore:project=agglo-test,collection=state-{uuid.uuid4().hex[:8]}", default_registry()
     request.getfixturevalue("aws")
-    from handlers.aws_lambda import aws_registry
     from handlers.connectors.aws import client
 
     client("dynamodb").create_table(TableName="state", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
                                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
                                     BillingMode="PAY_PER_REQUEST")
-    return "dynamo:tableName=state", aws_registry()
+    return "dynamo:tableName=state", default_registry()
 
 
 @pytest.fixture(params=STORES)

@@ -23,6 +23,7 @@ import pytest
 from builders import config, external, kv
 from servers import JsonHook
 
+from handlers.connectors import default_registry
 from handlers.connectors.aws import client
 
 GOOD, POISON, FLAKY = {"n": 1}, {"n": 10, "seen": "already"}, {"n": 100, "flaky": True}
@@ -199,7 +200,7 @@ def cloud_function_app(endpoint: Endpoint, tmp_path: pathlib.Path, dead_letter: 
 
     letters = tmp_path / "letters"
     cfg = pipeline(endpoint, kv(cs=f"sqlite:{tmp_path / 'state.db'}"), letters)
-    runtime = Runtime.build(compile_plan(cfg), gcp_functions.gcp_registry())
+    runtime = Runtime.build(compile_plan(cfg), default_registry())
     return gcp_functions.CloudFunctionApp(runtime, dead_letter), letters
 
 
@@ -255,12 +256,11 @@ def test_cloud_function_direct_posts_answer_422_and_503(endpoint, tmp_path):
 
 def test_durable_queue_parks_poison_in_failed_and_keeps_transient_queued(endpoint, tmp_path):
     from agglo_core import compile_plan
-    from handlers.connectors import local_registry
     from handlers.daemons.queue import DurableQueue
     from handlers.runtime.driver import Runtime
 
     cfg = pipeline(endpoint, kv(cs=f"sqlite:{tmp_path / 'state.db'}"), tmp_path / "letters")
-    runtime = Runtime.build(compile_plan(cfg), local_registry())
+    runtime = Runtime.build(compile_plan(cfg), default_registry())
     now = [1000.0]
     queue = DurableQueue(str(tmp_path / "q"), backoff_s=1, clock=lambda: now[0])
     try:
@@ -308,7 +308,7 @@ def test_s3_dead_letters_poison_fails_for_transient_and_its_chunks_share_one_ret
     cfg = pipeline(endpoint, kv(cs="dynamo:tableName=state"), lambda_stack.letters)
     cfg["pipelines"][0]["processes"][2]["retryStrategy"] = {"numRetries": 50, "initialBackOffMs": 1000}
     sleeps: list[float] = []
-    runtime = Runtime.build(compile_plan(cfg), aws_lambda.aws_registry(), sleep=sleeps.append, rand=lambda: 1.0,
+    runtime = Runtime.build(compile_plan(cfg), default_registry(), sleep=sleeps.append, rand=lambda: 1.0,
                             retry_limits=RetryLimits(max_sleep_s=1, budget_s=2.5))
     app = aws_lambda.LambdaApp(runtime, dead_letter="Letters")
     with pytest.raises(aws_lambda.RecordsFailed, match="3 of 6 record"):

@@ -41,23 +41,23 @@ def _quiet_lambda(monkeypatch):
 
 @pytest.fixture
 def memory_backend() -> Backend:
-    from handlers.connectors import local_registry
+    from handlers.connectors import default_registry
 
-    return Backend("memory", local_registry, lambda tmp: "mem:state", dump_memory)
+    return Backend("memory", default_registry, lambda tmp: "mem:state", dump_memory)
 
 
 @pytest.fixture
 def sqlite_backend() -> Backend:
-    from handlers.connectors import local_registry
+    from handlers.connectors import default_registry
 
-    return Backend("sqlite", local_registry, lambda tmp: f"sqlite:{tmp}/state.db", dump_sqlite)
+    return Backend("sqlite", default_registry, lambda tmp: f"sqlite:{tmp}/state.db", dump_sqlite)
 
 
 @pytest.fixture
 def redis_backend(redis_url) -> Backend:
     import redis
 
-    from handlers.connectors import local_registry
+    from handlers.connectors import default_registry
 
     client = redis.Redis.from_url(redis_url)
 
@@ -65,12 +65,12 @@ def redis_backend(redis_url) -> Backend:
         client.flushall()
         return redis_url
 
-    return Backend("redis", local_registry, fresh, dump_redis)
+    return Backend("redis", default_registry, fresh, dump_redis)
 
 
 @pytest.fixture
 def dynamo_backend(aws) -> Backend:
-    from handlers.aws_lambda import aws_registry
+    from handlers.connectors import default_registry
     from handlers.connectors.aws import client
 
     def fresh(tmp) -> str:
@@ -80,15 +80,15 @@ def dynamo_backend(aws) -> Backend:
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
         return f"dynamo:tableName={table}"
 
-    return Backend("dynamodb", aws_registry, fresh, dump_dynamo)
+    return Backend("dynamodb", default_registry, fresh, dump_dynamo)
 
 
 @pytest.fixture
 def firestore_backend(firestore_emulator, monkeypatch) -> Backend:
-    from handlers.gcp_functions import gcp_registry
+    from handlers.connectors import default_registry
 
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", firestore_emulator)
-    return Backend("firestore", gcp_registry,
+    return Backend("firestore", default_registry,
                    lambda tmp: f"firestore:project=agglo-faults,collection=s-{uuid.uuid4().hex[:8]}", dump_firestore)
 
 

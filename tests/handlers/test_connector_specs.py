@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import threading
+import tomllib
 
 import orjson
 import pytest
@@ -18,13 +19,13 @@ from servers import JsonHook
 from agglo_core import ConfigError, Record, load_config
 from agglo_core.config import External
 from agglo_core.effects import ApplyDeltas, CompareAndPut, EffectFailed, GetItems, JoinAdd, Put
-from handlers.connectors import UnknownConnector, local_registry
+from handlers.connectors import UnknownConnector, default_registry
 from handlers.connectors.base import Conflict, Contended, optimistic
-from handlers.connectors.catalog import CATALOG, redact, registry_for, render_table
+from handlers.connectors.catalog import CATALOG, redact, registry_of, render_table
 from handlers.connectors.checks import check_externals
 from handlers.connectors.firestore import FirestoreKV
 from handlers.connectors.http import HttpTarget
-from handlers.connectors.spec import ConnectorSpec, Option
+from handlers.connectors.spec import ClientLibrary, ConnectorSpec, Option
 from handlers.runtime.driver import Runtime
 from handlers.runtime.entwine_keys import compile_with_keys
 
@@ -120,7 +121,7 @@ def test_entwine_state_on_a_store_that_cannot_compare_and_put_is_refused() -> No
                                   "ExternalLocalFile", "ExternalSearchIndex"])
 def test_a_capability_mismatch_is_refused_for_every_type(kind: str) -> None:
     """A tee needs ``Put`` of any type; a connector that cannot put (declared here) is refused at the tee's path."""
-    read_only = ConnectorSpec("read-only", ("ro",), (kind,), frozenset({"GetItems"}), ("local",), "reads only",
+    read_only = ConnectorSpec("read-only", ("ro",), (kind,), frozenset({"GetItems"}), None, "reads only",
                               lambda ext, opts: None, form="value", options=(Option("name", required=True),))
     tee = ({"tee": {"name": "Out", "outputConnectorRef": "RO"}},)
     [problem] = problems_of(external(kind, "RO", "ro:x"), definitions=tee, catalog=(*CATALOG, read_only))
@@ -163,36 +164,55 @@ def test_compiled_outputs_show_connection_strings_through_the_specs() -> None:
 
 def test_the_registry_refuses_bad_options_with_every_problem() -> None:
     with pytest.raises(UnknownConnector) as err:
-        registry_for("aws").build_all(load_config(config(MARK, externals=(
+        registry_of().build_all(load_config(config(MARK, externals=(
             external("ExternalKVStore", "A", "dynamo:tablename=t"), external("ExternalPubSub", "B", "sqs:")))))
     assert "did you mean 'tableName'" in str(err.value) and "sqs: needs queueUrl" in str(err.value)
 
 
-def test_an_adapter_keeps_saying_what_it_offers() -> None:
-    with pytest.raises(UnknownConnector, match="this adapter offers: file, mem, s3"):
-        registry_for("aws").build(ext("ExternalObjectStore", "gcs:bucketName=b"))
+def test_an_adapter_says_what_it_offers() -> None:
+    with pytest.raises(UnknownConnector, match="this adapter offers: file, gcs, mem, s3"):
+        registry_of().build(ext("ExternalObjectStore", "azure:container=b"))
 
 
 # --- the catalog ----------------------------------------------------------------------------------
 
-LOCAL = {("ExternalKVStore", "mem"), ("ExternalObjectStore", "mem"), ("ExternalKVStore", "sqlite"),
-         ("ExternalKVStore", "redis"), ("ExternalKVStore", "rediss"), ("ExternalLocalFile", ""),
-         ("ExternalLocalFile", "file"), ("ExternalObjectStore", "file"), ("ExternalHttp", "http"),
-         ("ExternalHttp", "https")}
+
+def test_every_adapter_offers_every_connector() -> None:
+    """One config runs everywhere: each adapter's registry holds the whole catalog (AWS's on Cloud Functions,
+    Google's on Lambda, both under ``agglo run``)."""
+    everything = {(t, scheme) for spec in CATALOG for t in spec.external_types for scheme in spec.schemes}
+    assert {("ExternalKVStore", "dynamo"), ("ExternalPubSub", "pubsub"), ("ExternalObjectStore", "gcs")} <= everything
+    registry = default_registry()
+    assert {key for key in everything if registry.spec(*key)} == everything
 
 
-def test_each_platform_offers_what_it_did() -> None:
-    def offered(platform: str) -> set[tuple[str, str]]:
-        registry = registry_for(platform)
-        return {key for key in LOCAL | {("ExternalKVStore", s) for s in ("dynamo", "firestore")} |
-                {("ExternalObjectStore", s) for s in ("s3", "gcs")} |
-                {("ExternalPubSub", s) for s in ("sqs", "kinesis", "pubsub")} if registry.spec(*key)}
+@pytest.mark.parametrize("form", ["options", "value"])
+def test_a_connector_without_its_client_library_names_the_extra(form: str) -> None:
+    library = ClientLibrary("agglo_test_no_such_client", "vault", "agglo-test-no-such-client>=1.0")
+    spec = ConnectorSpec("Vault", ("vault",), ("ExternalKVStore",), frozenset({"Put"}), library, "",
+                         lambda ext, opts: pytest.fail("built without its library"), form=form,  # type: ignore[arg-type]
+                         options=(Option("name", required=True),))
+    with pytest.raises(UnknownConnector) as err:
+        registry_of((spec,)).build(ext("ExternalKVStore", "vault:name=x" if form == "options" else "vault:x"))
+    assert "external system 'X'" in str(err.value) and "Vault needs the Python package agglo-test-no-such-client" in str(err.value)
+    assert "pip install 'agglo[vault]'" in str(err.value)
 
-    assert offered("local") == LOCAL
-    assert offered("aws") == LOCAL | {("ExternalKVStore", "dynamo"), ("ExternalObjectStore", "s3"),
-                                      ("ExternalPubSub", "sqs"), ("ExternalPubSub", "kinesis")}
-    assert offered("gcp") == LOCAL | {("ExternalKVStore", "firestore"), ("ExternalObjectStore", "gcs"),
-                                      ("ExternalPubSub", "pubsub")}
+
+def test_every_client_library_is_an_extra_of_the_package() -> None:
+    """What a missing library's message tells people to install exists, with the requirement artefacts use."""
+    pyproject = tomllib.loads((pathlib.Path(__file__).parents[2] / "pyproject.toml").read_text())
+    extras = pyproject["project"]["optional-dependencies"]
+    for spec in CATALOG:
+        if spec.library is not None:
+            assert spec.library.requirement in extras[spec.library.extra], spec.name
+            assert spec.library.installed(), spec.name  # the dev install has every extra
+
+
+def test_a_blocked_library_is_missing() -> None:
+    code = ("import sys; sys.modules['boto3'] = None; "
+            "from handlers.connectors.aws import BOTO3; print(BOTO3.installed())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_the_specs_import_no_sdk() -> None:
@@ -251,7 +271,7 @@ SECRET = st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=6, max_size=16
 def secret_specs() -> tuple[ConnectorSpec, ...]:
     """A secret option in each form, named so that no guess by key name would find it."""
     def spec(form: str, scheme: str) -> ConnectorSpec:
-        return ConnectorSpec(f"vault-{form}", (scheme,), ("ExternalKVStore",), frozenset(), ("local",), "",
+        return ConnectorSpec(f"vault-{form}", (scheme,), ("ExternalKVStore",), frozenset(), None, "",
                              lambda ext, opts: None, form=form,  # type: ignore[arg-type]
                              options=(Option("key", required=True, secret=True), Option("region")))
     return spec("options", "vo"), spec("url", "vu"), spec("value", "vv")
@@ -326,7 +346,7 @@ def deep(levels: int) -> dict:
 def test_a_body_that_cannot_be_serialised_fails_its_effect_alone(cs: str, tmp_path) -> None:
     kind = "ExternalKVStore" if cs.split(":")[0] in ("mem", "sqlite") else \
         "ExternalObjectStore" if cs.startswith("file:") else "ExternalLocalFile"
-    store = local_registry().build(ext(kind, cs.format(tmp=tmp_path)))
+    store = default_registry().build(ext(kind, cs.format(tmp=tmp_path)))
     bodies = [{"ok": 1}, *UNSERIALISABLE, deep(300), {"ok": 2}]
     answers = store.perform([Put("t", f"k{i}", body) for i, body in enumerate(bodies)])
     assert answers[0] is None and answers[-1] is None
@@ -336,7 +356,7 @@ def test_a_body_that_cannot_be_serialised_fails_its_effect_alone(cs: str, tmp_pa
 
 
 def test_a_compare_and_put_that_cannot_be_serialised_fails_alone(tmp_path) -> None:
-    store = local_registry().build(ext("ExternalKVStore", f"sqlite:{tmp_path}/c.db"))
+    store = default_registry().build(ext("ExternalKVStore", f"sqlite:{tmp_path}/c.db"))
     answers = store.perform([CompareAndPut("s", "h", None, (("h", {"uuid": "a", "n": 2**80}),)),
                              CompareAndPut("s", "g", None, (("g", {"uuid": "b"}),))])
     assert isinstance(answers[0], EffectFailed) and not answers[0].transient and answers[1] is True
@@ -379,7 +399,7 @@ def dynamo_table() -> None:
 def test_dynamo_gives_up_on_an_item_other_writers_always_change(aws) -> None:
     """Another writer changes the item between every read and write: the change fails, transient, and says so."""
     dynamo_table()
-    registry = registry_for("aws")
+    registry = registry_of()
     store, other = (registry.build(ext("ExternalKVStore", "dynamo:tableName=state")) for _ in range(2))
     store.optimistic_attempts = 3
     read = store._get

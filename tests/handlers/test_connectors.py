@@ -14,7 +14,7 @@ import pytest
 from agglo_core import ApplyDeltas, DeltasApplied, EffectFailed, JoinAdd, JoinState, Put, load_config
 from agglo_core.config import External
 from agglo_core.state import combine_deltas
-from handlers.connectors import UnknownConnector, local_registry, memory
+from handlers.connectors import UnknownConnector, default_registry, memory
 from handlers.connectors.files import DirectoryStore
 from handlers.connectors.sqlite import SqliteKV
 
@@ -27,26 +27,24 @@ def ext(kind: str, cs: str, name: str = "X") -> External:
 def kv(request, tmp_path):
     """Every key-value connector must pass the same contract."""
     if request.param == "mem":
-        return local_registry().build(ext("ExternalKVStore", "mem:t"))
+        return default_registry().build(ext("ExternalKVStore", "mem:t"))
     if request.param == "sqlite":
-        return local_registry().build(ext("ExternalKVStore", f"sqlite:{tmp_path}/sub/state.db"))
+        return default_registry().build(ext("ExternalKVStore", f"sqlite:{tmp_path}/sub/state.db"))
     if request.param == "redis":
-        return local_registry().build(ext("ExternalKVStore", request.getfixturevalue("redis_kv_url")))
+        return default_registry().build(ext("ExternalKVStore", request.getfixturevalue("redis_kv_url")))
     if request.param == "firestore":
-        from handlers.gcp_functions import gcp_registry
 
         request.getfixturevalue("monkeypatch").setenv("FIRESTORE_EMULATOR_HOST",
                                                       request.getfixturevalue("firestore_emulator"))
         collection = f"state-{uuid.uuid4().hex[:8]}"
-        return gcp_registry().build(ext("ExternalKVStore", f"firestore:project=agglo-test,collection={collection}"))
+        return default_registry().build(ext("ExternalKVStore", f"firestore:project=agglo-test,collection={collection}"))
     request.getfixturevalue("aws")
-    from handlers.aws_lambda import aws_registry
     from handlers.connectors.aws import client
 
     client("dynamodb").create_table(TableName="state", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
                                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
                                     BillingMode="PAY_PER_REQUEST")
-    return aws_registry().build(ext("ExternalKVStore", "dynamo:tableName=state"))
+    return default_registry().build(ext("ExternalKVStore", "dynamo:tableName=state"))
 
 
 def befores(answers: list) -> list[dict]:
@@ -140,13 +138,12 @@ def test_kv_joins_answer_a_redelivered_mark_as_before(kv):
 
 def test_dynamo_answers_with_the_item_its_change_was_applied_to(aws):
     """A marked change that lost a race retries on the new item: its answer is that item, not the first read."""
-    from handlers.aws_lambda import aws_registry
     from handlers.connectors.aws import client
 
     client("dynamodb").create_table(TableName="state", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
                                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
                                     BillingMode="PAY_PER_REQUEST")
-    store, other = (aws_registry().build(ext("ExternalKVStore", "dynamo:tableName=state")) for _ in range(2))
+    store, other = (default_registry().build(ext("ExternalKVStore", "dynamo:tableName=state")) for _ in range(2))
     read = store._get
     raced = []
 
@@ -209,14 +206,14 @@ def test_kv_scans_what_it_holds_by_prefix(kv):
 
 def test_object_stores_scan_what_they_hold(tmp_path):
     for cs in ("mem:scanned", f"file:{tmp_path}/objects"):
-        store = local_registry().build(ext("ExternalObjectStore", cs))
+        store = default_registry().build(ext("ExternalObjectStore", cs))
         store.perform([Put("t", "k2", {"n": 2}), Put("t", "k1", {"n": 1}), Put("t", "other", {})])
         assert list(store.scan("k")) == [("k1", {"n": 1}), ("k2", {"n": 2})]
         assert store.get("missing") is None
 
 
 def test_mem_stores_are_shared_by_name_and_separate_by_kind():
-    r = local_registry()
+    r = default_registry()
     one, two = r.build(ext("ExternalKVStore", "mem:a")), r.build(ext("ExternalKVStore", "mem:a"))
     other = r.build(ext("ExternalKVStore", "mem:b"))
     objects = r.build(ext("ExternalObjectStore", "mem:a"))
@@ -229,7 +226,7 @@ def test_mem_stores_are_shared_by_name_and_separate_by_kind():
 
 
 def _hammer(connection_string: str, worker: int, n: int) -> None:
-    store = local_registry().build(ext("ExternalKVStore", connection_string))
+    store = default_registry().build(ext("ExternalKVStore", connection_string))
     for i in range(n):
         store.perform([ApplyDeltas("s", "total", {"value": ("add", 1), "sum": ("add", worker)}),
                        ApplyDeltas("s", "top", {"value": ("max", worker * 1000 + i)}),
@@ -249,7 +246,7 @@ def test_several_processes_updating_the_same_keys_lose_nothing(backend, tmp_path
     for p in procs:
         p.join(120)
         assert p.exitcode == 0
-    store = local_registry().build(ext("ExternalKVStore", cs))
+    store = default_registry().build(ext("ExternalKVStore", cs))
     assert store.get("total") == {"value": workers * n, "sum": n * sum(range(workers))}
     assert store.get("top") == {"value": (workers - 1) * 1000 + n - 1}
     assert all(store.get(f"w{w}") == {"value": n} for w in range(workers))
@@ -264,7 +261,7 @@ def test_expired_marks_are_purged(backend, tmp_path, monkeypatch):
     import time
 
     monkeypatch.setenv("AGGLO_DEDUPE_TTL_S", "100")
-    store = local_registry().build(ext("ExternalKVStore", f"mem:{tmp_path.name}" if backend == "mem" else f"sqlite:{tmp_path}/p.db"))
+    store = default_registry().build(ext("ExternalKVStore", f"mem:{tmp_path.name}" if backend == "mem" else f"sqlite:{tmp_path}/p.db"))
     store.perform([marked("k", ("r1", {"v": ("add", 1)}), ("r2", {"v": ("add", 2)})), join("a", mark="ra")])
     monkeypatch.setenv("AGGLO_DEDUPE_TTL_S", "10000")
     if backend == "sqlite":  # a store reads the variable when it is built: a new one on the same file
@@ -289,7 +286,7 @@ def test_sqlite_rolls_back_a_failed_batch(tmp_path):
 
 
 def test_local_file_tee_writes_one_json_file_per_uuid(tmp_path):
-    target = local_registry().build(ext("ExternalLocalFile", str(tmp_path / "out")))
+    target = default_registry().build(ext("ExternalLocalFile", str(tmp_path / "out")))
     target.perform([Put("t", "u1", {"a": 1}), Put("t", "u2", {"b": 2}), Put("t", "u1", {"a": 3})])
     files = sorted(os.listdir(tmp_path / "out"))
     assert files == ["u1.json", "u2.json"]
@@ -297,7 +294,7 @@ def test_local_file_tee_writes_one_json_file_per_uuid(tmp_path):
 
 
 def test_file_object_store_refuses_keys_that_escape_its_directory(tmp_path):
-    store = local_registry().build(ext("ExternalObjectStore", f"file:{tmp_path}/objects"))
+    store = default_registry().build(ext("ExternalObjectStore", f"file:{tmp_path}/objects"))
     assert isinstance(store, DirectoryStore)
     store.perform([Put("t", "abc", {"x": 1})])
     assert json.loads((tmp_path / "objects" / "abc").read_text()) == {"x": 1}
@@ -315,7 +312,7 @@ def test_registry_explains_unknown_connection_strings_without_leaking_secrets():
             {"externalType": "ExternalLocalFile", "name": "C", "connectionString": "/tmp/ok"},
         ]})
     with pytest.raises(UnknownConnector) as err:
-        local_registry().build_all(config)
+        default_registry().build_all(config)
     message = str(err.value)
     assert "'A'" in message and "'B'" in message and "'C'" not in message
     assert "s3cret" not in message and "pw" not in message
@@ -365,9 +362,9 @@ def _overlap_worker(state_cs: str, registry: str, worker: int, start, out: str, 
     from handlers.runtime.driver import Runtime
 
     if registry == "aws":
-        from handlers.aws_lambda import aws_registry as make
+        from handlers.connectors import default_registry as make
     else:
-        make = local_registry
+        make = default_registry
     runtime = Runtime.build(compile_plan(_overlap_config(state_cs)), make())
     n_records, copies = size
     mine = [i for i in range(n_records) if any((i + c) % WORKERS == worker for c in range(copies))]
@@ -416,9 +413,9 @@ def test_eight_processes_delivering_overlapping_records_count_each_once(backend,
     from agglo_core import compile_plan
     from handlers.runtime.driver import Runtime
 
-    make = local_registry
+    make = default_registry
     if registry == "aws":
-        from handlers.aws_lambda import aws_registry as make
+        from handlers.connectors import default_registry as make
     runtime = Runtime.build(compile_plan(_overlap_config(cs)), make())
     store = runtime.connectors["State"]
     records = [_overlap_record(i) for i in range(N_RECORDS)]
@@ -463,7 +460,7 @@ def test_a_store_reads_the_marks_time_to_live_when_it_is_built(backend, tmp_path
     import time
 
     monkeypatch.setenv("AGGLO_DEDUPE_TTL_S", "50")
-    store = local_registry().build(ext("ExternalKVStore", f"mem:{tmp_path.name}" if backend == "mem"
+    store = default_registry().build(ext("ExternalKVStore", f"mem:{tmp_path.name}" if backend == "mem"
                                        else f"sqlite:{tmp_path}/t.db"))
     monkeypatch.setenv("AGGLO_DEDUPE_TTL_S", "5000")  # too late for this store
     before = time.time()

@@ -18,7 +18,7 @@ from agglo_core.effects import CompareAndPut, GetItems
 from agglo_core.entwine.chain import Head, append
 from agglo_core.entwine.crypto import Signer
 from agglo_core.entwine.ticker import TickerError, verify_ticks
-from handlers.connectors import local_registry
+from handlers.connectors import default_registry
 from handlers.entwine.cli import verify_substream
 from handlers.entwine.ticker import TickerApp, ticker_signer
 from handlers.entwine.ticker_state import MAX_DYNAMO_PROOF, open_state
@@ -31,15 +31,14 @@ SS = "e546e731-2b86-43cd-b847-764f437a7835"
 def kv(request, tmp_path):
     if request.param == "dynamo":
         request.getfixturevalue("aws")
-        from handlers.aws_lambda import aws_registry
         from handlers.connectors.aws import client
 
         client("dynamodb").create_table(TableName="state", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
                                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
                                         BillingMode="PAY_PER_REQUEST")
-        registry, cs = aws_registry(), "dynamo:tableName=state"
+        registry, cs = default_registry(), "dynamo:tableName=state"
     else:
-        registry = local_registry()
+        registry = default_registry()
         cs = {"mem": "mem:t", "sqlite": f"sqlite:{tmp_path}/state.db"}.get(request.param) or \
             request.getfixturevalue("redis_kv_url") + "?prefix=p:"
     return registry.build(External.model_validate(
@@ -70,7 +69,7 @@ def test_the_stage_appends_and_anchors_through_every_store(kv, tmp_path) -> None
                                   "tickerInterval": 3}},
                      externals=({"externalType": "ExternalKVStore", "name": "KV", "connectionString": "mem:unused"},
                                 external("ExternalObjectStore", "Objects", f"file:{tmp_path}/objects")))
-        runtime = Runtime.build(compile_plan(cfg, {"k.pem": pem}), local_registry())
+        runtime = Runtime.build(compile_plan(cfg, {"k.pem": pem}), default_registry())
         runtime.connectors["KV"] = kv
         for batch in ([f"r#{i}" for i in range(5)], ["r#5", "r#6", "r#2"]):  # r#2 again: a redelivery
             outcomes = runtime.process([Record(rid, {"rid": rid}) for rid in batch])

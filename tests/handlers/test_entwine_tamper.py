@@ -15,7 +15,7 @@ from entwine_world import ed25519_pem, rsa_pem, ticker_server
 from agglo_core import Record, compile_plan
 from agglo_core.config import External
 from agglo_core.entwine.crypto import Signer
-from handlers.connectors import local_registry
+from handlers.connectors import default_registry
 from handlers.entwine.cli import verify_substream
 from handlers.runtime.driver import Runtime
 
@@ -33,7 +33,7 @@ def substream(tmp_path):
                                   "tickerInterval": 2}},
                      externals=(kv("KV", f"sqlite:{tmp_path}/state.db"),
                                 external("ExternalObjectStore", "Objects", f"file:{tmp_path}/objects")))
-        runtime = Runtime.build(compile_plan(cfg, {"k.pem": pem}), local_registry())
+        runtime = Runtime.build(compile_plan(cfg, {"k.pem": pem}), default_registry())
         outcomes = runtime.process([Record(f"r#{i}", {"story": f"s{i}", "n": i, "tags": ["x", i]})
                                     for i in range(MESSAGES)])
         assert all(o.ok for o in outcomes), [o.errors for o in outcomes]
@@ -147,7 +147,7 @@ def test_verify_reports_a_missing_object(substream, tmp_path) -> None:
     victim.unlink()
     problem = _verify(runtime, public_pem)
     assert problem is not None and "is missing or unreadable" in problem
-    other = local_registry().build(External.model_validate(
+    other = default_registry().build(External.model_validate(
         {"externalType": "ExternalObjectStore", "name": "O", "connectionString": f"file:{tmp_path}/empty"}))
     assert "is missing" in verify_substream(runtime.connectors["KV"], other, SS, public_pem)[1]
     assert "signature does not verify" in verify_substream(runtime.connectors["KV"], other, SS,

@@ -8,8 +8,7 @@ import pytest
 from entwine_world import ed25519_pem
 
 from agglo_core import compile_plan, load_config
-from handlers.aws_lambda import aws_registry
-from handlers.gcp_functions import gcp_registry
+from handlers.connectors import default_registry
 
 PIPELINES = sorted((pathlib.Path(__file__).resolve().parents[2] / "pipelines").glob("*.json"))
 
@@ -25,6 +24,6 @@ def test_example_pipelines_compile_and_find_their_connectors(path, monkeypatch, 
     config = load_config(path.read_text())
     keys = {d.entwine.pemPath: ed25519_pem() for d in config.processDefinitions if d.entwine is not None}
     plan = compile_plan(config, keys)
-    registry = gcp_registry() if path.name.startswith("gcp") else aws_registry()
+    registry = default_registry() if path.name.startswith("gcp") else default_registry()
     connectors = registry.build_all(plan.config)
     assert set(connectors) == {e.name for e in plan.config.externalSystems}

@@ -8,12 +8,12 @@ from builders import cmp, config, kv, lit, num, var
 
 from agglo_core import compile_plan
 from handlers.authoring.explain import ABSENT, changes, explain
-from handlers.connectors import local_registry
+from handlers.connectors import default_registry
 from handlers.runtime.driver import Runtime
 
 
 def explained(cfg: dict, *events: dict) -> tuple[int, str]:
-    runtime = Runtime.build(compile_plan(cfg), local_registry(), clock=lambda: 1.7e9)
+    runtime = Runtime.build(compile_plan(cfg), default_registry(), clock=lambda: 1.7e9)
     out = io.StringIO()
     status = explain(runtime, iter(enumerate(events, 1)), "in", out)
     return status, out.getvalue()

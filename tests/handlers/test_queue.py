@@ -9,7 +9,7 @@ import threading
 from builders import config, external, kv
 
 from agglo_core import compile_plan
-from handlers.connectors import local_registry
+from handlers.connectors import default_registry
 from handlers.daemons.queue import DurableQueue
 from handlers.runtime.driver import Runtime
 
@@ -20,7 +20,7 @@ def counting_runtime(tmp_path, dedupe: bool = True) -> Runtime:
                  {"tee": {"name": "Keep", "outputConnectorRef": "Dir"}},
                  externals=(kv(cs=f"sqlite:{tmp_path}/state.db"), external("ExternalLocalFile", "Dir",
                                                                              str(tmp_path / "tee"))))
-    return Runtime.build(compile_plan(cfg), local_registry(), dedupe=dedupe)
+    return Runtime.build(compile_plan(cfg), default_registry(), dedupe=dedupe)
 
 
 def count(runtime: Runtime) -> int:

@@ -10,7 +10,7 @@ from builders import config, external, kv
 from servers import JsonHook
 
 from agglo_core import EffectFailed, Put, Record, compile_plan
-from handlers.connectors import local_registry
+from handlers.connectors import default_registry
 from handlers.connectors.http import HttpTarget
 from handlers.runtime.driver import Runtime
 from handlers.sources import Unreadable
@@ -44,7 +44,7 @@ def tee_config(url: str, retries: int) -> dict:
 def runtime_for(cfg: dict) -> tuple[Runtime, list[float]]:
     """A runtime whose jitter always draws the top of its range, so the backoff is the plain exponential."""
     sleeps: list[float] = []
-    return Runtime.build(compile_plan(cfg), local_registry(), sleep=sleeps.append, clock=lambda: 1.7e9,
+    return Runtime.build(compile_plan(cfg), default_registry(), sleep=sleeps.append, clock=lambda: 1.7e9,
                          rand=lambda: 1.0), sleeps
 
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from agglo_core import EffectFailed, Exec, Outcome, Record, RecordError, compile_plan
 from agglo_core.entwine.ticker import TickerError
-from handlers.connectors import local_registry
+from handlers.connectors import default_registry
 from handlers.runtime.driver import Runtime
 from handlers.runtime.execs import ExecRunner
 from handlers.runtime.settlement import (
@@ -126,7 +126,7 @@ def runtime_with(answer, retries: int, backoff_ms: int, limits: RetryLimits = DE
                  externals=(external("ExternalLocalFile", "Out", str(tmp_path)),), retries=retries)
     cfg["pipelines"][0]["processes"][0]["retryStrategy"]["initialBackOffMs"] = backoff_ms
     sleeps: list[float] = []
-    runtime = Runtime.build(compile_plan(cfg), local_registry(), sleep=sleeps.append, clock=lambda: 1.7e9,
+    runtime = Runtime.build(compile_plan(cfg), default_registry(), sleep=sleeps.append, clock=lambda: 1.7e9,
                             rand=lambda: 1.0, retry_limits=limits)
     connector = runtime.connectors["Out"] = Scripted(answer)
     return runtime, connector, sleeps
