@@ -75,7 +75,15 @@ clean:
 # unchecked-hash: the interpreter trusts the .pyc without comparing it to its source's mtime (the zip's
 # timestamps are not the build's); the source paths recorded for tracebacks are /var/task's.
 #
-# Each config in pipelines/ ships with its compiled plan, pipelines/<name>.plan/ (`agglo compile -o`), which
+# The configs shipped are LAMBDA_CONFIGS (every pipelines/*.json unless set), each as pipelines/<its name>.
+# The dependencies are what `agglo requirements --for aws` derives from them: LAMBDA_REQUIREMENTS (what the
+# function itself imports) and the client library of each external system's connector (redis for a redis://
+# store, google-cloud-pubsub for a Pub/Sub tee…), cryptography when a config uses entwine. The derivation
+# validates the configs, so it runs as the compiler does (below): LAMBDA_BUILD_PYTHON on the artefact's
+# dependencies, LAMBDA_REQUIREMENTS installed first; when a config needs more, everything is installed again
+# in one resolution, so that the shipped packages agree with one another.
+#
+# Each shipped config ships with its compiled plan, pipelines/<name>.plan/ (`agglo compile -o`), which
 # the function loads at init instead of validating its config: no pydantic at cold start. The compiler runs
 # from this tree with LAMBDA_BUILD_PYTHON on the artefact's dependencies, so that Python must be the
 # runtime's version and architecture (as the bytecode needs anyway). A config elsewhere (AGGLO_PLAN, an
@@ -87,9 +95,13 @@ LAMBDA_BUILD_PYTHON ?= $(shell command -v python$(LAMBDA_PYTHON) || command -v p
 LAMBDA_BYTECODE     ?= yes
 LAMBDA_PLAN         ?= yes
 LAMBDA_TASK_ROOT    ?= /var/task
+LAMBDA_CONFIGS      ?= $(wildcard pipelines/*.json)
 LAMBDA_HANDLERS     := handlers/__init__.py handlers/aws_lambda.py handlers/runtime handlers/sources handlers/connectors
 LAMBDA_REQUIREMENTS := 'pydantic>=2.6' 'orjson>=3.9' 'google-re2>=1.1,<2' 'boto3>=1.34' 'aws-lambda-powertools>=3.0' \
                        'aws-xray-sdk>=2.12' 'snapshot-restore-py>=1.0'
+LAMBDA_PIP_INSTALL  := python3 -m pip install --quiet --disable-pip-version-check --no-warn-conflicts --no-compile \
+                       --target "$(ARTIFACTS_DIR)" --platform $(LAMBDA_PLATFORM) --implementation cp \
+                       --python-version $(LAMBDA_PYTHON) --only-binary=:all:
 
 .PHONY: build-PipelineFunction
 build-PipelineFunction:
@@ -101,18 +113,25 @@ build-PipelineFunction:
 	       "Build with python$(LAMBDA_PYTHON) (sam build --use-container, or LAMBDA_BUILD_PYTHON=...)," \
 	       "or LAMBDA_BYTECODE=no to ship sources only (slower cold starts)." >&2; \
 	  exit 1; fi
-	mkdir -p "$(ARTIFACTS_DIR)/handlers"
-	cp -R agglo_core pipelines "$(ARTIFACTS_DIR)/"
+	mkdir -p "$(ARTIFACTS_DIR)/handlers" "$(ARTIFACTS_DIR)/pipelines"
+	cp -R agglo_core "$(ARTIFACTS_DIR)/"
+	cp $(LAMBDA_CONFIGS) "$(ARTIFACTS_DIR)/pipelines/"
 	cp -R $(LAMBDA_HANDLERS) "$(ARTIFACTS_DIR)/handlers/"
 	find "$(ARTIFACTS_DIR)" -name __pycache__ -type d -prune -exec rm -rf {} +
-	python3 -m pip install --quiet --disable-pip-version-check --no-warn-conflicts --no-compile \
-	  --target "$(ARTIFACTS_DIR)" --platform $(LAMBDA_PLATFORM) --implementation cp \
-	  --python-version $(LAMBDA_PYTHON) --only-binary=:all: $(LAMBDA_REQUIREMENTS)
+	$(LAMBDA_PIP_INSTALL) $(LAMBDA_REQUIREMENTS)
+	@needed=$$(PYTHONPATH="$(CURDIR):$(ARTIFACTS_DIR)" $(LAMBDA_BUILD_PYTHON) -m handlers.local requirements \
+	  --for aws $(LAMBDA_CONFIGS)) || { \
+	  echo "build-PipelineFunction: cannot derive the requirements of $(LAMBDA_CONFIGS) (why is above: a config" \
+	       "agglo refuses, or $(LAMBDA_BUILD_PYTHON) cannot import the artefact's dependencies)" >&2; exit 1; }; \
+	more=$$(printf '%s\n' "$$needed" | grep -vxF $(foreach r,$(LAMBDA_REQUIREMENTS),-e $(r)) || true); \
+	if [ -n "$$more" ]; then \
+	  echo "build-PipelineFunction: the configs also need:" $$more >&2; \
+	  $(LAMBDA_PIP_INSTALL) --upgrade $$needed || exit 1; fi
 	rm -rf "$(ARTIFACTS_DIR)/bin"
 	@if [ "$(LAMBDA_PLAN)" = yes ]; then \
-	  for config in pipelines/*.json; do \
+	  for config in "$(ARTIFACTS_DIR)"/pipelines/*.json; do \
 	    PYTHONPATH="$(CURDIR):$(ARTIFACTS_DIR)" $(LAMBDA_BUILD_PYTHON) -m handlers.local compile -c "$$config" \
-	      -o "$(ARTIFACTS_DIR)/$${config%.json}.plan" || { \
+	      -o "$${config%.json}.plan" || { \
 	    echo "build-PipelineFunction: cannot compile $$config (why is above: a config agglo refuses, or," \
 	         "if $(LAMBDA_BUILD_PYTHON) cannot import the artefact's dependencies, not the runtime's Python" \
 	         "and architecture); LAMBDA_PLAN=no builds without compiled plans (every cold start then" \

@@ -480,6 +480,14 @@ def _authoring_commands(sub: Any) -> None:
                     help="write plan.json (the IR and the config's SHA-256) and plan.py (the generated Python)")
     cp.set_defaults(func=_command("handlers.authoring.compile"))
 
+    rq = _add_command(sub, "requirements", "print the pip requirements a deployment running the configs needs", [
+        "agglo requirements -c pipelines/gcp.json --for gcp > requirements.txt",
+        "agglo requirements pipelines/aws-basic.json pipelines/basic.json --for aws"])
+    _many_configs(rq, "the configs the deployment runs")
+    rq.add_argument("--for", dest="platform", choices=("aws", "gcp", "local"), default="local",
+                    help="the platform, whose own needs come first (local: agglo run and serve)")
+    rq.set_defaults(func=_command("handlers.authoring.requirements"))
+
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line as the command sees it (exits 2 with the usage when it is wrong)."""

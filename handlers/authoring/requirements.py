@@ -1,0 +1,90 @@
+"""``agglo requirements``: the pip requirements a deployment running some configs needs, one a line.
+
+Decided from the configs themselves: the platform's own base (what its entry point and the core import),
+the client library of each external system's connector (``ConnectorSpec.library``: every external is
+connected at start-up, used by a process or not) and ``cryptography`` when a config signs with entwine.
+The Makefile's Lambda build installs exactly these; the README's Cloud Functions instructions write them to
+``requirements.txt``. A config that does not validate is refused with its problems, as ``agglo validate``
+refuses it.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Literal
+
+from handlers.connectors.gcs import SPECS as GCS_SPECS
+
+if TYPE_CHECKING:
+    from agglo_core.config import PipelinesConfig
+
+Platform = Literal["aws", "gcp", "local"]
+GCS_CLIENT = GCS_SPECS[0].library
+assert GCS_CLIENT is not None  # the Cloud Storage connector needs its client: it is no built-in
+
+CORE = ("pydantic>=2.6", "orjson>=3.9", "google-re2>=1.1,<2")
+"""What the core needs anywhere: pyproject.toml's ``dependencies``."""
+BASES: dict[str, tuple[str, ...]] = {
+    "local": CORE,
+    # The Makefile's LAMBDA_REQUIREMENTS: the handler, Powertools' batch processing, X-Ray, the SnapStart hooks;
+    # boto3 always, as the function reads S3 trigger objects and DynamoDB stream images with it.
+    "aws": (*CORE, "boto3>=1.34", "aws-lambda-powertools>=3.0", "aws-xray-sdk>=2.12", "snapshot-restore-py>=1.0"),
+    # handlers/gcp_functions.py: functions-framework serves it, CloudEvents arrive through cloudevents, and an
+    # object-finalized trigger is read with Cloud Storage's client (which trigger it has is not in the config).
+    "gcp": (*CORE, "functions-framework>=3.5", "cloudevents>=1.10", GCS_CLIENT.requirement),
+}
+ENTWINE = "cryptography>=42"
+"""pyproject.toml's ``entwine`` extra: entwine signs and verifies with it."""
+
+
+def _name(requirement: str) -> str:
+    """A requirement's project name, normalised as pip compares them (``Google_RE2`` is ``google-re2``)."""
+    name = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def config_requirements(config: PipelinesConfig) -> set[str]:
+    """What one validated config needs beyond a platform's base."""
+    from agglo_core.connstr import scheme_of
+    from handlers.connectors.catalog import spec_for
+
+    needed: set[str] = set()
+    for system in config.externalSystems:
+        spec = spec_for(system.externalType.value, scheme_of(system.connectionString))
+        if spec is not None and spec.library is not None:
+            needed.add(spec.library.requirement)
+    if any(definition.kind == "entwine" for definition in config.processDefinitions):
+        needed.add(ENTWINE)
+    return needed
+
+
+def requirements(configs: Iterable[PipelinesConfig], platform: Platform = "local") -> list[str]:
+    """The base of ``platform`` and what each config needs: sorted by name, each project once."""
+    wanted = {_name(r): r for r in BASES[platform]}
+    for config in configs:
+        for requirement in config_requirements(config):
+            wanted.setdefault(_name(requirement), requirement)
+    return [wanted[name] for name in sorted(wanted)]
+
+
+def main(args: Any) -> int:
+    from agglo_core import ConfigError
+    from handlers.runtime.boot import read_config_file
+    from handlers.runtime.entwine_keys import validate_source
+
+    configs, refused = [], False
+    for path in args.configs:
+        try:
+            config, _ = validate_source(read_config_file(path))  # unreadable keys: the function's to read
+        except ConfigError as e:
+            # stderr: stdout is what pip installs.
+            sys.stderr.write("".join(f"{path}: {problem}\n" for problem in e.problems))
+            refused = True
+            continue
+        configs.append(config)
+    if refused:
+        return 1
+    sys.stdout.write("".join(f"{requirement}\n" for requirement in requirements(configs, args.platform)))
+    return 0
