@@ -128,6 +128,8 @@ build-PipelineFunction:
 	  echo "build-PipelineFunction: the configs also need:" $$more >&2; \
 	  $(LAMBDA_PIP_INSTALL) --upgrade $$needed || exit 1; fi
 	rm -rf "$(ARTIFACTS_DIR)/bin"
+	# Some dependencies ship their own test suites (certifi, which requests pulls in): the function runs none.
+	find "$(ARTIFACTS_DIR)" -mindepth 2 -type d \( -name tests -o -name test \) -prune -exec rm -rf {} +
 	@if [ "$(LAMBDA_PLAN)" = yes ]; then \
 	  for config in "$(ARTIFACTS_DIR)"/pipelines/*.json; do \
 	    PYTHONPATH="$(CURDIR):$(ARTIFACTS_DIR)" $(LAMBDA_BUILD_PYTHON) -m handlers.local compile -c "$$config" \

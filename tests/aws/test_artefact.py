@@ -146,6 +146,67 @@ def test_without_bytecode_the_build_says_so_and_ships_sources(tmp_path):
     assert not list(out.rglob("__pycache__"))
 
 
+# --- what the configs need ------------------------------------------------------------------------------
+
+def test_the_default_build_packages_what_every_shipped_config_needs(artefact):
+    """Every pipelines/*.json ships: gcp.json keeps its state in Redis and tees to Pub/Sub and GCS, the entwine
+    configs sign with cryptography; so all of them are in, with the Lambda's own dependencies."""
+    assert sorted(p.name for p in (artefact / "pipelines").glob("*.json")) == sorted(
+        p.name for p in (ROOT / "pipelines").glob("*.json"))
+    for package in ("redis", "cryptography", "google/cloud/pubsub_v1", "google/cloud/storage", "boto3"):
+        assert (artefact / package).is_dir(), package
+    assert not (artefact / "google" / "cloud" / "firestore").exists()  # no shipped config keeps state there
+
+
+def _build_for(out: pathlib.Path, *configs: pathlib.Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "-s", "--no-print-directory", "build-PipelineFunction", f"ARTIFACTS_DIR={out}",
+                           f"LAMBDA_PYTHON={RUNTIME_PYTHON}", f"LAMBDA_PLATFORM={WHEEL_PLATFORM}",
+                           f"LAMBDA_BUILD_PYTHON={sys.executable}", f"LAMBDA_TASK_ROOT={out}", "LAMBDA_BYTECODE=no",
+                           f"LAMBDA_CONFIGS={' '.join(map(str, configs))}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_a_build_of_configs_using_neither_redis_nor_entwine_has_neither(tmp_path):
+    out = tmp_path / "out"
+    proc = _build_for(out, ROOT / "pipelines/aws-basic.json", ROOT / "pipelines/basic.json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "the configs also need" not in proc.stderr
+    assert sorted(p.name for p in (out / "pipelines").iterdir()) == [
+        "aws-basic.json", "aws-basic.plan", "basic.json", "basic.plan"]
+    assert (out / "boto3").is_dir() and (out / "pydantic").is_dir()
+    for package in ("redis", "cryptography", "google/cloud"):
+        assert not (out / package).exists(), package
+
+
+def test_a_build_of_a_config_keeping_state_in_redis_ships_redis_and_runs_on_it(tmp_path, redis_kv_url):
+    import redis
+
+    config = basic_config(tmp_path, redis_kv_url)
+    out = tmp_path / "out"
+    proc = _build_for(out, config)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "the configs also need: redis>=5.0" in proc.stderr
+    assert (out / "redis").is_dir() and not (out / "cryptography").exists()
+    # The function, from the artefact alone and the shipped plan, keeps its state in the real Redis.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "AGGLO_"))}
+    run = subprocess.run(clean_interpreter("-c", CLEAN_START, str(out), json.dumps(EVENT)),
+                         env={**env, "AGGLO_CONFIG": f"pipelines/{config.name}", "LAMBDA_TASK_ROOT": str(out)},
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["answer"]["errors"] == [] and len(result["answer"]["outputs"]) == 1
+    assert any(f.startswith(str(out / "redis")) for f in result["files"])
+    assert redis.Redis.from_url(redis_kv_url).dbsize() > 0
+
+
+def test_a_build_of_a_config_agglo_refuses_stops_saying_why(tmp_path):
+    config = basic_config(tmp_path, "local")  # binge's cicd_pipeline.json's KV store: no connector's
+    proc = _build_for(tmp_path / "out", config)
+    assert proc.returncode != 0
+    assert f"{config.name}: externalSystems[2].connectionString: " in proc.stderr
+    assert "cannot derive the requirements" in proc.stderr
+
+
 # --- the init phase ------------------------------------------------------------------------------------
 
 def _python(script: str, env: dict[str, str], cwd: pathlib.Path) -> subprocess.CompletedProcess:
