@@ -481,7 +481,7 @@ def _authoring_commands(sub: Any) -> None:
     cp.set_defaults(func=_command("handlers.authoring.compile"))
 
     rq = _add_command(sub, "requirements", "print the pip requirements a deployment running the configs needs", [
-        "agglo requirements -c pipelines/gcp.json --for gcp > requirements.txt",
+        "agglo requirements -c pipelines/gcp.json --for gcp",
         "agglo requirements pipelines/aws-basic.json pipelines/basic.json --for aws"])
     _many_configs(rq, "the configs the deployment runs")
     rq.add_argument("--for", dest="platform", choices=("aws", "gcp", "local"), default="local",

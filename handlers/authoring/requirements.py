@@ -2,7 +2,8 @@
 
 Decided from the configs themselves: the platform's own base (what its entry point and the core import),
 the client library of each external system's connector (``ConnectorSpec.library``: every external is
-connected at start-up, used by a process or not) and ``cryptography`` when a config signs with entwine.
+connected at start-up, used by a process or not) and ``cryptography`` when a config signs with a private key
+(entwine).
 The Makefile's Lambda build installs exactly these; the README's Cloud Functions instructions write them to
 ``requirements.txt``. A config that does not validate is refused with its problems, as ``agglo validate``
 refuses it.
@@ -49,13 +50,14 @@ def config_requirements(config: PipelinesConfig) -> set[str]:
     """What one validated config needs beyond a platform's base."""
     from agglo_core.connstr import scheme_of
     from handlers.connectors.catalog import spec_for
+    from handlers.runtime.entwine_keys import key_files
 
     needed: set[str] = set()
     for system in config.externalSystems:
         spec = spec_for(system.externalType.value, scheme_of(system.connectionString))
         if spec is not None and spec.library is not None:
             needed.add(spec.library.requirement)
-    if any(definition.kind == "entwine" for definition in config.processDefinitions):
+    if key_files(config):  # a process that names a private key signs with it (entwine), which cryptography does
         needed.add(ENTWINE)
     return needed
 

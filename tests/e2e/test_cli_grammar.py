@@ -61,7 +61,7 @@ LEAVES = [(path, p) for path, p in ALL if path and not any(
 def test_the_tree_has_every_command():
     assert {" ".join(path) for path, _ in LEAVES} == {
         "run", "validate", "serve", "invoke", "ticker serve", "entwine happened-before", "entwine verify", "test",
-        "genevents", "graph", "lint", "schema", "fmt", "compile"}
+        "genevents", "graph", "lint", "schema", "fmt", "compile", "requirements"}
 
 
 @pytest.mark.parametrize(("path", "p"), ALL, ids=[" ".join(path) or "agglo" for path, _ in ALL])

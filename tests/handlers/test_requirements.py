@@ -116,3 +116,34 @@ def test_a_config_that_does_not_validate_is_refused_with_its_problems(tmp_path):
     assert done.returncode == 1
     assert done.stdout == ""  # nothing for pip to install from a refused deployment
     assert done.stderr.startswith(f"{bad}: externalSystems[0].connectionString: unknown scheme 'azure:'")
+
+
+def _readme_gcf_command() -> str:
+    """The command the README's Cloud Functions deploy instructions write ``requirements.txt`` with."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Deploying with `gcloud functions deploy`"):]
+    block = section[section.index("```sh\n") + len("```sh\n"):]
+    [command] = [line for line in block[:block.index("```")].splitlines() if "requirements.txt" in line]
+    return command
+
+
+def test_the_readme_s_cloud_functions_requirements_follow_the_config(tmp_path):
+    """Run as the README says, in a checkout: pipelines/gcp.json keeps its state in Redis; the same config
+    with its state in Firestore gets Firestore's client instead."""
+    command = _readme_gcf_command()
+    assert command == "agglo requirements -c pipelines/gcp.json --for gcp > requirements.txt"
+    shipped = json.loads((ROOT / "pipelines/gcp.json").read_text())
+    on_firestore = json.loads(json.dumps(shipped))
+    [store] = [e for e in on_firestore["externalSystems"] if e["externalType"] == "ExternalKVStore"]
+    store["connectionString"] = "firestore:project=${GOOGLE_CLOUD_PROJECT},collection=agglo-state"
+    env = {"PATH": f"{pathlib.Path(sys.executable).parent}:/usr/bin:/bin"}
+    written = {}
+    for name, cfg in (("redis", shipped), ("firestore", on_firestore)):
+        checkout = tmp_path / name
+        (checkout / "pipelines").mkdir(parents=True)
+        (checkout / "pipelines/gcp.json").write_text(json.dumps(cfg))
+        subprocess.run(command, shell=True, cwd=checkout, env=env, check=True, timeout=120)
+        written[name] = (checkout / "requirements.txt").read_text().splitlines()
+    common = [*BASES["gcp"], "google-cloud-pubsub>=2.20"]
+    assert written["redis"] == sorted([*common, "redis>=5.0"])
+    assert written["firestore"] == sorted([*common, "google-cloud-firestore>=2.16"])
