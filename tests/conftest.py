@@ -96,3 +96,14 @@ def firestore_emulator():
     with google_emulator(FIRESTORE_EMULATOR, "Firestore",
                          lambda port: ["start", "--host=127.0.0.1", f"--port={port}"]) as address:
         yield address
+
+
+PUBSUB_EMULATOR = "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator():
+    """``host:port`` of a running Pub/Sub emulator (from the machine image): the Cloud Functions tests' and
+    those of other adapters teeing to Pub/Sub."""
+    with google_emulator(PUBSUB_EMULATOR, "Pub/Sub", lambda port: ["--host=127.0.0.1", f"--port={port}"]) as address:
+        yield address

@@ -1,4 +1,4 @@
-"""Google's emulators (Pub/Sub from the machine image, GCS from PyPI), started by the tests."""
+"""The GCS emulator (PyPI), started by the tests (the Pub/Sub and Firestore emulators: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,7 @@ import os
 import sys
 
 import pytest
-from servers import Server, free_port, google_emulator, port_open
-
-PUBSUB_EMULATOR = "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"
-
-
-@pytest.fixture(scope="session")
-def pubsub_emulator():
-    """``host:port`` of a running Pub/Sub emulator (from the machine image)."""
-    with google_emulator(PUBSUB_EMULATOR, "Pub/Sub", lambda port: ["--host=127.0.0.1", f"--port={port}"]) as address:
-        yield address
+from servers import Server, free_port, port_open
 
 
 @pytest.fixture(scope="session")
