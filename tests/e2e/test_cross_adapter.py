@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import pathlib
-import urllib.error
-import urllib.request
 import uuid
 from types import SimpleNamespace
 
 import pytest
+from _servers import post_json
 from servers import start_function
 
 from handlers import aws_lambda
@@ -98,16 +97,6 @@ def test_a_lambda_tees_to_pubsub_each_message_with_its_agglo_id(aws, topic, monk
     assert len(client("s3").list_objects_v2(Bucket="tees", Prefix="before/").get("Contents", [])) == len(EVENTS)
 
 
-def _post(url: str, body: object, headers: dict[str, str]) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", **headers})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as resp:
-            return resp.status, json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
-
-
 def test_a_cloud_function_keeps_its_state_in_dynamodb(aws, tmp_path):
     """pipelines/aws-basic.json unchanged — DynamoDB state, S3 and SQS tees — under functions-framework's real
     server: the Cloud Function reaches moto through AWS_ENDPOINT_URL, as boto3 does anywhere."""
@@ -115,13 +104,14 @@ def test_a_cloud_function_keeps_its_state_in_dynamodb(aws, tmp_path):
     server, url = start_function(str(REPO / "handlers" / "gcp_functions.py"), "on_http", {
         **stack, "AGGLO_CONFIG": str(REPO / "pipelines/aws-basic.json"), "AWS_ENDPOINT_URL": aws})
     try:
-        status, answer = _post(url, EVENTS, {"Idempotency-Key": "batch-1"})
+        port = int(url.rpartition(":")[2])
+        status, answer = post_json(port, EVENTS, "/", headers={"Idempotency-Key": "batch-1"})
         assert status == 200, answer
         assert answer["errors"] == []
         assert [o["internal:aggregation:BasicPipeline"]["someNum:AggSum"]["value"] for o in answer["outputs"]] == \
             [3, 8, 262]
         # The same records again (the same key and body): DynamoDB's marks keep the state from counting twice.
-        assert _post(url, EVENTS, {"Idempotency-Key": "batch-1"})[0] == 200
+        assert post_json(port, EVENTS, "/", headers={"Idempotency-Key": "batch-1"})[0] == 200
     finally:
         server.stop()
     assert _state_total() == 262
