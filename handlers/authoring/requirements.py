@@ -62,6 +62,15 @@ def config_requirements(config: PipelinesConfig) -> set[str]:
     return needed
 
 
+def chosen_by_environment(config: PipelinesConfig) -> list[str]:
+    """The JSON paths of the external systems whose scheme is a ``${NAME}``: which connector, and so which
+    client library, they need is known only where the environment fills it in."""
+    from handlers.connectors.spec import ENV_REF
+
+    return [f"externalSystems[{i}].connectionString" for i, system in enumerate(config.externalSystems)
+            if (ref := ENV_REF.search(system.connectionString)) and ":" not in system.connectionString[:ref.start()]]
+
+
 def requirements(configs: Iterable[PipelinesConfig], platform: Platform = "local") -> list[str]:
     """The base of ``platform`` and what each config needs: sorted by name, each project once."""
     wanted = {_name(r): r for r in BASES[platform]}
@@ -86,6 +95,9 @@ def main(args: Any) -> int:
             refused = True
             continue
         configs.append(config)
+        for where in chosen_by_environment(config):
+            print(f"{path}: warning: {where}: the environment chooses its connector, so no client library is "
+                  f"listed for it", file=sys.stderr)
     if refused:
         return 1
     sys.stdout.write("".join(f"{requirement}\n" for requirement in requirements(configs, args.platform)))

@@ -147,3 +147,16 @@ def test_the_readme_s_cloud_functions_requirements_follow_the_config(tmp_path):
     common = [*BASES["gcp"], "google-cloud-pubsub>=2.20"]
     assert written["redis"] == sorted([*common, "redis>=5.0"])
     assert written["firestore"] == sorted([*common, "google-cloud-firestore>=2.16"])
+
+
+def test_a_connector_the_environment_chooses_is_warned_about(tmp_path):
+    cfg = config(MARK, externals=(external("ExternalKVStore", "State", "${STATE_STORE}"),
+                                  external("ExternalPubSub", "Out", "pubsub:${TOPIC}")))
+    path = tmp_path / "chosen.json"
+    path.write_text(json.dumps(cfg))
+    done = _agglo("-c", str(path), "--for", "gcp", cwd=tmp_path)
+    assert done.returncode == 0
+    assert done.stdout.splitlines() == sorted([*BASES["gcp"], "google-cloud-pubsub>=2.20"])
+    assert done.stderr.splitlines() == [
+        f"{path}: warning: externalSystems[0].connectionString: the environment chooses its connector, so no "
+        f"client library is listed for it"]
