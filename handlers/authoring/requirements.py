@@ -3,9 +3,8 @@
 Decided from the configs themselves: the platform's own base (what its entry point and the core import),
 the client library of each external system's connector (``ConnectorSpec.library``: every external is
 connected at start-up, used by a process or not) and ``cryptography`` when a config signs with a private key
-(entwine).
-The Makefile's Lambda build installs exactly these; the README's Cloud Functions instructions write them to
-``requirements.txt``. A config that does not validate is refused with its problems, as ``agglo validate``
+(entwine). The Makefile's Lambda build installs exactly these; the README's Cloud Functions instructions
+write them to ``requirements.txt``. A config that does not validate is refused with its problems, as ``agglo validate``
 refuses it.
 """
 
@@ -16,6 +15,7 @@ import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
+from handlers.connectors.aws import BOTO3
 from handlers.connectors.gcs import SPECS as GCS_SPECS
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ BASES: dict[str, tuple[str, ...]] = {
     "local": CORE,
     # The Makefile's LAMBDA_REQUIREMENTS: the handler, Powertools' batch processing, X-Ray, the SnapStart hooks;
     # boto3 always, as the function reads S3 trigger objects and DynamoDB stream images with it.
-    "aws": (*CORE, "boto3>=1.34", "aws-lambda-powertools>=3.0", "aws-xray-sdk>=2.12", "snapshot-restore-py>=1.0"),
+    "aws": (*CORE, BOTO3.requirement, "aws-lambda-powertools>=3.0", "aws-xray-sdk>=2.12", "snapshot-restore-py>=1.0"),
     # handlers/gcp_functions.py: functions-framework serves it, CloudEvents arrive through cloudevents, and an
     # object-finalized trigger is read with Cloud Storage's client (which trigger it has is not in the config).
     "gcp": (*CORE, "functions-framework>=3.5", "cloudevents>=1.10", GCS_CLIENT.requirement),
