@@ -7,6 +7,7 @@ connection string overrides them for one external.
 
 from __future__ import annotations
 
+import os
 import threading
 from functools import cache
 from typing import Any
@@ -49,8 +50,23 @@ def endpoint_url(opts: dict[str, str]) -> str | None:
     return endpoint
 
 
+def region_of(opts: dict[str, str]) -> str | None:
+    """The region of an external's client: its ``region=``, else boto3's own (``AWS_DEFAULT_REGION``, the
+    profile's), else ``AWS_REGION``, which Lambda sets and boto3 does not read (None: no region anywhere)."""
+    return opts.get("region") or _session().region_name or os.environ.get("AWS_REGION") or None
+
+
+def with_region(opts: dict[str, str], what: str) -> dict[str, str]:
+    """``opts`` with the region its client will use, checked when the connector is built: without one, boto3
+    would fail every record (``NoRegionError``) instead of the start."""
+    region = region_of(opts)
+    if region is None:
+        raise ValueError(f"{what}: no AWS region is set: set AWS_REGION (or region=… in its connection string)")
+    return {**opts, "region": region}
+
+
 def client_for(service: str, opts: dict[str, str]) -> Any:
-    return client(service, opts.get("region"), endpoint_url(opts))
+    return client(service, region_of(opts), endpoint_url(opts))
 
 
 BOTO3 = ClientLibrary("boto3", "aws", "boto3>=1.34")
