@@ -1,0 +1,150 @@
+"""One config, one set of events, two platforms: ``agglo run`` on this machine and the Lambda handler (SQS or
+Kinesis batches), both against DynamoDB state and S3 tees on moto, each in its own table and bucket.
+
+Generated configs (an aggregator of any type, grouped or not, then a tee) and generated events: what each
+platform tees and the state each leaves in its table must be the same. Record ids differ by platform (a file
+line, a message id), so tee uuids and dedupe marks' keys differ by design and are left out; the marks
+themselves (one per record, each remembering the state it wrote) must not.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import pathlib
+import subprocess
+import sys
+import uuid
+from types import SimpleNamespace
+from typing import Any
+
+from builders import config, external, kv
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from handlers.connectors.aws import client
+from handlers.connectors.dynamo import from_dynamo
+
+AGGREGATIONS = ["AggSum", "AggCount", "AggMax", "AggMin", "AggAvg", "AggDiscreteHistogram"]
+PREFIX = "out/"
+
+
+def pipeline(aggregation: str, grouped: bool) -> dict:
+    """Count events into DynamoDB state (``${AGGLO_STATE_TABLE}``), then tee them to S3 with that state."""
+    return config({"aggregator": {"name": "Agg", "stateStore": "State", "forwardState": True,
+                                  "aggregation": {"key": "n", "aggregationType": aggregation,
+                                                  "groupByKeys": ["g"] if grouped else []}}},
+                  {"tee": {"name": "Keep", "outputConnectorRef": "Tees"}},
+                  externals=(kv(cs="dynamo:tableName=${AGGLO_STATE_TABLE}"),
+                             external("ExternalObjectStore", "Tees",
+                                      f"s3:bucketName=${{AGGLO_OUTPUT_BUCKET}},prefix={PREFIX}")))
+
+
+EVENTS = st.lists(st.fixed_dictionaries({"n": st.integers(-50, 50), "g": st.sampled_from(["eu", "us", "ap"])}),
+                  min_size=1, max_size=40).map(lambda events: [{**e, "i": i} for i, e in enumerate(events)])
+
+
+def sqs_batch(events: list[dict], first: int) -> dict:
+    return {"Records": [{
+        "messageId": f"m-{first + i}", "receiptHandle": f"rh-{first + i}", "body": json.dumps(e), "md5OfBody": "x",
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1"}, "messageAttributes": {},
+        "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:input",
+        "awsRegion": "us-east-1"} for i, e in enumerate(events)]}
+
+
+def kinesis_batch(events: list[dict], first: int) -> dict:
+    return {"Records": [{
+        "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": "k", "sequenceNumber": f"4959{first + i:020d}",
+                    "data": base64.b64encode(json.dumps(e).encode()).decode(), "approximateArrivalTimestamp": 1.5},
+        "eventSource": "aws:kinesis", "eventVersion": "1.0", "eventID": f"shardId-000000000000:4959{first + i:020d}",
+        "eventName": "aws:kinesis:record", "awsRegion": "us-east-1",
+        "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/in"} for i, e in enumerate(events)]}
+
+
+TRIGGERS = {"sqs": sqs_batch, "kinesis": kinesis_batch}
+
+
+def lambda_context() -> SimpleNamespace:
+    return SimpleNamespace(aws_request_id=str(uuid.uuid4()), function_name="agglo", memory_limit_in_mb=512,
+                           invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:agglo",
+                           get_remaining_time_in_millis=lambda: 30_000)
+
+
+def new_stack() -> dict[str, str]:
+    """A table and a bucket of their own, as the config's environment names them."""
+    name = f"x{uuid.uuid4().hex[:12]}"
+    client("dynamodb").create_table(TableName=name, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                                    AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                                    BillingMode="PAY_PER_REQUEST")
+    client("s3").create_bucket(Bucket=name)
+    return {"AGGLO_STATE_TABLE": name, "AGGLO_OUTPUT_BUCKET": name}
+
+
+def by_agg_run(path: pathlib.Path, events: list[dict], env: dict[str, str]) -> list[dict]:
+    """``agglo run --dedupe`` on a file of the events; its outputs."""
+    (path.parent / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    proc = subprocess.run([sys.executable, "-m", "handlers.local", "run", "-c", str(path), "-i", "events.jsonl",
+                           "--dedupe"], capture_output=True, cwd=path.parent, timeout=120, check=False, env=env)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def by_lambda(trigger: str, events: list[dict], batch_size: int) -> None:
+    """The Lambda handler, given the events in batches as its trigger would deliver them, one after another."""
+    from handlers import aws_lambda
+
+    aws_lambda.reset()
+    for first in range(0, len(events), batch_size):
+        batch = TRIGGERS[trigger](events[first:first + batch_size], first)
+        assert aws_lambda.handler(batch, lambda_context()) == {"batchItemFailures": []}
+
+
+def tee_bodies(bucket: str) -> list[dict]:
+    """What the tee wrote, in input order (by the events' ``i``)."""
+    s3 = client("s3")
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=PREFIX).get("Contents", [])
+    return sorted((json.loads(s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()) for o in listing),
+                  key=lambda body: body["i"])
+
+
+def final_state(table: str) -> dict[str, Any]:
+    """The table's state items (without ``v``, a count of writes, which depends on how records were batched)
+    and its dedupe marks (without their keys, which derive from record ids, and their expiry time)."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserialize = TypeDeserializer().deserialize
+    items = [{k: from_dynamo(deserialize(v)) for k, v in item.items()}
+             for page in client("dynamodb").get_paginator("scan").paginate(TableName=table)
+             for item in page["Items"]]
+    state = {i["pk"]: {k: v for k, v in i.items() if k not in ("pk", "v")} for i in items
+             if not i["pk"].startswith("mark/")}
+    marks = sorted(json.dumps(i["after"], sort_keys=True) for i in items if i["pk"].startswith("mark/"))
+    return {"state": state, "marks": marks}
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(aggregation=st.sampled_from(AGGREGATIONS), grouped=st.booleans(), events=EVENTS,
+       trigger=st.sampled_from(sorted(TRIGGERS)), batch_size=st.integers(1, 10))
+def test_agglo_run_and_lambda_leave_the_same_state_and_tee_the_same_events(
+        aws, tmp_path_factory, monkeypatch, aggregation, grouped, events, trigger, batch_size):
+    import os
+
+    path = tmp_path_factory.mktemp("config") / "pipeline.json"
+    path.write_text(json.dumps(pipeline(aggregation, grouped)))
+
+    local = new_stack()
+    outputs = by_agg_run(path, events, {**os.environ, **local})
+
+    in_lambda = new_stack()
+    for key, value in {"AGGLO_CONFIG": str(path), **in_lambda}.items():
+        monkeypatch.setenv(key, value)
+    by_lambda(trigger, events, batch_size)
+
+    # agglo run's outputs are what it teed; the Lambda teed the same, and both tables hold the same.
+    teed = tee_bodies(local["AGGLO_OUTPUT_BUCKET"])
+    assert [{k: v for k, v in o.items() if k != "internal:tee:output"} for o in outputs] == teed
+    assert tee_bodies(in_lambda["AGGLO_OUTPUT_BUCKET"]) == teed
+    assert len(teed) == len(events)
+    local_state = final_state(local["AGGLO_STATE_TABLE"])
+    assert local_state["state"] and len(local_state["marks"]) == len(events)
+    assert final_state(in_lambda["AGGLO_STATE_TABLE"]) == local_state
