@@ -9,18 +9,17 @@ themselves (one per record, each remembering the state it wrote) must not.
 
 from __future__ import annotations
 
-import base64
 import json
 import pathlib
 import subprocess
 import sys
 import uuid
-from types import SimpleNamespace
 from typing import Any
 
 from builders import config, external, kv
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_adapter_settlement import kinesis_event, lambda_context, sqs_event
 
 from handlers.connectors.aws import client
 from handlers.connectors.dynamo import from_dynamo
@@ -44,30 +43,7 @@ EVENTS = st.lists(st.fixed_dictionaries({"n": st.integers(-50, 50), "g": st.samp
                   min_size=1, max_size=40).map(lambda events: [{**e, "i": i} for i, e in enumerate(events)])
 
 
-def sqs_batch(events: list[dict], first: int) -> dict:
-    return {"Records": [{
-        "messageId": f"m-{first + i}", "receiptHandle": f"rh-{first + i}", "body": json.dumps(e), "md5OfBody": "x",
-        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1"}, "messageAttributes": {},
-        "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:input",
-        "awsRegion": "us-east-1"} for i, e in enumerate(events)]}
-
-
-def kinesis_batch(events: list[dict], first: int) -> dict:
-    return {"Records": [{
-        "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": "k", "sequenceNumber": f"4959{first + i:020d}",
-                    "data": base64.b64encode(json.dumps(e).encode()).decode(), "approximateArrivalTimestamp": 1.5},
-        "eventSource": "aws:kinesis", "eventVersion": "1.0", "eventID": f"shardId-000000000000:4959{first + i:020d}",
-        "eventName": "aws:kinesis:record", "awsRegion": "us-east-1",
-        "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/in"} for i, e in enumerate(events)]}
-
-
-TRIGGERS = {"sqs": sqs_batch, "kinesis": kinesis_batch}
-
-
-def lambda_context() -> SimpleNamespace:
-    return SimpleNamespace(aws_request_id=str(uuid.uuid4()), function_name="agglo", memory_limit_in_mb=512,
-                           invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:agglo",
-                           get_remaining_time_in_millis=lambda: 30_000)
+TRIGGERS = {"sqs": sqs_event, "kinesis": kinesis_event}
 
 
 def new_stack() -> dict[str, str]:
@@ -94,8 +70,9 @@ def by_lambda(trigger: str, events: list[dict], batch_size: int) -> None:
     from handlers import aws_lambda
 
     aws_lambda.reset()
-    for first in range(0, len(events), batch_size):
-        batch = TRIGGERS[trigger](events[first:first + batch_size], first)
+    records = TRIGGERS[trigger](events)["Records"]  # each with an id of its own across the batches
+    for first in range(0, len(records), batch_size):
+        batch = {"Records": records[first:first + batch_size]}
         assert aws_lambda.handler(batch, lambda_context()) == {"batchItemFailures": []}
 
 

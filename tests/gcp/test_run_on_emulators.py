@@ -14,25 +14,17 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from itertools import accumulate
 from types import SimpleNamespace
 
 import pytest
-from builders import PARTITION
+from cloud_examples import HEADING, SUM_KEY, check_run, copy_examples
 from readme_commands import agglo_commands, block_running, exported
 from servers import Server
 
-from agglo_core.ids import IdMaker
 from agglo_core.ir import ExternalIR
 from handlers.connectors import Connector, default_registry
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-HEADING = "The same config against the cloud"
 PROJECT = "agglo-local"
-BEFORE_TEE = IdMaker(PARTITION, "BasicPipeline", "BeforeTee", "tee")
-AFTER_TEE = IdMaker(PARTITION, "BasicPipeline", "AfterTee", "tee")
-SUM_KEY = f"agg/{PARTITION}/BasicPipeline/SumSomeNum/someNum:AggSum"
-SOURCE = {"internal:partitionID": PARTITION, "internal:name": "BasicPipeline"}
 REDIS_PORT = 6379  # pipelines/gcp.json names it
 AGGLO = str(pathlib.Path(sys.executable).parent / "agglo")  # the installed command, as in the README
 
@@ -99,8 +91,7 @@ def gcp(pubsub_emulator, gcs_emulator, firestore_emulator, redis_host, monkeypat
             blob.delete()
     else:
         bucket.create()
-    for name in ("pipelines", "events"):
-        shutil.copytree(REPO / name, tmp_path / name)
+    copy_examples(tmp_path)
     yield SimpleNamespace(dir=tmp_path, bucket=bucket, subscriber=subscriber, subscription=subscription)
     subscriber.delete_subscription(subscription=subscription)
 
@@ -153,20 +144,10 @@ def test_agglo_run_runs_the_gcp_config_against_the_emulators(gcp, store):
     assert proc.returncode == 0, proc.stderr.decode()
     events = json_lines(gcp.dir / "events" / "basic.jsonl")
     outputs = json_lines(gcp.dir / "outputs.jsonl")
-    assert [{k: o[k] for k in e} for e, o in zip(events, outputs, strict=True)] == events
-    forwarded = [o["internal:aggregation:BasicPipeline"]["someNum:AggSum"]["value"] for o in outputs
-                 if "someNum" in o]
-    assert forwarded == list(accumulate(e["someNum"] for e in events if "someNum" in e))
-    state = state_store(gcp.dir, config)
-    assert state.get(SUM_KEY) == {"value": forwarded[-1]}  # type: ignore[attr-defined]
-
     tees = [o["internal:tee:output"] for o in outputs]
-    assert objects(gcp) == {f"before/{tee[0]['uuid']}": {**e, **SOURCE} for e, tee in zip(events, tees, strict=True)}
-    messages = published(gcp, len(events))
-    assert sorted(m["id"] for m in messages) == sorted(tee[1]["uuid"] for tee in tees)
-    bodies = {m["id"]: m["body"] for m in messages}
-    for output, tee in zip(outputs, tees, strict=True):
-        assert bodies[tee[1]["uuid"]] == {**output, "internal:tee:output": tee[:1]}
+    total = check_run(events, outputs, objects(gcp), published(gcp, len(events)))
+    state = state_store(gcp.dir, config)
+    assert state.get(SUM_KEY) == {"value": total}  # type: ignore[attr-defined]
 
     # Again, with --dedupe: the same outputs, state changed once, the same objects, the same ids published.
     first = (gcp.dir / "outputs.jsonl").read_bytes()
@@ -174,6 +155,6 @@ def test_agglo_run_runs_the_gcp_config_against_the_emulators(gcp, store):
     again = agglo(run, gcp.dir)
     assert again.returncode == 0, again.stderr.decode()
     assert (gcp.dir / "outputs.jsonl").read_bytes() == first
-    assert state.get(SUM_KEY) == {"value": forwarded[-1]}  # type: ignore[attr-defined]
+    assert state.get(SUM_KEY) == {"value": total}  # type: ignore[attr-defined]
     assert objects(gcp) == first_objects
     assert sorted(m["id"] for m in published(gcp, len(events))) == sorted(tee[1]["uuid"] for tee in tees)
