@@ -20,7 +20,7 @@ from handlers.connectors.aws import (
     client,
     client_for,
     error_code,
-    with_region,
+    require_region,
 )
 from handlers.connectors.spec import ConnectorSpec, Option
 
@@ -31,7 +31,7 @@ class S3ObjectStore(AwsConnector):
     def __init__(self, opts: dict[str, str], parallelism: int = 8) -> None:
         self.bucket = opts["bucketName"]
         self.prefix = opts.get("prefix", "")
-        self._opts = with_region(opts, self.describe())
+        self._opts = require_region(opts, self.describe())
         self.concurrency = parallelism
 
     def put(self, e: Put, body: bytes) -> None:
