@@ -158,3 +158,18 @@ def test_agglo_run_runs_the_gcp_config_against_the_emulators(gcp, store):
     assert state.get(SUM_KEY) == {"value": total}  # type: ignore[attr-defined]
     assert objects(gcp) == first_objects
     assert sorted(m["id"] for m in published(gcp, len(events))) == sorted(tee[1]["uuid"] for tee in tees)
+
+
+def test_a_missing_bucket_or_topic_is_the_operators_to_fix_so_records_are_kept(gcp):
+    """As a missing DynamoDB table or S3 bucket: a transient failure (retried, redelivered, queued again), not
+    the record's own (dead-lettered), whichever platform runs the config."""
+    from agglo_core.effects import EffectFailed, Put
+    from handlers.connectors import gcs, pubsub
+
+    gcs.storage_client.cache_clear()  # clients of this test's emulators
+    pubsub.publisher.cache_clear()
+    registry = default_registry()
+    for kind, connection_string in (("ExternalObjectStore", "gcs:bucketName=no-such-bucket,prefix=before/"),
+                                    ("ExternalPubSub", f"pubsub:projects/{PROJECT}/topics/no-such-topic")):
+        [failed] = registry.build(ExternalIR("Out", kind, connection_string)).perform([Put("Out", "k", {"n": 1})])
+        assert isinstance(failed, EffectFailed) and "404" in failed.message and failed.transient, failed
