@@ -20,6 +20,19 @@ SOURCE = {"internal:partitionID": PARTITION, "internal:name": "BasicPipeline"}
 """What the pipeline adds to an event before its first process (BeforeTee)."""
 
 
+def dynamo_items(table: str, region: str = "us-east-1") -> dict[str, dict]:
+    """Every item of a DynamoDB table, as plain values (numbers as the connector reads them), by key."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    from handlers.connectors.aws import client
+    from handlers.connectors.dynamo import from_dynamo
+
+    deserialize = TypeDeserializer().deserialize
+    pages = client("dynamodb", region).get_paginator("scan").paginate(TableName=table)
+    return {item["pk"]["S"]: {name: from_dynamo(deserialize(value)) for name, value in item.items() if name != "pk"}
+            for page in pages for item in page["Items"]}
+
+
 def copy_examples(directory: pathlib.Path) -> None:
     """The example pipelines and events in ``directory``, where the README's commands run."""
     for name in ("pipelines", "events"):

@@ -17,12 +17,12 @@ import uuid
 from typing import Any
 
 from builders import config, external, kv
+from cloud_examples import dynamo_items
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_adapter_settlement import kinesis_event, lambda_context, sqs_event
 
 from handlers.connectors.aws import client
-from handlers.connectors.dynamo import from_dynamo
 
 AGGREGATIONS = ["AggSum", "AggCount", "AggMax", "AggMin", "AggAvg", "AggDiscreteHistogram"]
 PREFIX = "out/"
@@ -87,15 +87,10 @@ def tee_bodies(bucket: str) -> list[dict]:
 def final_state(table: str) -> dict[str, Any]:
     """The table's state items (without ``v``, a count of writes, which depends on how records were batched)
     and its dedupe marks (without their keys, which derive from record ids, and their expiry time)."""
-    from boto3.dynamodb.types import TypeDeserializer
-
-    deserialize = TypeDeserializer().deserialize
-    items = [{k: from_dynamo(deserialize(v)) for k, v in item.items()}
-             for page in client("dynamodb").get_paginator("scan").paginate(TableName=table)
-             for item in page["Items"]]
-    state = {i["pk"]: {k: v for k, v in i.items() if k not in ("pk", "v")} for i in items
-             if not i["pk"].startswith("mark/")}
-    marks = sorted(json.dumps(i["after"], sort_keys=True) for i in items if i["pk"].startswith("mark/"))
+    items = dynamo_items(table)
+    state = {key: {k: v for k, v in item.items() if k != "v"} for key, item in items.items()
+             if not key.startswith("mark/")}
+    marks = sorted(json.dumps(item["after"], sort_keys=True) for key, item in items.items() if key.startswith("mark/"))
     return {"state": state, "marks": marks}
 
 

@@ -13,12 +13,20 @@ from typing import Any
 
 import pytest
 from _servers import AGGLO_SCRIPT, Server, json_lines, post_json, run_agglo
-from cloud_examples import AFTER_TEE, BEFORE_TEE, HEADING, SOURCE, SUM_KEY, check_run, copy_examples
+from cloud_examples import (
+    AFTER_TEE,
+    BEFORE_TEE,
+    HEADING,
+    SOURCE,
+    SUM_KEY,
+    check_run,
+    copy_examples,
+    dynamo_items,
+)
 from readme_commands import agglo_commands, block_running, exported, words
 from test_durable import wait_drained
 
 from handlers.connectors.aws import client
-from handlers.connectors.dynamo import from_dynamo
 
 REGION = "us-east-1"
 
@@ -50,16 +58,6 @@ def stack(aws, monkeypatch, tmp_path):
                            queue=env["AGGLO_OUTPUT_QUEUE_URL"])
 
 
-def items(table: str) -> dict[str, dict]:
-    """Every item of ``table`` as plain values, by key."""
-    from boto3.dynamodb.types import TypeDeserializer
-
-    deserialize = TypeDeserializer().deserialize
-    pages = sdk("dynamodb").get_paginator("scan").paginate(TableName=table)
-    return {item["pk"]["S"]: {name: from_dynamo(deserialize(value)) for name, value in item.items() if name != "pk"}
-            for page in pages for item in page["Items"]}
-
-
 def objects(bucket: str, prefix: str = "before/") -> dict[str, dict]:
     s3 = sdk("s3")
     listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
@@ -87,7 +85,7 @@ def test_agglo_run_backfills_dynamodb_state_and_tees_as_the_lambda_would(stack):
     tees = [o["internal:tee:output"] for o in outputs]
     total = check_run(events, outputs, objects(stack.bucket), messages(stack.queue))
 
-    state = items(stack.table)
+    state = dynamo_items(stack.table)
     assert state[SUM_KEY]["f:value"] == total
     marks = {k for k in state if k.startswith("mark/")}
     assert len(marks) == sum("someNum" in e for e in events)  # --dedupe: one mark per record that changed state
@@ -98,7 +96,7 @@ def test_agglo_run_backfills_dynamodb_state_and_tees_as_the_lambda_would(stack):
     again = run_agglo(run, stack.dir, command=AGGLO_SCRIPT)
     assert again.returncode == 0, again.stderr.decode()
     assert (stack.dir / "outputs.jsonl").read_bytes() == first_outputs
-    assert items(stack.table) == state
+    assert dynamo_items(stack.table) == state
     assert objects(stack.bucket) == first_objects
     assert sorted(m["id"] for m in messages(stack.queue)) == sorted(tee[1]["uuid"] for tee in tees)
 
@@ -106,8 +104,8 @@ def test_agglo_run_backfills_dynamodb_state_and_tees_as_the_lambda_would(stack):
     create_table("agglo-state-copy")
     copy = run_agglo(run, stack.dir, command=AGGLO_SCRIPT, env={"AGGLO_STATE_TABLE": "agglo-state-copy"})
     assert copy.returncode == 0, copy.stderr.decode()
-    assert items("agglo-state-copy")[SUM_KEY]["f:value"] == total
-    assert items(stack.table) == state
+    assert dynamo_items("agglo-state-copy")[SUM_KEY]["f:value"] == total
+    assert dynamo_items(stack.table) == state
 
 
 def test_without_a_region_agglo_run_does_not_start(stack, monkeypatch):
@@ -121,7 +119,7 @@ def test_without_a_region_agglo_run_does_not_start(stack, monkeypatch):
     named = (f"DynamoDB table {stack.table}", f"S3 bucket {stack.bucket}", f"SQS queue {stack.queue}")
     assert all(any(what in line for line in lines) for what in named), lines
     assert not (stack.dir / "outputs.jsonl").exists()
-    assert items(stack.table) == {} and objects(stack.bucket) == {} and messages(stack.queue) == []
+    assert dynamo_items(stack.table) == {} and objects(stack.bucket) == {} and messages(stack.queue) == []
 
 
 def test_the_durable_daemon_tees_each_accepted_event_to_s3_once(stack):
@@ -152,7 +150,7 @@ def test_the_durable_daemon_tees_each_accepted_event_to_s3_once(stack):
         expected_ids = sorted(AFTER_TEE(f"http:{key}") for key in events)
         assert objects(stack.bucket) == expected_objects
         assert sorted(m["id"] for m in messages(stack.queue)) == expected_ids
-        assert items(stack.table)[SUM_KEY]["f:value"] == total
+        assert dynamo_items(stack.table)[SUM_KEY]["f:value"] == total
 
         # A client's retries, before and after the daemon is killed and started again on its queue: each is
         # answered with its first queue id, and nothing is written twice.
@@ -167,6 +165,6 @@ def test_the_durable_daemon_tees_each_accepted_event_to_s3_once(stack):
             wait_drained(server.port, 60)
             assert objects(stack.bucket) == expected_objects
             assert messages(stack.queue) == []
-            assert items(stack.table)[SUM_KEY]["f:value"] == total
+            assert dynamo_items(stack.table)[SUM_KEY]["f:value"] == total
     finally:
         server.stop()
