@@ -84,6 +84,11 @@ def optimistic(attempt: Callable[[], T], what: str, attempts: int = OPTIMISTIC_A
                     "retry later")
 
 
+OPERATOR_STATUSES = frozenset({401, 403, 404})
+"""A client library's errors that no record causes: a bucket, topic or database that does not exist, a denied
+permission. The operator fixes them, so they are transient and the records kept, as for AWS (a missing table)."""
+
+
 def status_is_permanent(status: int) -> bool:
     """An HTTP status that refuses the request itself: a 4xx other than 408 (timeout) and 429 (throttled)."""
     return 400 <= status < 500 and status not in (408, 429)
@@ -256,7 +261,7 @@ class BaseConnector:
         if isinstance(err, Refused | ArithmeticError):  # ArithmeticError: a sum past the bounds state keeps
             return False
         status = getattr(err, "code", None)  # google.api_core's exceptions carry the HTTP status
-        return not (isinstance(status, int) and status_is_permanent(status))
+        return not (isinstance(status, int) and status_is_permanent(status) and status not in OPERATOR_STATUSES)
 
     def describe(self) -> str:
         """How messages name this connector."""

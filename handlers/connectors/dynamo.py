@@ -49,7 +49,7 @@ from agglo_core.state import (
     join_from_memo,
     join_memo,
 )
-from handlers.connectors.aws import AWS_OPTIONS, BOTO3, AwsConnector, client_for
+from handlers.connectors.aws import AWS_OPTIONS, BOTO3, AwsConnector, client_for, require_region
 from handlers.connectors.base import OPTIMISTIC_ATTEMPTS, Conflict, Contended, Refused, backoff_s, optimistic
 from handlers.connectors.kv import MARK_PREFIX, mark_ttl_s
 from handlers.connectors.spec import ConnectorSpec, Option
@@ -98,7 +98,7 @@ class DynamoKV(AwsConnector):
 
     def __init__(self, opts: dict[str, str], parallelism: int = 8) -> None:
         self.table = opts["tableName"]
-        self._opts = opts
+        self._opts = require_region(opts, self.describe())
         self.concurrency = parallelism
 
     @property

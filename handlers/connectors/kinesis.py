@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from agglo_core.effects import EffectFailed
-from handlers.connectors.aws import AWS_OPTIONS, BOTO3, AwsConnector, client_for
+from handlers.connectors.aws import AWS_OPTIONS, BOTO3, AwsConnector, client_for, require_region
 from handlers.connectors.base import Work
 from handlers.connectors.spec import ConnectorSpec, Option
 
@@ -21,7 +21,7 @@ class KinesisOutput(AwsConnector):
 
     def __init__(self, opts: dict[str, str]) -> None:
         self.stream = opts["streamName"]
-        self._opts = opts
+        self._opts = require_region(opts, self.describe())
 
     def describe(self) -> str:
         return f"Kinesis stream {self.stream}"

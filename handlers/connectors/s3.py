@@ -13,7 +13,15 @@ from typing import IO, Any
 import orjson
 
 from agglo_core.effects import Put
-from handlers.connectors.aws import AWS_OPTIONS, BOTO3, AwsConnector, client, client_for, error_code
+from handlers.connectors.aws import (
+    AWS_OPTIONS,
+    BOTO3,
+    AwsConnector,
+    client,
+    client_for,
+    error_code,
+    require_region,
+)
 from handlers.connectors.spec import ConnectorSpec, Option
 
 
@@ -23,7 +31,7 @@ class S3ObjectStore(AwsConnector):
     def __init__(self, opts: dict[str, str], parallelism: int = 8) -> None:
         self.bucket = opts["bucketName"]
         self.prefix = opts.get("prefix", "")
-        self._opts = opts
+        self._opts = require_region(opts, self.describe())
         self.concurrency = parallelism
 
     def put(self, e: Put, body: bytes) -> None:

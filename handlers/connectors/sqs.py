@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from agglo_core.effects import EffectFailed
-from handlers.connectors.aws import AWS_OPTIONS, BOTO3, AwsConnector, client_for
+from handlers.connectors.aws import AWS_OPTIONS, BOTO3, AwsConnector, client_for, require_region
 from handlers.connectors.base import Work
 from handlers.connectors.spec import ConnectorSpec, Option
 
@@ -25,7 +25,7 @@ class SqsOutput(AwsConnector):
         self.queue_url = opts["queueUrl"]
         self.fifo = self.queue_url.endswith(".fifo")
         self.group = opts.get("groupId", "agglo")
-        self._opts = opts
+        self._opts = require_region(opts, self.describe())
 
     def describe(self) -> str:
         return f"SQS queue {self.queue_url}"

@@ -20,6 +20,7 @@ def test_example_pipelines_compile_and_find_their_connectors(path, monkeypatch, 
         monkeypatch.setenv(name, {"AGGLO_OUTPUT_QUEUE_URL": "https://sqs.example/q", "AGGLO_REDIS_HOST": "127.0.0.1",
                                   "AGGLO_OUTPUT_TOPIC": "projects/p/topics/t",
                                   "AGGLO_DEAD_LETTER_TOPIC": "projects/p/topics/d"}.get(name, "x"))
+    monkeypatch.setenv("AWS_REGION", "us-east-1")  # an AWS connector without a region is refused when built
     monkeypatch.chdir(tmp_path)  # relative state and output paths land here
     config = load_config(path.read_text())
     keys = {d.entwine.pemPath: ed25519_pem() for d in config.processDefinitions if d.entwine is not None}
