@@ -25,8 +25,9 @@ from agglo_core.config import (
     UnaryExpression,
     UnaryOperator,
     Variable,
+    load_config,
 )
-from agglo_core.ir import condition_node
+from agglo_core.ir import IR_VERSION, PlanIR, build_ir, condition_node
 from handlers.authoring.fmt import format_config
 
 PATHS = pytest.mark.parametrize("codegen", [True, False], ids=["generated", "interpreted"])
@@ -145,6 +146,15 @@ def test_unary_chains_print_as_their_symbols_and_parse_back(ops: list[str], leaf
     text = format_condition(condition)
     assert "".join(ch for ch in text if ch in "!~-") == "".join(SYMBOL[op] for op in ops), text
     assert parse_condition(text) == condition, text
+
+
+def test_a_plan_compiled_when_the_unary_ops_meant_the_opposite_is_not_read() -> None:
+    """IR version 2 read Inversion as bitwise not: such an artefact is refused (and the config validated)."""
+    cfg = config(tagger(("notFlag", unary("Inversion", var("flag")))))
+    data = build_ir(load_config(json.dumps(cfg))).to_data()
+    assert data["version"] == IR_VERSION > 2
+    with pytest.raises(ValueError, match=f"IR version 2 is not {IR_VERSION}"):
+        PlanIR.from_data({**data, "version": 2})
 
 
 def test_fmt_writes_the_enum_binge_would_use() -> None:
