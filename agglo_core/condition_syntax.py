@@ -4,7 +4,8 @@
 and ``format_condition`` prints an AST back; ``parse_condition(format_condition(c))
 == c`` for every condition binge's AST can express.
 
-Precedence, tightest first: ``**`` (right-associative), unary ``! ~ -``,
+Precedence, tightest first: ``**`` (right-associative), unary ``! ~ -``
+(logical not, binge's ``Inversion``; bitwise not, binge's ``LogicalNot``; negation),
 ``* / %``, ``+ -``, ``<< >>``, comparisons (``< <= > >= == != =~ !~``, which do
 not chain), ``&``, ``^``, ``|``, ``&&``, ``||``. Paths are bare (``a.b.0``,
 ``internal:name``) or in backticks (`` `version-control` ``); strings take single
@@ -19,7 +20,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
 
 from agglo_core.config import (
     BinaryExpression,
@@ -68,7 +73,9 @@ _COMPARATORS = {
     "<": "LessThan", "<=": "LessThanOrEqual", ">": "GreaterThan", ">=": "GreaterThanOrEqual", "==": "Equal",
     "!=": "NotEqual", "=~": "RegexMatch", "!~": "RegexNotMatch",
 }
-_PREFIX = {"!": "LogicalNot", "~": "Inversion", "-": "Negation"}
+# binge's enum names read the wrong way round; the symbols say what each does: ! is logical not (binge's
+# Inversion), ~ bitwise not (binge's LogicalNot).
+_PREFIX = {"!": "Inversion", "~": "LogicalNot", "-": "Negation"}
 _SYMBOL_OF = {name: sym for table in (_LOGICAL, _BINARY) for sym, (name, _) in table.items()}
 _SYMBOL_OF.update({name: sym for sym, name in (*_COMPARATORS.items(), *_PREFIX.items())})
 _KEYWORDS = frozenset({"true", "false", "exists", "null"})
@@ -467,3 +474,25 @@ def _quote(value: str, quote: str) -> str:
             out.append(f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}")
     out.append(quote)
     return "".join(out)
+
+
+# --- conditions as a config writes them --------------------------------------------------------------------
+
+
+def written_conditions(data: Any, model: Any, where: str = "") -> Iterator[tuple[str, Any, str, Condition]]:
+    """Each condition of a config as written: (its JSON path, the JSON object holding it, its key, its AST).
+
+    ``data`` is the config as parsed JSON and ``model`` its validated model, walked alongside it, so a
+    ``"condition"`` key the model does not read as one (inside a tee's ``additionalBody``) is left out. The
+    holder's value at the key is the condition as written: text or the AST's JSON.
+    """
+    if isinstance(model, BaseModel) and isinstance(data, dict):
+        for key, raw in data.items():
+            child, path = getattr(model, key, None), f"{where}.{key}" if where else key
+            if key == "condition" and isinstance(child, Condition):
+                yield path, data, key, child
+            else:
+                yield from written_conditions(raw, child, path)
+    elif isinstance(model, tuple) and isinstance(data, list):
+        for i, (raw, child) in enumerate(zip(data, model, strict=True)):
+            yield from written_conditions(raw, child, f"{where}[{i}]")

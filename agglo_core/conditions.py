@@ -9,6 +9,9 @@ Semantics (where binge differed, ours is what its docs meant):
   comparison across types is false, ``NotEqual`` included.
 * Arithmetic on anything but numbers (bitwise: integers) gives "no value",
   which makes the enclosing comparison false.
+* The unary operators are binge's: ``Inversion`` is logical not (``!``, on a
+  boolean) and ``LogicalNot`` is bitwise not (``~``, on an integer), as its
+  ``TestNewUnaryExpressions`` pins and configs written for it rely on.
 * ``exists`` is true for any present value, null, lists and maps included;
   several exists ops combine with AND. Inside an expression (our extension),
   one exists op is a boolean value.
@@ -235,11 +238,12 @@ BINARY = {
 
 
 def unary(op: str, v: Any) -> Any:
-    if op == "LogicalNot":
+    # binge's names, which read the wrong way round: Inversion is logical not, LogicalNot bitwise not.
+    if op == "Inversion":
         return (not v) if type(v) is bool else MISSING
     if op == "Negation":
         return -v if _is_number(v) else MISSING
-    # Inversion: bitwise not of an integer.
+    # LogicalNot: bitwise not of an integer.
     return ~int(v) if _is_number(v) and _is_int(v) else MISSING
 
 

@@ -136,6 +136,9 @@ class ExistsOperator(ProtoEnum, what="an exists operator"):
 
 
 class UnaryOperator(ProtoEnum, what="a unary operator"):
+    """binge's names, which read the wrong way round: Inversion is logical not (! in a condition's text, on a
+    boolean), LogicalNot is bitwise not (~, on an integer), Negation is - (on a number)."""
+
     UnknownUnary = "UnknownUnary", 0
     Negation = "Negation", 3
     Inversion = "Inversion", 4

@@ -33,8 +33,12 @@ if TYPE_CHECKING:
 
 Node = tuple[Any, ...]
 
-IR_VERSION = 2
-"""Raised whenever the IR's shape changes: an artefact written with another version is not loaded."""
+IR_VERSION = 3
+"""Raised whenever the IR's shape or meaning changes: an artefact written with another version is not loaded.
+
+3: the unary ops follow binge (``Inversion`` is logical not, ``LogicalNot`` bitwise not), so a plan of
+version 2 would read its unary ops the other way round.
+"""
 
 
 @dataclass(frozen=True, slots=True)

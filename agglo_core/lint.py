@@ -19,6 +19,10 @@ Rules:
   lookaround, ``\\Z``, a repetition above 1000).
 * ``ignored-field``: a field binge defines that agglo accepts and does not act on
   (``asyncCheckpoint``, a pipeline's ``checkpoint``, ``enableMetrics``).
+* ``binge-unary-names`` (a note: ``--strict`` does not fail on it): a condition
+  written as JSON that uses ``Inversion`` or ``LogicalNot``, whose binge names read
+  the wrong way round (``Inversion`` is logical not ``!``, ``LogicalNot`` bitwise
+  not ``~``). A condition written as text says ``!`` or ``~`` and gets no note.
 
 Rules about one process type live in its module (its spec's ``lint``); this
 module holds the rules that hold for every kind, and runs them all.
@@ -31,14 +35,18 @@ from dataclasses import replace
 from typing import Any
 
 from agglo_core import regex as regex_engine
-from agglo_core.condition_syntax import format_operand
+from agglo_core.condition_syntax import format_operand, written_conditions
 from agglo_core.config import Condition, Expression, Operand, PipelinesConfig, ProcessDefinition
 from agglo_core.processes.spec import Finding, LintContext
 from agglo_core.validation import NOT_RE2
 
 
-def lint(config: PipelinesConfig, exec_allowed: Callable[[str], bool]) -> list[Finding]:
-    """Warnings about ``config``, which must be valid (``load_config`` accepted it)."""
+def lint(config: PipelinesConfig, exec_allowed: Callable[[str], bool], data: Any = None) -> list[Finding]:
+    """Warnings about ``config``, which must be valid (``load_config`` accepted it).
+
+    ``data``, the config as parsed JSON, tells a condition written as JSON from one written as text: only
+    the notes on binge's unary names need it.
+    """
     from agglo_core.processes import spec_of  # late: the process modules import this one
 
     ctx = LintContext(config, exec_allowed)
@@ -58,6 +66,8 @@ def lint(config: PipelinesConfig, exec_allowed: Callable[[str], bool]) -> list[F
         findings.extend(replace(f, path=f"{path}.{f.path}") for f in spec.lint(body, ctx))
         findings.extend(Finding(f"{path}.{field}", "ignored-field", f"binge's {field} has no effect in agglo: "
                                 f"{_IGNORED[field]}") for field in spec.ignored if getattr(body, field))
+    if data is not None:
+        findings.extend(_binge_unary_names(data, config))
     return findings
 
 
@@ -140,17 +150,44 @@ def _condition(path: str, c: Condition) -> Iterator[Finding]:
                           f"{pattern!r} matches every string: the comparison only tests that the value is a string")
 
 
-def _regex_literals(e: Expression, path: str) -> Iterator[tuple[str, str]]:
+def _expressions(e: Expression, path: str) -> Iterator[tuple[str, Expression]]:
+    """``e`` and every expression nested in it, each with its JSON path."""
+    yield path, e
     for kind in ("comparator", "logical", "binary", "unary"):
         node = getattr(e, kind)
-        if node is None:
-            continue
-        if kind == "comparator" and node.op.value == "RegexMatch" and node.rhs.literal is not None:
-            yield f"{path}.comparator.rhs.literal", node.rhs.literal
         for side in ("lhs", "rhs"):
             operand = getattr(node, side, None)
             if operand is not None and operand.expression is not None:
-                yield from _regex_literals(operand.expression, f"{path}.{kind}.{side}.expression")
+                yield from _expressions(operand.expression, f"{path}.{kind}.{side}.expression")
+
+
+def _regex_literals(e: Expression, path: str) -> Iterator[tuple[str, str]]:
+    for where, inner in _expressions(e, path):
+        c = inner.comparator
+        if c is not None and c.op.value == "RegexMatch" and c.rhs is not None and c.rhs.literal is not None:
+            yield f"{where}.comparator.rhs.literal", c.rhs.literal
+
+
+# --- binge's unary names ----------------------------------------------------------------------------------------
+
+BINGE_UNARY_NAMES = "binge-unary-names"
+_UNARY_MEANING = {"Inversion": "logical not !", "LogicalNot": "bitwise not ~"}
+
+
+def _binge_unary_names(data: Any, config: PipelinesConfig) -> Iterator[Finding]:
+    """A note at each Inversion or LogicalNot of a condition written as JSON (text says ! or ~ instead)."""
+    for path, holder, key, condition in written_conditions(data, config):
+        if not isinstance(holder[key], dict) or condition.expression is None:
+            continue
+        for where, e in _expressions(condition.expression, f"{path}.expression"):
+            op = e.unary.op.value if e.unary is not None else ""
+            if op in _UNARY_MEANING:
+                yield Finding(
+                    f"{where}.unary.op", BINGE_UNARY_NAMES,
+                    f"{op} is binge's name for {_UNARY_MEANING[op]} (this reads "
+                    f"{format_operand(Operand(expression=e))}): its unary names read the wrong way round, "
+                    "Inversion is logical not !, LogicalNot is bitwise not ~",
+                    level="note")
 
 
 def _operand(o: Operand) -> tuple[str, str]:
@@ -191,15 +228,21 @@ def _expression(e: Expression) -> tuple[str, str]:
                 return _NONE, f"{op} needs integers, and {format_operand(side)} is not one"  # type: ignore[arg-type]
         return _NUMBER, ""
     assert e.unary is not None
-    op = e.unary.op.value
-    kind, why = _operand(e.unary.rhs)  # type: ignore[arg-type]
+    op, rhs = e.unary.op.value, e.unary.rhs
+    kind, why = _operand(rhs)  # type: ignore[arg-type]
     if kind == _NONE:
         return _NONE, why
-    wrong = (_NUMBER, _STRING) if op == "LogicalNot" else (_STRING, _BOOL, _FALSE)
-    if kind in wrong:
-        need = "a boolean" if op == "LogicalNot" else "a number"
-        return _NONE, f"{format_operand(e.unary.rhs)} is {_plain(kind)}, and {op} needs {need}"  # type: ignore[arg-type]
-    return (_BOOL, "") if op == "LogicalNot" else (_NUMBER, "")
+    name = f"{_UNARY_MEANING[op]} ({op})" if op in _UNARY_MEANING else op
+    if op == "Inversion":  # binge's logical not
+        if kind in (_NUMBER, _STRING):
+            return _NONE, f"{format_operand(rhs)} is {kind}, and {name} needs a boolean"  # type: ignore[arg-type]
+        return _BOOL, ""
+    need = "an integer" if op == "LogicalNot" else "a number"  # LogicalNot is binge's bitwise not
+    if kind in (_STRING, _BOOL, _FALSE):
+        return _NONE, f"{format_operand(rhs)} is {_plain(kind)}, and {name} needs {need}"  # type: ignore[arg-type]
+    if op == "LogicalNot" and rhs.numeric is not None and not float(rhs.numeric).is_integer():  # type: ignore[union-attr]
+        return _NONE, f"{name} needs an integer, and {format_operand(rhs)} is not one"  # type: ignore[arg-type]
+    return _NUMBER, ""
 
 
 def _never_true(o: Operand, kind: str, why: str) -> str:

@@ -9,15 +9,14 @@ condition binge's AST can express.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel
-
 from agglo_core import ConfigError, load_config
-from agglo_core.condition_syntax import format_condition
+from agglo_core.condition_syntax import format_condition, written_conditions
 from agglo_core.config import Condition
 from handlers.runtime.boot import UsageError, read_config_file
 
@@ -35,26 +34,12 @@ def rewrite_conditions(data: Any, model: Any, convert: _Convert) -> Any:
     (a condition with no text form) are raised as a ``ConfigError`` with paths.
     """
     problems: list[str] = []
-
-    def walk(raw: Any, node: Any, where: str) -> Any:
-        if isinstance(node, BaseModel) and isinstance(raw, dict):
-            out = {}
-            for key, value in raw.items():
-                child, child_path = getattr(node, key, None), f"{where}.{key}" if where else key
-                if key == "condition" and isinstance(child, Condition):
-                    try:
-                        out[key] = convert(child)
-                    except ValueError as e:
-                        problems.append(f"{child_path}: has no text form: {e}")
-                        out[key] = value
-                else:
-                    out[key] = walk(value, child, child_path)
-            return out
-        if isinstance(node, tuple) and isinstance(raw, list):
-            return [walk(r, n, f"{where}[{i}]") for i, (r, n) in enumerate(zip(raw, node, strict=True))]
-        return raw
-
-    out = walk(data, model, "")
+    out = copy.deepcopy(data)
+    for path, holder, key, condition in written_conditions(out, model):
+        try:
+            holder[key] = convert(condition)
+        except ValueError as e:
+            problems.append(f"{path}: has no text form: {e}")
     if problems:
         raise ConfigError(problems)
     return out

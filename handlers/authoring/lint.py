@@ -25,7 +25,7 @@ def lint_source(source: bytes, allowed: frozenset[str]) -> list[Finding]:
     except ConfigError as e:
         return [Finding(*_split(problem), level="error") for problem in e.problems]
     keys = [Finding(path, KEY_UNREADABLE, message) for path, _, message in map(_split, unreadable)]
-    return keys + lint(config, lambda path: is_allowed(path, allowed))
+    return keys + lint(config, lambda path: is_allowed(path, allowed), json.loads(source))
 
 
 def _split(problem: str) -> tuple[str, str, str]:

@@ -10,6 +10,7 @@ import json
 import sys
 from typing import Any
 
+from agglo_core.config import UnaryOperator
 from agglo_core.processes import config_model
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -23,6 +24,8 @@ _CONDITION_TEXT = {
 def config_schema() -> dict[str, Any]:
     schema = config_model().model_json_schema()
     _describe_condition_text(schema)
+    # Editors show this where a unary op is chosen: binge's names alone would mislead.
+    schema["$defs"]["UnaryExpression"]["properties"]["op"]["description"] = " ".join((UnaryOperator.__doc__ or "").split())
     return {"$schema": SCHEMA_DIALECT, **schema, "title": "agglo pipeline config",
             "required": ["partitionUuid"]}
 

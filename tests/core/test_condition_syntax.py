@@ -99,8 +99,8 @@ def ex(key: str, op: str = "Exists") -> dict:
     ("x == 1.5e3", where(cmp("Equal", var("x"), num(1500.0)))),
     ("a - -1 > 0", where(cmp("GreaterThan", sub(binary("Subtract", var("a"), num(-1))), num(0)))),
     # Unary operators, regexes, booleans, strings and paths.
-    ("!flag && ~n == -1", where(logical("LogicalAnd", unary("LogicalNot", var("flag")),
-                                        cmp("Equal", sub(unary("Inversion", var("n"))), num(-1))))),
+    ("!flag && ~n == -1", where(logical("LogicalAnd", unary("Inversion", var("flag")),
+                                        cmp("Equal", sub(unary("LogicalNot", var("n"))), num(-1))))),
     ("name =~ '^a\\d+$'", where(cmp("RegexMatch", var("name"), lit("^a\\d+$")))),
     ("name !~ \"b\"", where(cmp("RegexNotMatch", var("name"), lit("b")))),
     ("ok == true", where(cmp("Equal", var("ok"), sub(boolean(True))))),
@@ -118,7 +118,7 @@ def ex(key: str, op: str = "Exists") -> dict:
     ("exists()", {"exists": {"ops": []}}),
     ("  ", {}),
     ("x == 1 || exists(tags.0)", where(logical("LogicalOr", cmp("Equal", var("x"), num(1)), ex("tags.0")))),
-    ("!(exists(a))", where(unary("LogicalNot", sub(ex("a"))))),
+    ("!(exists(a))", where(unary("Inversion", sub(ex("a"))))),
     ("exists(a) || !exists(b)", where(logical("LogicalOr", ex("a"), ex("b", "NotExists")))),
     ("x ==\n  1", where(cmp("Equal", var("x"), num(1)))),
 ])
@@ -242,9 +242,9 @@ def test_text_exists_inside_an_expression_is_validated() -> None:
     (where(binary("Power", sub(binary("Power", var("a"), var("b"))), var("c"))), "(a ** b) ** c"),
     (where(binary("Power", num(-3), num(2))), "(-3) ** 2"),
     (where(unary("Negation", num(3))), "-(3)"),
-    (where(unary("LogicalNot", sub(unary("Inversion", var("x"))))), "! ~x"),
-    (where(unary("LogicalNot", sub(ex("a")))), "!(exists(a))"),
-    (where(unary("LogicalNot", sub(binary("Power", sub(ex("a")), var("b"))))), "!(exists(a) ** b)"),
+    (where(unary("Inversion", sub(unary("LogicalNot", var("x"))))), "! ~x"),
+    (where(unary("Inversion", sub(ex("a")))), "!(exists(a))"),
+    (where(unary("Inversion", sub(binary("Power", sub(ex("a")), var("b"))))), "!(exists(a) ** b)"),
     (where(cmp("Equal", sub(cmp("Equal", var("a"), var("b"))), sub(boolean(True)))), "(a == b) == true"),
     (where(logical("LogicalAnd", cmp("Equal", var("version-control"), lit("it's")), boolean(False))),
      "`version-control` == \"it's\" && false"),
@@ -345,8 +345,8 @@ def test_print_then_parse_gives_the_same_ast(condition: Condition) -> None:
 _SYMBOLS = {"LogicalOr": "||", "LogicalAnd": "&&", "Or": "|", "Xor": "^", "And": "&", "LeftShift": "<<",
             "RightShift": ">>", "Addition": "+", "Subtract": "-", "Multiply": "*", "Divide": "/", "Modulus": "%",
             "Power": "**", "LessThan": "<", "LessThanOrEqual": "<=", "GreaterThan": ">", "GreaterThanOrEqual": ">=",
-            "Equal": "==", "NotEqual": "!=", "RegexMatch": "=~", "RegexNotMatch": "!~", "LogicalNot": "!",
-            "Inversion": "~", "Negation": "-"}
+            "Equal": "==", "NotEqual": "!=", "RegexMatch": "=~", "RegexNotMatch": "!~", "Inversion": "!",
+            "LogicalNot": "~", "Negation": "-"}
 
 
 def parenthesised(o: Operand) -> str:

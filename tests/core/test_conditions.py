@@ -362,7 +362,7 @@ def test_dynamic_patterns_are_not_confused_with_each_other() -> None:
 def test_logical_truth_tables(a: bool, b: bool) -> None:
     assert holds(where(logical("LogicalAnd", boolean(a), boolean(b))), {}) is (a and b)
     assert holds(where(logical("LogicalOr", boolean(a), boolean(b))), {}) is (a or b)
-    assert holds(where(unary("LogicalNot", sub(boolean(a)))), {}) is (not a)
+    assert holds(where(unary("Inversion", sub(boolean(a)))), {}) is (not a)
 
 
 @pytest.mark.parametrize(("x", "expected"), [(1, True), (2, True), (3, False)])
@@ -388,8 +388,8 @@ def test_missing_variable_only_falsifies_its_own_comparison(missing_first: bool,
 
 
 def test_not_of_a_comparison_with_a_missing_variable_is_true() -> None:
-    assert holds(where(unary("LogicalNot", sub(cmp("Equal", var("missing"), num(1))))), {}) is True
-    assert holds(where(unary("LogicalNot", sub(cmp("NotEqual", var("missing"), num(1))))), {}) is True
+    assert holds(where(unary("Inversion", sub(cmp("Equal", var("missing"), num(1))))), {}) is True
+    assert holds(where(unary("Inversion", sub(cmp("NotEqual", var("missing"), num(1))))), {}) is True
 
 
 @pytest.mark.parametrize(("event", "expected"), [
@@ -402,7 +402,7 @@ def test_not_of_a_comparison_with_a_missing_variable_is_true() -> None:
 ])
 def test_nested_logical_expressions(event: dict, expected: bool) -> None:
     both = logical("LogicalAnd", cmp("GreaterThan", var("a"), num(1)), cmp("LessThan", var("b"), num(5)))
-    not_x = unary("LogicalNot", sub(cmp("Equal", var("c"), lit("x"))))
+    not_x = unary("Inversion", sub(cmp("Equal", var("c"), lit("x"))))
     assert holds(where(logical("LogicalOr", both, not_x)), event) is expected
 
 
@@ -521,7 +521,7 @@ def _no_value_expected(operand: dict, event: dict) -> None:
             assert holds(where(cmp(op, const(other), operand)), event) is False, (op, other)
     assert holds(where(cmp("Equal", operand, operand)), event) is False
     assert holds(where(cmp("RegexMatch", operand, lit(""))), event) is False
-    assert holds(where(unary("LogicalNot", sub(cmp("Equal", operand, num(0))))), event) is True
+    assert holds(where(unary("Inversion", sub(cmp("Equal", operand, num(0))))), event) is True
     assert holds(where(logical("LogicalOr", cmp("Equal", operand, num(0)), boolean(True))), event) is True
 
 
@@ -565,10 +565,10 @@ def test_no_value_propagates_through_nested_arithmetic() -> None:
     ("Negation", -2.5, 2.5),
     ("Negation", 0, 0),
     ("Negation", 2**64 + 1, -(2**64) - 1),
-    ("Inversion", 5, -6),
-    ("Inversion", 0, -1),
-    ("Inversion", -1, 0),
-    ("Inversion", 2**64, -(2**64) - 1),
+    ("LogicalNot", 5, -6),
+    ("LogicalNot", 0, -1),
+    ("LogicalNot", -1, 0),
+    ("LogicalNot", 2**64, -(2**64) - 1),
 ])
 def test_unary_arithmetic(op: str, value: Any, result: Any) -> None:
     for operand in (var("v"), num(value)):
@@ -582,24 +582,24 @@ def test_unary_arithmetic(op: str, value: Any, result: Any) -> None:
     ("Negation", True),
     ("Negation", None),
     ("Negation", [1]),
-    ("Inversion", 1.5),
-    ("Inversion", "1"),
-    ("Inversion", True),
-    ("LogicalNot", 1),
-    ("LogicalNot", "true"),
-    ("LogicalNot", None),
+    ("LogicalNot", 1.5),
+    ("LogicalNot", "1"),
+    ("LogicalNot", True),
+    ("Inversion", 1),
+    ("Inversion", "true"),
+    ("Inversion", None),
 ])
 def test_unary_operator_without_a_value_makes_comparisons_false(op: str, value: Any) -> None:
     _no_value_expected(sub(unary(op, var("v"))), {"v": value})
 
 
 def test_unary_on_a_missing_variable_has_no_value() -> None:
-    for op in ("Negation", "Inversion", "LogicalNot"):
+    for op in ("Negation", "LogicalNot", "Inversion"):
         _no_value_expected(sub(unary(op, var("missing"))), {})
 
 
 def test_logical_not_of_a_boolean_variable() -> None:
-    condition = where(unary("LogicalNot", var("flag")))
+    condition = where(unary("Inversion", var("flag")))
     assert holds(condition, {"flag": False}) is True
     assert holds(condition, {"flag": True}) is False
     assert holds(condition, {}) is False
@@ -618,7 +618,7 @@ BINARY_OPS = ["Addition", "Subtract", "Multiply", "Divide", "Power", "Modulus", 
 def test_operators_never_raise(op: str, a: Any, b: Any, comparator: str, other: Any) -> None:
     expression = sub(binary(op, var("a"), var("b")))
     assert holds(where(cmp(comparator, expression, var("c"))), {"a": a, "b": b, "c": other}) in (True, False)
-    for unary_op in ("Negation", "Inversion", "LogicalNot"):
+    for unary_op in ("Negation", "LogicalNot", "Inversion"):
         assert holds(where(cmp(comparator, sub(unary(unary_op, var("a"))), var("c"))),
                      {"a": a, "c": other}) in (True, False)
 

@@ -261,7 +261,8 @@ ENUMS = [ExternalType, AggregationType, TransformationType, ExistsOperator, Unar
          LogicalOperator, ComparatorOperator]
 PROTO_NUMBERS = {  # from binge's pipeline.proto
     "ExternalKVStore": 1, "ExternalPubSub": 3, "ExternalHttp": 4, "AggSum": 1, "AggDiscreteHistogram": 6,
-    "TransformMapRegex": 3, "TransformMap": 9, "Exists": 1, "NotExists": 2, "Negation": 3, "LogicalNot": 5,
+    "TransformMapRegex": 3, "TransformMap": 9, "Exists": 1, "NotExists": 2, "Negation": 3, "Inversion": 4,
+    "LogicalNot": 5,
     "Addition": 6, "Xor": 16, "LogicalAnd": 17, "LogicalOr": 18, "GreaterThan": 19, "Equal": 23,
     "RegexNotMatch": 26,
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -83,7 +84,11 @@ def test_a_tee_whose_transformer_keeps_fields_is_not_flagged(forward: bool, spec
     ("x + 'a' > 1", "'a' is a string, and Addition needs numbers"),
     ("a & 1.5 == 1", "1.5 == 1 is a boolean, and And needs numbers"),
     ("(a & 1.5) == 1", "And needs integers, and 1.5 is not one"),
-    ("!3 == true", "3 is a number, and LogicalNot needs a boolean"),
+    ("!3 == true", "3 is a number, and logical not ! (Inversion) needs a boolean"),
+    ("~true == 1", "true is a boolean, and bitwise not ~ (LogicalNot) needs an integer"),
+    ("~'a' == 1", "'a' is a string, and bitwise not ~ (LogicalNot) needs an integer"),
+    ("~1.5 == 1", "bitwise not ~ (LogicalNot) needs an integer, and 1.5 is not one"),
+    ("-true == 1", "true is a boolean, and Negation needs a number"),
     ("false && x == 1", "false is never true"),
     ("'a' || 2", "'a' is a string, never true, and 2 is a number, never true"),
     ("a + 1", "its value is a number, never true"),
@@ -100,6 +105,7 @@ def test_a_condition_that_is_never_true_is_flagged_with_the_reason(condition: st
 @pytest.mark.parametrize("condition", [
     "n == 3", "s != 'x'", "x =~ 'a'", "a && b", "!flag", "(a & 1) == 1", "exists(a) && !exists(b)",
     "a == b || false", "~n == -1", "-n < 0", "n + 1 > m * 2", "exists()", "", "(a == b) == true",
+    "~2.0 == -3", "!(n == 1)", "!(n == 1) == true", "-1.5 < n",
 ])
 def test_a_condition_that_can_be_true_is_not_flagged(condition: str) -> None:
     assert findings(annotator("A", condition)) == []
@@ -112,6 +118,67 @@ def test_conditions_are_checked_wherever_they_are() -> None:
     assert findings(transformer("X", True, [spec]), cont) == [
         ("processDefinitions[0].transformer.specs[0].transformation.condition", "condition-never-true", "warning"),
         ("processDefinitions[1].continuation.condition", "condition-never-true", "warning")]
+
+
+@pytest.mark.parametrize(("op", "operand", "why"), [
+    ("Inversion", {"numeric": 1}, "1 is a number, and logical not ! (Inversion) needs a boolean"),
+    (4, {"literal": "x"}, "'x' is a string, and logical not ! (Inversion) needs a boolean"),
+    ("LogicalNot", {"expression": {"boolean": {"value": True}}},
+     "true is a boolean, and bitwise not ~ (LogicalNot) needs an integer"),
+    (5, {"numeric": 2.5}, "bitwise not ~ (LogicalNot) needs an integer, and 2.5 is not one"),
+])
+def test_a_json_unary_op_on_the_wrong_type_is_flagged_by_binge_meaning(op: Any, operand: dict, why: str) -> None:
+    condition = {"expression": {"comparator": {"op": "NotEqual", "lhs": {"expression": {"unary": {
+        "op": op, "rhs": operand}}}, "rhs": {"numeric": 0}}}}
+    [message] = messages(annotator("A", condition))
+    assert message == f"this condition is never true: {why}"
+
+
+# --- binge-unary-names --------------------------------------------------------------------------------------
+
+
+def noted(*definitions: dict) -> list[tuple[str, str, str, str]]:
+    """The notes lint gives when it sees the config as written (JSON), with their paths and messages."""
+    data = config(*definitions, externals=(kv(), external("ExternalLocalFile", "Out", "out")))
+    return [(f.path, f.rule, f.level, f.message) for f in lint(load_config(data), lambda path: False, data)
+            if f.level == "note"]
+
+
+NOT_FLAG = {"expression": {"unary": {"op": "Inversion", "rhs": {"variable": {"name": "flag"}}}}}
+
+
+def test_json_inversion_and_logical_not_get_a_note_naming_what_they_are() -> None:
+    bitwise = {"expression": {"unary": {"op": 5, "rhs": {"variable": {"name": "n"}}}}}
+    both = {"expression": {"logical": {"op": "LogicalAnd", "lhs": NOT_FLAG,
+                                       "rhs": {"expression": {"comparator": {"op": "Equal", "lhs": bitwise,
+                                                                             "rhs": {"numeric": -1}}}}}}}
+    where = "processDefinitions[0].annotator.annotations[0].condition.expression"
+    names = ("its unary names read the wrong way round, Inversion is logical not !, LogicalNot is bitwise "
+             "not ~")
+    assert noted(annotator("A", both)) == [
+        (f"{where}.logical.lhs.expression.unary.op", "binge-unary-names", "note",
+         f"Inversion is binge's name for logical not ! (this reads !flag): {names}"),
+        (f"{where}.logical.rhs.expression.comparator.lhs.expression.unary.op", "binge-unary-names", "note",
+         f"LogicalNot is binge's name for bitwise not ~ (this reads ~n): {names}"),
+    ]
+
+
+def test_text_conditions_and_negation_get_no_note() -> None:
+    negation = {"expression": {"comparator": {"op": "LessThan", "lhs": {"expression": {"unary": {
+        "op": "Negation", "rhs": {"variable": {"name": "n"}}}}}, "rhs": {"numeric": 0}}}}
+    tee_body = {"tee": {"name": "T", "outputConnectorRef": "Out", "additionalBody": {"condition": NOT_FLAG}}}
+    assert noted(annotator("A", "!flag && ~n == -1"), annotator("B", negation), tee_body) == []
+    # Without the config as written lint cannot tell JSON from text, and gives no note.
+    cfg = load_config(config(annotator("A", NOT_FLAG)))
+    assert [f for f in lint(cfg, lambda path: False) if f.level == "note"] == []
+
+
+def test_lint_source_notes_binge_unary_names_and_the_note_is_no_warning() -> None:
+    from handlers.authoring.lint import lint_source
+
+    data = config(annotator("A", NOT_FLAG))
+    found = lint_source(json.dumps(data).encode(), frozenset())
+    assert [(f.level, f.rule) for f in found] == [("note", "binge-unary-names")]
 
 
 # --- regex-matches-everything ---------------------------------------------------------------------------------

@@ -31,7 +31,10 @@ def test_conditions_read_as_one_line():
     total = expr("comparator", {"expression": expr("binary", var("a"), "Addition", num(1))["expression"]},
                  "LessThan", var("b"))
     assert text(total) == "a + 1 < b"
-    assert text({"expression": {"unary": {"op": "LogicalNot", "rhs": var("done")}}}) == "!done"
+    # binge's names: Inversion is logical not, LogicalNot bitwise not.
+    assert text({"expression": {"unary": {"op": "Inversion", "rhs": var("done")}}}) == "!done"
+    bitwise_not = {"expression": {"unary": {"op": "LogicalNot", "rhs": var("n")}}}
+    assert text(cmp(bitwise_not, "Equal", num(-1))) == "~n == -1"
     assert text(exists("author", negate=("githash",))) == "exists(author) && !exists(githash)"
     assert text({}) is None and condition_text(None) is None
 
