@@ -182,6 +182,11 @@ def number_from_redis(text: bytes | str) -> int | float:
         return float(s)
 
 
+def _hash_field(text: bytes) -> int | float | None:
+    """A hash field as a number: a state field, a join's member flag or deadline ("" for none: None)."""
+    return None if text == b"" else number_from_redis(text)
+
+
 def _memo(stored: bytes) -> dict:
     """The fields a part wrote, as its mark remembers them (older marks remember nothing)."""
     try:
@@ -278,7 +283,7 @@ class RedisKV(BaseConnector):
     def _value(self, full_key: str) -> Any:
         kind = self.client.type(full_key)
         if kind == b"hash":
-            return {k: number_from_redis(v) for k, v in _pairs(
+            return {k: _hash_field(v) for k, v in _pairs(
                 [x for kv in self.client.hgetall(full_key).items() for x in kv]).items()}
         if kind == b"string":
             return orjson.loads(self.client.get(full_key))
