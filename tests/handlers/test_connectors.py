@@ -199,6 +199,33 @@ def test_a_join_without_a_deadline_is_forgotten_join_ttl_after_its_last_add(back
     assert done == JoinState(frozenset({"a", "b"}), LATER, "complete")  # joinTtl is for joins without a deadline
 
 
+@pytest.mark.parametrize("backend", KV_BACKENDS)
+def test_completer_without_timeout(backend, request, tmp_path):
+    """binge's completer example (processes.md) with binge's timeoutMs -1, on every store, generated and
+    interpreted: the second half arrives "forever" later and still completes the join; nothing times out."""
+    from builders import NOW_MS, config, kv
+
+    from agglo_core import Record, compile_plan
+
+    cs = kv_connection_string(backend, request, tmp_path)
+    store = registry_of(backend).build(ext("ExternalKVStore", cs, "State"))
+    definition = {"completer": {"name": "BuildDeployed", "stateStore": "State",
+                                "completion": {"joinKeys": ["head", "cicdVcsHash"], "timeoutMs": -1}}}
+    first = {"repo": "agglo", "head": "deadbeef", "state": "passed"}
+    second = {"workflow": "agglo", "cicdVcsHash": "deadbeef", "state": "passed"}
+    for codegen, value in ((True, "deadbeef"), (False, "cafe")):
+        plan = compile_plan(config(definition, externals=(kv("State", cs),)), codegen=codegen)
+        opened = plan.run([Record(f"r1-{value}", {**first, "head": value})], NOW_MS, store.perform)
+        closed = plan.run([Record(f"r2-{value}", {**second, "cicdVcsHash": value})], LATER, store.perform)
+        [(_, one)], [(_, two)] = opened[0].outputs, closed[0].outputs
+        assert (one["internal:completion:BuildDeployed"], two["internal:completion:BuildDeployed"]) == (
+            "triggered", "complete"), codegen
+        assert two["internal:completion:state:BuildDeployed"] == {  # no deadline: none shown, not a number
+            "value": value, "resolved": {"head": True, "cicdVcsHash": True}}
+    assert not [k for k, _ in store.scan(JOIN_PREFIX) if "|mark|" not in k]  # completed joins are removed (Redis
+    # keeps a record's mark beside its join's key)
+
+
 def test_redis_sets_an_expiry_only_on_joins_without_a_deadline(request, tmp_path):
     import redis
 
