@@ -49,7 +49,7 @@ def _lint(d: Completer, ctx: LintContext) -> Iterator[Finding]:
         return
     store = next((e for e in ctx.config.externalSystems if e.name == d.stateStore), None)
     given = _JOIN_TTL.search(store.connectionString) if store is not None else None
-    ttl = f"its joinTtl, {given.group(1)} s" if given else f"its joinTtl, by default {DEFAULT_JOIN_TTL_S} s (7 days)"
+    ttl = f"{given.group(1)} s (its joinTtl)" if given else f"{DEFAULT_JOIN_TTL_S} s (its joinTtl, by default 7 days)"
     yield Finding("completion.timeoutMs", NO_DEADLINE,
                   f"this join has no deadline (timeoutMs {c.timeoutMs}): it closes only when every join key has "
                   f"arrived, and '{d.stateStore}' forgets an open one {ttl} after its last add; an event after "

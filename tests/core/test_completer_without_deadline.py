@@ -108,12 +108,12 @@ def notes(cs: str, timeout: Any) -> list[tuple[str, str, str, str]]:
 def test_lint_notes_a_join_without_a_deadline_with_its_stores_join_ttl() -> None:
     [(path, _, level, message)] = notes("mem:state", -1)
     assert (path, level) == ("processDefinitions[0].completer.completion.timeoutMs", "note")
-    assert "no deadline" in message and "joinTtl, by default 604800 s (7 days)" in message and "'State'" in message
+    assert "no deadline" in message and "604800 s (its joinTtl, by default 7 days) after its last add" in message and "'State'" in message
     for cs, shown in (("sqlite:state.db?joinTtl=3600", "3600"), ("redis://h:6379/0?prefix=p&joinTtl=90", "90"),
                       ("dynamo:tableName=T,joinTtl=86400,region=eu-west-1", "86400"),
                       ("firestore:collection=C,joinTtl=${JOIN_TTL}", "${JOIN_TTL}")):
         [(_, _, _, message)] = notes(cs, 0)
-        assert f"joinTtl, {shown} s " in message, (cs, message)
+        assert f"{shown} s (its joinTtl) after" in message, (cs, message)
     assert notes("mem:state", None) != [] and notes("mem:state", 3_600_000) == []
 
 
