@@ -226,6 +226,25 @@ def test_completer_without_timeout(backend, request, tmp_path):
     # keeps a record's mark beside its join's key)
 
 
+def test_externals_naming_one_memory_store_share_its_joins_with_their_own_join_ttl():
+    short = local_registry().build(ext("ExternalKVStore", "mem:shared?joinTtl=60", "Short"))
+    long = local_registry().build(ext("ExternalKVStore", "mem:shared", "Long"))
+    assert (short.join_ttl_s, long.join_ttl_s) == (60, 7 * 24 * 3600)
+    short.perform([forever("a", key=JOIN_PREFIX + "j")])
+    [both] = long.perform([forever("b", key=JOIN_PREFIX + "j", required=("a", "b", "c"))])
+    assert both.members == {"a", "b"} and memory.store("kv", "shared").get(JOIN_PREFIX + "j") is not None
+
+
+@pytest.mark.parametrize("cs", ["mem:t?joinTtl=0", "sqlite:s.db?joinTtl=soon", "redis://h:1/0?joinTtl=-5",
+                                "dynamo:tableName=T,joinTtl=", "firestore:collection=C,joinTtl=1d"])
+def test_a_join_ttl_must_be_a_positive_number_of_seconds(cs):
+    from handlers.connectors.catalog import spec_for
+    from handlers.connectors.spec import scheme_of
+
+    [problem] = spec_for("ExternalKVStore", scheme_of(cs)).problems(cs)
+    assert problem.startswith("joinTtl must be a positive number of seconds"), problem
+
+
 def test_redis_sets_an_expiry_only_on_joins_without_a_deadline(request, tmp_path):
     import redis
 
