@@ -66,6 +66,13 @@ class DeltasApplied:
     remembered: dict[str, dict] = field(default_factory=dict, compare=False, hash=False)
 
 
+JOIN_PREFIX = "join/"
+"""Every ``JoinAdd`` key starts with this, so a store can tell its joins from other items (to forget old ones)."""
+DEFAULT_JOIN_TTL_S = 7 * 24 * 3600
+"""How long a store keeps a join without a deadline after its last add, unless its ``joinTtl`` says otherwise
+(the same as the dedupe marks' default)."""
+
+
 @value_class
 class JoinAdd:
     """Atomically add ``member`` to the join set at ``key`` and close the join if this add decides it.
@@ -75,6 +82,11 @@ class JoinAdd:
     include every one of ``required`` ("complete"), so exactly one add closes a join,
     however many instances add at once. The result is the ``JoinState`` after the add.
 
+    ``deadline_ms`` None: the join has no deadline (binge's ``timeoutMs`` <= 0) and closes
+    only when complete. Stores keep "no deadline" as the absence of one (JSON null, or
+    no deadline attribute or field), never as a number, and forget such a join once
+    their ``joinTtl`` has passed since its last add: the next add starts a new join.
+
     With a ``mark`` (the record's dedupe mark) the store remembers that result for the
     marks' time to live and answers a redelivery of the record with it, changing nothing.
     """
@@ -82,7 +94,7 @@ class JoinAdd:
     store: str
     key: str
     member: str
-    deadline_ms: int
+    deadline_ms: int | None
     retry: RetryPolicy = NO_RETRY
     required: tuple[str, ...] = ()
     now_ms: int = 0
@@ -91,10 +103,12 @@ class JoinAdd:
 
 @value_class
 class JoinState:
-    """``closed``: "" (the join stays open), "complete" or "timedout" (this add closed it)."""
+    """``closed``: "" (the join stays open), "complete" or "timedout" (this add closed it).
+
+    ``deadline_ms`` is the join's deadline, None when it has none."""
 
     members: frozenset[str]
-    deadline_ms: int
+    deadline_ms: int | None
     closed: str = ""
 
 

@@ -102,12 +102,13 @@ def combine_deltas(into: Deltas, more: Deltas) -> None:
 def add_to_join(join: dict | None, e: JoinAdd) -> tuple[dict | None, JoinState]:
     """The join ``{"members", "deadline"}`` after ``e`` (None: ``e`` closed it), and ``e``'s answer.
 
+    A join's deadline is the one its first add gave it; None (no deadline) never times out.
     Stores run this inside their atomic step, so exactly one add closes a join.
     """
     members = set(join["members"]) if join else set()
-    deadline = int(join["deadline"]) if join else e.deadline_ms
+    deadline = _deadline(join.get("deadline")) if join else e.deadline_ms
     members.add(e.member)
-    if e.now_ms > deadline:
+    if deadline is not None and e.now_ms > deadline:
         closed = "timedout"
     elif e.required and members.issuperset(e.required):
         closed = "complete"
@@ -117,10 +118,14 @@ def add_to_join(join: dict | None, e: JoinAdd) -> tuple[dict | None, JoinState]:
     return (None if closed else {"members": sorted(members), "deadline": deadline}), state
 
 
+def _deadline(stored: Any) -> int | None:
+    return None if stored is None else int(stored)
+
+
 def join_memo(state: JoinState) -> dict:
     """A join answer as plain JSON, for a store to remember under the record's mark."""
     return {"members": sorted(state.members), "deadline": state.deadline_ms, "closed": state.closed}
 
 
 def join_from_memo(memo: dict) -> JoinState:
-    return JoinState(frozenset(memo["members"]), int(memo["deadline"]), memo["closed"])
+    return JoinState(frozenset(memo["members"]), _deadline(memo.get("deadline")), memo["closed"])

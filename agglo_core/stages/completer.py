@@ -1,10 +1,12 @@
-"""completer's stage: join events on the value of ``joinKeys`` within ``timeoutMs``.
+"""completer's stage: join events on the value of ``joinKeys`` within ``timeoutMs`` (<= 0: no deadline).
 
 Each matching event adds its join key to the join's member set with one atomic
 ``JoinAdd``, which also closes (removes) the join when this add completes it or
 comes after its deadline: so exactly one event gets ``complete``, however many
 instances add at once. An event arriving after the deadline gets ``timedout``
-and removes the join, so a later event starts a new one. With dedupe, the add
+and removes the join, so a later event starts a new one. A join without a
+deadline (``timeoutMs`` <= 0, as binge's tests write -1) never times out; its
+store forgets it ``joinTtl`` after its last add. With dedupe, the add
 carries the record's mark and the store answers a redelivered record as it
 answered the first delivery, without adding it again. Events of one batch that
 hit the same join are applied in input order, one round each; when one of them
@@ -15,7 +17,7 @@ them in the same order.
 from __future__ import annotations
 
 from agglo_core.codegen import completer_prelude
-from agglo_core.effects import JoinAdd
+from agglo_core.effects import JOIN_PREFIX, JoinAdd
 from agglo_core.ids import IdMaker
 from agglo_core.paths import MISSING, compile_getter
 from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error
@@ -35,9 +37,9 @@ class CompleterStage:
         self._required = tuple(completion["joinKeys"])
         self._marks = IdMaker(ctx.partition, ctx.pipeline, self.name, "join")
         self._getters = [(k, compile_getter(k)) for k in completion["joinKeys"]]
-        self._timeout = completion["timeoutMs"]
+        self._timeout: int | None = completion["timeoutMs"] if completion["timeoutMs"] > 0 else None
         self._store, self._retry = d["stateStore"], ctx.retry
-        self._key_prefix = f"join/{ctx.partition}/{ctx.pipeline}/{self.name}/"
+        self._key_prefix = f"{JOIN_PREFIX}{ctx.partition}/{ctx.pipeline}/{self.name}/"
         self._status_key = f"internal:completion:{self.name}"
         self._state_key = f"internal:completion:state:{self.name}"
         self._select = completer_prelude(ctx.step, self._key_prefix, render, f"{self._state_key}.value") \
@@ -72,7 +74,7 @@ class CompleterStage:
             if n == len(rounds):
                 rounds.append([])
             rounds[n].append((it, key, value, join_key))
-        deadline = inv.now_ms + self._timeout
+        deadline = None if self._timeout is None else inv.now_ms + self._timeout
         failed: set[str] = set()
         for work in rounds:
             live = []
@@ -85,7 +87,7 @@ class CompleterStage:
             if live:
                 yield from self._round(live, deadline, inv, failed)
 
-    def _round(self, work: list, deadline: int, inv: Invocation, failed: set[str]) -> Driver:
+    def _round(self, work: list, deadline: int | None, inv: Invocation, failed: set[str]) -> Driver:
         marks = self._marks if inv.dedupe else None
         added = yield [JoinAdd(self._store, key, member, deadline, self._retry, self._required, inv.now_ms,
                                marks(it.record.id) if marks else "") for it, key, _, member in work]
@@ -95,7 +97,10 @@ class CompleterStage:
                 failed.add(key)
             elif state.closed == "complete":
                 resolved = {k: True for k in self._join_keys if k in state.members}
-                self._emit(it, "complete", {"value": value, "resolved": resolved, "deadline": state.deadline_ms})
+                done: dict[str, object] = {"value": value, "resolved": resolved}
+                if state.deadline_ms is not None:  # a join without a deadline shows none, not a made-up number
+                    done["deadline"] = state.deadline_ms
+                self._emit(it, "complete", done)
             elif state.closed:
                 self._emit(it, state.closed)
             else:

@@ -78,7 +78,8 @@ def _extra(spec: ConnectorSpec) -> str:
 
 
 def _options_note(spec: ConnectorSpec) -> str:
-    """The options' meanings, where the form alone does not say (``options`` and ``url`` forms)."""
-    if spec.form == "value" or not spec.options:
+    """The options' meanings, where the form alone does not say (all but a ``value`` form's value)."""
+    options = spec.options[1:] if spec.form == "value" else spec.options
+    if not options:
         return ""
-    return "<br>Options: " + "; ".join(f"`{o.name}`: {o.doc}" for o in spec.options if o.doc)
+    return "<br>Options: " + "; ".join(f"`{o.name}`: {o.doc}" for o in options if o.doc)

@@ -11,7 +11,10 @@ conditional on the item's version ``v``, and one item per mark
 (``mark/<mark>``, expiring through the table's TTL attribute ``ttl``),
 conditional on not existing yet, remembering what the change wrote. A join is an
 item with a string set ``members`` and a ``deadline``; adding a member (and
-closing the join when the add decides it) is one transaction of the same kind.
+closing the join when the add decides it) is one transaction of the same kind. A
+join without a deadline has no ``deadline`` attribute and expires through the same
+TTL attribute ``ttl``, ``joinTtl`` after its last add; since DynamoDB deletes
+expired items only eventually, a join past its ``ttl`` counts as gone when read.
 
 Entwine's substream entries are JSON items like tee bodies; its head check
 (``CompareAndPut``) is one ``TransactWriteItems``: the head conditional on its
@@ -20,6 +23,7 @@ Entwine's substream entries are JSON items like tee bodies; its head check
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -51,7 +55,7 @@ from agglo_core.state import (
 )
 from handlers.connectors.aws import AWS_OPTIONS, BOTO3, AwsConnector, client_for, require_region
 from handlers.connectors.base import OPTIMISTIC_ATTEMPTS, Conflict, Contended, Refused, backoff_s, optimistic
-from handlers.connectors.kv import MARK_PREFIX, mark_ttl_s
+from handlers.connectors.kv import DEFAULT_JOIN_TTL_S, JOIN_TTL, MARK_PREFIX, mark_ttl_s
 from handlers.connectors.spec import ConnectorSpec, Option
 
 FIELD = "f:"
@@ -99,6 +103,7 @@ class DynamoKV(AwsConnector):
     def __init__(self, opts: dict[str, str], parallelism: int = 8) -> None:
         self.table = opts["tableName"]
         self._opts = require_region(opts, self.describe())
+        self.join_ttl_s = float(opts.get("joinTtl", DEFAULT_JOIN_TTL_S))
         self.concurrency = parallelism
 
     @property
@@ -319,7 +324,12 @@ class DynamoKV(AwsConnector):
             if known and int(known[TTL]["N"]) >= time.time() and AFTER in known:
                 return join_from_memo(orjson.loads(known[AFTER]["S"]))
         item = self._get(e.key)
-        join = {"members": item["members"]["SS"], "deadline": int(item["deadline"]["N"])} if item else None
+        now = time.time()
+        if not item or (TTL in item and int(item[TTL]["N"]) < now):
+            join = None  # none, or one without a deadline that expired (not yet deleted by DynamoDB): a new join
+        else:
+            join = {"members": item["members"]["SS"], "deadline": int(item["deadline"]["N"]) if "deadline" in item
+                    else None}
         after, state = add_to_join(join, e)
         version = int(item.get(VERSION, {"N": "0"})["N"])
         names, values = {"#v": VERSION}, {}
@@ -333,9 +343,12 @@ class DynamoKV(AwsConnector):
         elif after is None:
             write = {"Delete": {"Key": key}}
         else:
-            write = {"Put": {"Item": {**key, VERSION: {"N": str(version + 1)},
-                                      "members": {"SS": after["members"]},
-                                      "deadline": {"N": str(after["deadline"])}}}}
+            stored = {**key, VERSION: {"N": str(version + 1)}, "members": {"SS": after["members"]}}
+            if after["deadline"] is None:  # no deadline: forgotten joinTtl after this add
+                stored[TTL] = {"N": str(math.ceil(now + self.join_ttl_s))}
+            else:
+                stored["deadline"] = {"N": str(after["deadline"])}
+            write = {"Put": {"Item": stored}}
         body = next(iter(write.values()))
         body.update(TableName=self.table, ConditionExpression=condition, ExpressionAttributeNames=names)
         if values:
@@ -384,4 +397,4 @@ SPECS = (ConnectorSpec(
     "conditional `SET` for max/min) answered with the old item; distinct keys of a batch are written in parallel",
     lambda ext, opts: DynamoKV(opts),
     options=(Option("tableName", required=True, metavar="T", doc="the table"), *AWS_OPTIONS,
-             Option("prefixLength", type="int", metavar="N", doc="binge's; accepted and ignored"))),)
+             Option("prefixLength", type="int", metavar="N", doc="binge's; accepted and ignored"), JOIN_TTL)),)

@@ -8,6 +8,9 @@ and the new marks (documents ``mark/<mark>`` with an ``expires`` time for a TTL
 policy, remembering what the change wrote or the join's answer), and Firestore
 retries it when another instance wrote in between — so sums, max and min, joins
 (adding a member and closing the join) and dedupe are atomic without any lock.
+A join without a deadline carries an ``expires`` time, ``joinTtl`` after its last
+add: a TTL policy on ``expires`` deletes it, and until then it counts as gone when
+read, so nothing depends on the policy being there.
 ``FIRESTORE_EMULATOR_HOST`` is honoured by the client library.
 """
 
@@ -24,7 +27,7 @@ import orjson
 from agglo_core.effects import ApplyDeltas, DeltasApplied, JoinAdd, JoinState, Put
 from agglo_core.state import add_to_join, apply_deltas, apply_parts, join_from_memo, join_memo
 from handlers.connectors.base import OPTIMISTIC_ATTEMPTS, BaseConnector, Contended
-from handlers.connectors.kv import MARK_PREFIX, mark_ttl_s
+from handlers.connectors.kv import DEFAULT_JOIN_TTL_S, JOIN_TTL, MARK_PREFIX, mark_ttl_s
 from handlers.connectors.spec import ClientLibrary, ConnectorSpec, Option
 
 T = TypeVar("T")
@@ -47,6 +50,7 @@ class FirestoreKV(BaseConnector):
         self.project = opts.get("project") or None
         self.collection = opts["collection"]
         self.database = opts.get("database") or None
+        self.join_ttl_s = float(opts.get("joinTtl", DEFAULT_JOIN_TTL_S))
         self._client: Any = None
         self.concurrency = parallelism
 
@@ -116,11 +120,14 @@ class FirestoreKV(BaseConnector):
             if _live(known) and AFTER in known.to_dict():
                 return join_from_memo(known.to_dict()[AFTER])
         snapshot = ref.get(transaction=transaction)
-        join, state = add_to_join(snapshot.to_dict() if snapshot.exists else None, e)
+        # A join past its expiry is gone, whether or not the TTL policy has deleted it yet.
+        join, state = add_to_join(snapshot.to_dict() if _live(snapshot) else None, e)
         if join is None:
             if snapshot.exists:
                 transaction.delete(ref)
         else:
+            if join["deadline"] is None:
+                join["expires"] = _expires(self.join_ttl_s)
             transaction.set(ref, join)
         if mref is not None:
             transaction.set(mref, {"expires": _expires(), AFTER: join_memo(state)})
@@ -143,8 +150,10 @@ def _value(data: dict) -> Any:
     return orjson.loads(data[BODY]) if BODY in data else data
 
 
-def _expires() -> datetime.datetime:
-    return datetime.datetime.fromtimestamp(time.time() + mark_ttl_s(), tz=datetime.UTC)
+def _expires(ttl_s: float | None = None) -> datetime.datetime:
+    """When a mark (or, given its ``ttl_s``, a join without a deadline) written now expires."""
+    return datetime.datetime.fromtimestamp(time.time() + (mark_ttl_s() if ttl_s is None else ttl_s),
+                                           tz=datetime.UTC)
 
 
 def _live(snapshot: Any) -> bool:
@@ -160,4 +169,4 @@ SPECS = (ConnectorSpec(
     "see [Google Cloud Functions](#google-cloud-functions)", lambda ext, opts: FirestoreKV(opts),
     options=(Option("collection", required=True, metavar="C", doc="the collection the items are documents of"),
              Option("project", metavar="P", doc="the project (default: the environment's)"),
-             Option("database", metavar="D", doc="the database (default: (default))"))),)
+             Option("database", metavar="D", doc="the database (default: (default))"), JOIN_TTL)),)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agglo_core.effects import (
+    DEFAULT_JOIN_TTL_S,
     ApplyDeltas,
     CompareAndPut,
     DeltasApplied,
@@ -24,9 +25,15 @@ from agglo_core.effects import (
 )
 from agglo_core.state import StateOverflow, add_to_join, apply_deltas, apply_parts, join_from_memo, join_memo
 from handlers.connectors.base import BaseConnector, Work
+from handlers.connectors.spec import Option
 
 MARK_PREFIX = "mark/"
 DEFAULT_MARK_TTL_S = 7 * 24 * 3600
+
+JOIN_TTL = Option(
+    "joinTtl", type="seconds", default=str(DEFAULT_JOIN_TTL_S), metavar="SECONDS",
+    doc="how long a completer's join without a deadline is kept after its last add (default 7 days)")
+"""Every key-value connector that keeps joins declares this option."""
 
 
 def mark_ttl_s() -> int:
@@ -58,16 +65,25 @@ def apply_marked_in_store(e: ApplyDeltas, get: Callable[[str], Any], put: Callab
 
 
 def join_add_in_store(e: JoinAdd, get: Callable[[str], Any], put: Callable[[str, Any], None],
-              delete: Callable[[str], None], now_s: float, ttl_s: int) -> JoinState:
-    """Adds the member and closes the join if this add decides it; answers a known mark as before."""
+              delete: Callable[[str], None], now_s: float, ttl_s: int, join_ttl_s: float) -> JoinState:
+    """Adds the member and closes the join if this add decides it; answers a known mark as before.
+
+    A join without a deadline is stored with an ``expires`` time, ``join_ttl_s`` after this add; once
+    past it the join counts as gone (whether or not a purge has deleted it yet).
+    """
     if e.mark:
         known = get(MARK_PREFIX + e.mark)
         if known is not None and known.get("expires", 0) > now_s and "closed" in known:
             return join_from_memo(known)
-    join, state = add_to_join(get(e.key), e)
+    current = get(e.key)
+    if current is not None and current.get("expires", now_s + 1) <= now_s:
+        current = None  # forgotten: this add starts a new join
+    join, state = add_to_join(current, e)
     if join is None:
         delete(e.key)
     else:
+        if join["deadline"] is None:
+            join["expires"] = now_s + join_ttl_s
         put(e.key, join)
     if e.mark:
         put(MARK_PREFIX + e.mark, {"expires": now_s + ttl_s, **join_memo(state)})
@@ -97,6 +113,8 @@ class KeyValueStore(BaseConnector):
         self._next_purge = time.time() + self.PURGE_EVERY_S
         self.mark_ttl_s = mark_ttl_s()
         """How long this store keeps dedupe marks, read once when it is built (not per state change)."""
+        self.join_ttl_s: float = DEFAULT_JOIN_TTL_S
+        """How long it keeps a join without a deadline after its last add (the connection string's joinTtl)."""
 
     def transaction(self) -> contextlib.AbstractContextManager[Any]:
         raise NotImplementedError
@@ -142,7 +160,8 @@ class KeyValueStore(BaseConnector):
         return apply_marked_in_store(e, self.read, self.write, time.time(), self.mark_ttl_s)
 
     def join_add(self, e: JoinAdd) -> JoinState:
-        return join_add_in_store(e, self.read, self.write, self.remove, time.time(), self.mark_ttl_s)
+        return join_add_in_store(e, self.read, self.write, self.remove, time.time(), self.mark_ttl_s,
+                                 self.join_ttl_s)
 
     def get_items(self, e: GetItems) -> tuple:
         return tuple(self.read(k) for k in e.keys)

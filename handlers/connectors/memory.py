@@ -2,17 +2,21 @@
 
 One store per NAME per OS process, shared by every external that names it, as
 binge's ``mem:`` stores were. Useful for tests and for state that may be lost.
-Expired dedupe marks are forgotten every ``KeyValueStore.PURGE_EVERY_S`` seconds.
+Expired dedupe marks, and joins without a deadline past their ``joinTtl``, are
+forgotten every ``KeyValueStore.PURGE_EVERY_S`` seconds (and an expired join is
+ignored before that).
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from handlers.connectors.kv import MARK_PREFIX, KeyValueStore
+from agglo_core.effects import JOIN_PREFIX
+from handlers.connectors.kv import JOIN_TTL, MARK_PREFIX, KeyValueStore
 from handlers.connectors.spec import ConnectorSpec, Option
 
 _stores: dict[tuple[str, str], MemoryStore] = {}
@@ -41,12 +45,20 @@ class MemoryStore(KeyValueStore):
     def remove(self, key: str) -> None:
         self.data.pop(key, None)
 
+    def with_join_ttl(self, seconds: float) -> MemoryStore:
+        """This store as an external whose joinTtl is ``seconds`` sees it: the same items, the same lock."""
+        if seconds == self.join_ttl_s:
+            return self
+        view = copy.copy(self)
+        view.join_ttl_s = seconds
+        return view
+
     def purge_expired(self, now_s: float | None = None) -> int:
-        """Forget the dedupe marks that expired (by ``now_s``); returns how many."""
+        """Forget the dedupe marks and joins that expired (by ``now_s``); returns how many."""
         now_s = time.time() if now_s is None else now_s
         with self._lock:
-            gone = [k for k, v in self.data.items()
-                    if k.startswith(MARK_PREFIX) and isinstance(v, dict) and v.get("expires", now_s) < now_s]
+            gone = [k for k, v in self.data.items() if k.startswith((MARK_PREFIX, JOIN_PREFIX))
+                    and isinstance(v, dict) and v.get("expires", now_s) < now_s]
             for k in gone:
                 del self.data[k]
         return len(gone)
@@ -89,7 +101,8 @@ SPECS = (
         "in-process key-value store", ("mem",), ("ExternalKVStore",), MemoryStore.capabilities,
         None,
         "in-process store; one per NAME per OS process, shared by every external naming it",
-        lambda ext, opts: store("kv", opts["name"]), form="value", options=(_NAME,)),
+        lambda ext, opts: store("kv", opts["name"]).with_join_ttl(float(opts["joinTtl"])), form="value",
+        options=(_NAME, JOIN_TTL)),
     ConnectorSpec(
         "in-process object store", ("mem",), ("ExternalObjectStore",), MemoryObjectStore.capabilities,
         None, "in-process object store",

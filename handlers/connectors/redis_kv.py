@@ -7,9 +7,10 @@ the script adds in doubles exactly as Python does (so outputs match the other
 stores), max and min compare inside it, and it answers with the item as it was. A record's dedupe mark is a key beside its item
 (``<item>|mark|<mark>``, with an expiry), set in the same script as the change and
 holding the fields the change wrote (JSON), so a redelivery is answered as the
-first delivery was. A join is a hash with its ``deadline`` and one ``m:<member>``
-field per member; adding a member, closing the join and remembering the answer
-under the record's mark is one script. Tee bodies and entwine's chain entries are JSON
+first delivery was. A join is a hash with its ``deadline`` ("" for none) and one
+``m:<member>`` field per member; adding a member, closing the join and remembering
+the answer under the record's mark is one script. A join without a deadline expires
+(``PEXPIRE``) ``joinTtl`` after its last add: Redis itself forgets it. Tee bodies and entwine's chain entries are JSON
 strings; a ``CompareAndPut`` (entwine's head check) is one script.
 """
 
@@ -28,13 +29,12 @@ from agglo_core.effects import (
     DeltasApplied,
     GetItems,
     JoinAdd,
-    JoinState,
     Put,
 )
 from agglo_core.ir import ExternalIR
-from agglo_core.state import BOUNDS, REFUSED, STATE_INT_MAX, STATE_LIMIT, StateOverflow
+from agglo_core.state import BOUNDS, REFUSED, STATE_INT_MAX, STATE_LIMIT, StateOverflow, join_from_memo
 from handlers.connectors.base import BaseConnector, Work
-from handlers.connectors.kv import mark_ttl_s
+from handlers.connectors.kv import DEFAULT_JOIN_TTL_S, JOIN_TTL, mark_ttl_s
 from handlers.connectors.spec import ClientLibrary, ConnectorSpec, Option
 
 # KEYS[1] = item; ARGV = mark TTL, then per part: mark ('' = none), n, n x (op, field, amount).
@@ -105,10 +105,12 @@ return {old, skipped, memos}
 """
 _BOUNDS = f"local STATE_LIMIT, INT_LIMIT, BOUNDS = {STATE_LIMIT!r}, {STATE_INT_MAX + 1}, {json.dumps(BOUNDS, ensure_ascii=False)}\n"
 
-# KEYS[1] = join; ARGV = member, deadline, now, mark TTL, mark ('' = none), n, n x required member.
+# KEYS[1] = join; ARGV = member, deadline ('' = none), now, mark TTL, mark ('' = none), join TTL in ms,
+# n, n x required member.
 # Adds the member; closes (deletes) the join when now is past its deadline or every required member
-# is in. With a mark, remembers the answer and answers a redelivery with it, changing nothing.
-# Returns the answer as JSON: {members, deadline, closed}.
+# is in. A join left open without a deadline expires join TTL after this add. With a mark, remembers the
+# answer and answers a redelivery with it, changing nothing.
+# Returns the answer as JSON: {members, deadline (null: none), closed}.
 _JOIN_ADD = """
 local markkey = nil
 if ARGV[5] ~= '' then
@@ -128,16 +130,22 @@ for i = 1, #fields, 2 do
   end
 end
 local closed = ''
-if tonumber(ARGV[3]) > tonumber(deadline) then
+if deadline ~= '' and tonumber(ARGV[3]) > tonumber(deadline) then
   closed = 'timedout'
-elseif tonumber(ARGV[6]) > 0 then
+elseif tonumber(ARGV[7]) > 0 then
   closed = 'complete'
-  for i = 1, tonumber(ARGV[6]) do
-    if not have[ARGV[6 + i]] then closed = '' end
+  for i = 1, tonumber(ARGV[7]) do
+    if not have[ARGV[7 + i]] then closed = '' end
   end
 end
-if closed ~= '' then redis.call('DEL', KEYS[1]) end
-local answer = cjson.encode({members = members, deadline = deadline, closed = closed})
+if closed ~= '' then
+  redis.call('DEL', KEYS[1])
+elseif deadline == '' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+end
+local shown = cjson.null
+if deadline ~= '' then shown = deadline end
+local answer = cjson.encode({members = members, deadline = shown, closed = closed})
 if markkey then redis.call('SET', markkey, answer, 'EX', ARGV[4]) end
 return answer
 """
@@ -174,6 +182,11 @@ def number_from_redis(text: bytes | str) -> int | float:
         return float(s)
 
 
+def _hash_field(text: bytes) -> int | float | None:
+    """A hash field as a number: a state field, a join's member flag or deadline ("" for none: None)."""
+    return None if text == b"" else number_from_redis(text)
+
+
 def _memo(stored: bytes) -> dict:
     """The fields a part wrote, as its mark remembers them (older marks remember nothing)."""
     try:
@@ -192,11 +205,12 @@ class RedisKV(BaseConnector):
 
     capabilities = frozenset({"Put", "ApplyDeltas", "JoinAdd", "GetItems", "CompareAndPut"})
 
-    def __init__(self, url: str, prefix: str = "") -> None:
+    def __init__(self, url: str, prefix: str = "", join_ttl_s: float = DEFAULT_JOIN_TTL_S) -> None:
         from handlers.connectors.catalog import redact  # late: the catalog imports this module
 
         self.url = url
         self.prefix = prefix
+        self._join_ttl_ms = str(max(1, round(join_ttl_s * 1000)))
         self._shown = redact(url)
         self._client: Any = None
         self._scripts: dict[str, Any] = {}
@@ -233,8 +247,8 @@ class RedisKV(BaseConnector):
                 self._scripts["apply"](keys=[key], args=args, client=pipe)
             elif isinstance(e, JoinAdd):
                 self._scripts["join_add"](keys=[key], args=[
-                    e.member, str(e.deadline_ms), str(e.now_ms), str(mark_ttl_s()), e.mark, str(len(e.required)),
-                    *e.required], client=pipe)
+                    e.member, "" if e.deadline_ms is None else str(e.deadline_ms), str(e.now_ms), str(mark_ttl_s()),
+                    e.mark, self._join_ttl_ms, str(len(e.required)), *e.required], client=pipe)
             elif isinstance(e, Put):
                 pipe.set(key, w.data)
             elif isinstance(e, CompareAndPut):
@@ -256,7 +270,7 @@ class RedisKV(BaseConnector):
                                  remembered)
         if isinstance(e, JoinAdd):
             join = orjson.loads(answer)
-            return JoinState(frozenset(join["members"] or ()), int(join["deadline"]), join["closed"])
+            return join_from_memo({**join, "members": join["members"] or ()})
         if isinstance(e, CompareAndPut):
             return answer == 1
         if isinstance(e, GetItems):
@@ -269,7 +283,7 @@ class RedisKV(BaseConnector):
     def _value(self, full_key: str) -> Any:
         kind = self.client.type(full_key)
         if kind == b"hash":
-            return {k: number_from_redis(v) for k, v in _pairs(
+            return {k: _hash_field(v) for k, v in _pairs(
                 [x for kv in self.client.hgetall(full_key).items() for x in kv]).items()}
         if kind == b"string":
             return orjson.loads(self.client.get(full_key))
@@ -295,7 +309,7 @@ def _glob_escape(text: str) -> str:
 
 def _build(ext: ExternalIR, opts: dict[str, str]) -> RedisKV:
     parts = urlsplit(ext.connection_string)
-    return RedisKV(parts._replace(query="").geturl(), opts.get("prefix", ""))
+    return RedisKV(parts._replace(query="").geturl(), opts.get("prefix", ""), float(opts["joinTtl"]))
 
 
 SPECS = (ConnectorSpec(
@@ -303,4 +317,5 @@ SPECS = (ConnectorSpec(
     "Redis anywhere (a laptop, Memorystore, ElastiCache; `pip install 'agglo[redis]'`): every state change is "
     "one Lua script (atomic), a batch's effects one pipelined round trip",
     _build, form="url", url_shape="[user:password@]host:port/db",
-    options=(Option("prefix", metavar="P", doc="prepended to every key, so several configs can share one db"),)),)
+    options=(Option("prefix", metavar="P", doc="prepended to every key, so several configs can share one db"),
+             JOIN_TTL)),)

@@ -25,6 +25,7 @@ Form = Literal["options", "value", "url"]
 
 * ``options``: ``scheme:key=value,key=value`` (binge's form);
 * ``value``: ``scheme:VALUE``, one positional option (a path, a name, a topic); scheme "" is a bare path;
+  any further options follow as a query, ``scheme:VALUE?key=value&key=value``;
 * ``url``: ``scheme://[user[:password]@]host…[?key=value]``; the query's keys are the options, and the
   password in the userinfo is always secret.
 """
@@ -133,11 +134,10 @@ class ConnectorSpec:
         shapes = []
         for scheme in self.schemes:
             if self.form == "value":
-                metavar = self.options[0].metavar
+                metavar = self.options[0].metavar + self._query_shape(self.options[1:])
                 shapes.append(f"`{scheme}:{metavar}`" if scheme else f"`{metavar}` (binge's form)")
             elif self.form == "url":
-                query = "".join(f"[{'?' if i == 0 else '&'}{o.name}={o.metavar}]" for i, o in enumerate(self.options))
-                shapes.append(f"`{scheme}://{self.url_shape}{query}`")
+                shapes.append(f"`{scheme}://{self.url_shape}{self._query_shape(self.options)}`")
             else:
                 parts = [f"{o.name}={o.metavar}" for o in self.options if o.required]
                 parts += [f"[,{o.name}={o.metavar}]" for o in self.options if not o.required]
@@ -145,11 +145,19 @@ class ConnectorSpec:
                               "".join(p for p in parts if p.startswith("[")) + "`")
         return ", ".join(shapes)
 
+    @staticmethod
+    def _query_shape(options: tuple[Option, ...]) -> str:
+        return "".join(f"[{'?' if i == 0 else '&'}{o.name}={o.metavar}]" for i, o in enumerate(options))
+
     def parse(self, connection_string: str) -> dict[str, str]:
         """The options a connection string of this connector sets (userinfo passwords as ``password``)."""
         scheme = scheme_of(connection_string)
         if self.form == "value":
-            return {self.options[0].name: connection_string[len(scheme) + 1:] if scheme else connection_string}
+            value = connection_string[len(scheme) + 1:] if scheme else connection_string
+            if len(self.options) == 1:  # the value is all there is, whatever it holds
+                return {self.options[0].name: value}
+            value, _, query = value.partition("?")
+            return {self.options[0].name: value, **dict(parse_qsl(query, keep_blank_values=True))}
         if self.form == "url":
             parts = urlsplit(connection_string)
             opts = dict(parse_qsl(parts.query, keep_blank_values=True))
@@ -160,6 +168,8 @@ class ConnectorSpec:
         """The connection string that sets ``options`` (the inverse of ``parse``)."""
         if self.form == "value":
             value = options.get(self.options[0].name, "")
+            value += "".join(f"{'?' if i == 0 else '&'}{k}={v}" for i, (k, v) in enumerate(
+                (k, v) for k, v in options.items() if k != self.options[0].name))
             return f"{scheme}:{value}" if scheme else value
         if self.form == "url":
             query = "&".join(f"{k}={v}" for k, v in options.items())

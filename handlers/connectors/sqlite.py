@@ -2,8 +2,10 @@
 
 WAL mode, and every batch of effects in one ``BEGIN IMMEDIATE`` transaction, so
 each state change is atomic and several processes can share one file. Dedupe
-marks (rows ``mark/<mark>``) past their expiry are deleted every
-``KeyValueStore.PURGE_EVERY_S`` seconds by whichever process writes.
+marks (rows ``mark/<mark>``) past their expiry, and joins without a deadline
+past their ``joinTtl`` (rows ``join/…`` with an ``expires`` time), are deleted
+every ``KeyValueStore.PURGE_EVERY_S`` seconds by whichever process writes; an
+expired join is ignored before that.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from typing import Any
 
 import orjson
 
-from agglo_core.effects import Put
+from agglo_core.effects import JOIN_PREFIX, Put
 from handlers.connectors.base import Work
-from handlers.connectors.kv import MARK_PREFIX, KeyValueStore
+from handlers.connectors.kv import JOIN_TTL, MARK_PREFIX, KeyValueStore
 from handlers.connectors.spec import ConnectorSpec, Option
 
 BUSY_TIMEOUT_S = 60
@@ -78,9 +80,11 @@ def _prefix_end(prefix: str) -> str:
 
 
 class SqliteKV(KeyValueStore):
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, join_ttl_s: float | None = None) -> None:
         super().__init__()
         self.path = path
+        if join_ttl_s is not None:
+            self.join_ttl_s = join_ttl_s
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         self._local = threading.local()
@@ -120,11 +124,12 @@ class SqliteKV(KeyValueStore):
         self._store(e.key, body)  # already JSON
 
     def purge_expired(self, now_s: float | None = None) -> int:
-        """Delete the dedupe marks that expired (by ``now_s``); returns how many."""
+        """Delete the dedupe marks and joins that expired (by ``now_s``); returns how many."""
+        now_s = time.time() if now_s is None else now_s
         with transaction(self._connect()) as conn:
-            return conn.execute(
+            return sum(conn.execute(
                 "DELETE FROM kv WHERE key >= ? AND key < ? AND json_extract(CAST(value AS TEXT), '$.expires') < ?",
-                (MARK_PREFIX, _prefix_end(MARK_PREFIX), time.time() if now_s is None else now_s)).rowcount
+                (prefix, _prefix_end(prefix), now_s)).rowcount for prefix in (MARK_PREFIX, JOIN_PREFIX))
 
     def get(self, key: str) -> Any:
         return self.read(key)
@@ -143,5 +148,6 @@ SPECS = (ConnectorSpec(
     "SQLite", ("sqlite",), ("ExternalKVStore",), SqliteKV.capabilities, None,
     "the embedded default: a SQLite file in WAL mode; each batch of state changes is one transaction; "
     "safe for several processes on one file",
-    lambda ext, opts: SqliteKV(opts["path"]), form="value",
-    options=(Option("path", required=True, metavar="PATH", doc="the database file, as in sqlite:state.db"),)),)
+    lambda ext, opts: SqliteKV(opts["path"], float(opts["joinTtl"])), form="value",
+    options=(Option("path", required=True, metavar="PATH", doc="the database file, as in sqlite:state.db"),
+             JOIN_TTL)),)

@@ -239,9 +239,11 @@ JOINS = config(
         "pairs": ["c-pair", "c-tee"],
         "chained": ["c-triple", "c-single", "c-tee"],
         "mixed": ["c-sum-by-hash", "c-pair", "c-tee"],
+        "forever": ["c-forever", "c-tee"],
     },
     [
         completer("c-pair", ["hash", "githash"], timeout=5000),
+        completer("c-forever", ["githash", "hash"], timeout=-1),  # binge's "no deadline"
         completer("c-triple", ["a", "b", "c"], timeout=5000,
                   condition=when(comparator(var("author"), "NotEqual", lit("skip")))),
         completer("c-single", ["author"], timeout=5000),
@@ -720,3 +722,7 @@ def test_batching_examples_exercise_state(name: str) -> None:
         assert status == ["triggered", "complete"]
         triple = [dict(o.outputs)["chained"]["internal:completion:c-triple"] for o in outcomes]
         assert triple == ["triggered", "triggered", "complete"]
+        forever = [dict(o.outputs)["forever"] for o in outcomes[:2]]
+        assert [f["internal:completion:c-forever"] for f in forever] == ["triggered", "complete"]
+        assert forever[1]["internal:completion:state:c-forever"] == {
+            "value": "j1", "resolved": {"githash": True, "hash": True}}  # no deadline to show

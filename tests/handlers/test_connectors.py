@@ -13,6 +13,7 @@ import pytest
 
 from agglo_core import ApplyDeltas, DeltasApplied, EffectFailed, JoinAdd, JoinState, Put, load_config
 from agglo_core.config import External
+from agglo_core.effects import JOIN_PREFIX
 from agglo_core.state import combine_deltas
 from handlers.connectors import UnknownConnector, default_registry, memory
 from handlers.connectors.files import DirectoryStore
@@ -23,28 +24,40 @@ def ext(kind: str, cs: str, name: str = "X") -> External:
     return External.model_validate({"externalType": kind, "name": name, "connectionString": cs})
 
 
-@pytest.fixture(params=["mem", "sqlite", "redis", "dynamo", "firestore"])
-def kv(request, tmp_path):
-    """Every key-value connector must pass the same contract."""
-    if request.param == "mem":
-        return default_registry().build(ext("ExternalKVStore", "mem:t"))
-    if request.param == "sqlite":
-        return default_registry().build(ext("ExternalKVStore", f"sqlite:{tmp_path}/sub/state.db"))
-    if request.param == "redis":
-        return default_registry().build(ext("ExternalKVStore", request.getfixturevalue("redis_kv_url")))
-    if request.param == "firestore":
+KV_BACKENDS = ["mem", "sqlite", "redis", "dynamo", "firestore"]
 
+
+def kv_connection_string(backend: str, request, tmp_path, join_ttl: str = "") -> str:
+    """The connection string of a fresh store of ``backend`` (its server started), with ``joinTtl`` if given."""
+    query, option = (f"?joinTtl={join_ttl}", f",joinTtl={join_ttl}") if join_ttl else ("", "")
+    if backend == "mem":
+        return f"mem:t{query}"
+    if backend == "sqlite":
+        return f"sqlite:{tmp_path}/sub/state.db{query}"
+    if backend == "redis":
+        return request.getfixturevalue("redis_kv_url") + query
+    if backend == "firestore":
         request.getfixturevalue("monkeypatch").setenv("FIRESTORE_EMULATOR_HOST",
                                                       request.getfixturevalue("firestore_emulator"))
-        collection = f"state-{uuid.uuid4().hex[:8]}"
-        return default_registry().build(ext("ExternalKVStore", f"firestore:project=agglo-test,collection={collection}"))
+        return f"firestore:project=agglo-test,collection=state-{uuid.uuid4().hex[:8]}{option}"
     request.getfixturevalue("aws")
     from handlers.connectors.aws import client
 
     client("dynamodb").create_table(TableName="state", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
                                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
                                     BillingMode="PAY_PER_REQUEST")
-    return default_registry().build(ext("ExternalKVStore", "dynamo:tableName=state"))
+    return f"dynamo:tableName=state{option}"
+
+
+def kv_store(backend: str, request, tmp_path, join_ttl: str = ""):
+    return default_registry().build(ext("ExternalKVStore", kv_connection_string(backend, request, tmp_path,
+                                                                                   join_ttl)))
+
+
+@pytest.fixture(params=KV_BACKENDS)
+def kv(request, tmp_path):
+    """Every key-value connector must pass the same contract."""
+    return kv_store(request.param, request, tmp_path)
 
 
 def befores(answers: list) -> list[dict]:
@@ -121,6 +134,112 @@ def test_kv_joins_add_and_close_in_one_step(kv):
     assert fresh == JoinState(frozenset({"a"}), 999)
     [plain] = kv.perform([JoinAdd("s", "other", "x", 5)])  # nothing required: a plain set-add
     assert plain == JoinState(frozenset({"x"}), 5)
+
+
+def forever(member: str, now: int = 50, mark: str = "", required=("a", "b"), key: str = "j") -> JoinAdd:
+    """An add to a join without a deadline (the completer's timeoutMs <= 0)."""
+    return JoinAdd("s", key, member, None, required=tuple(required), now_ms=now, mark=mark)
+
+
+LATER = 10**15  # about 31,000 years after 1970, in ms: "forever" for a join
+
+
+def test_kv_joins_without_a_deadline_never_time_out(kv):
+    [a] = kv.perform([forever("a", mark="ra")])
+    assert a == JoinState(frozenset({"a"}), None)
+    [again] = kv.perform([forever("a", now=LATER, mark="ra2")])  # "forever" later: still open
+    assert again == JoinState(frozenset({"a"}), None)
+    [b] = kv.perform([forever("b", now=LATER + 1, mark="rb")])
+    assert b == JoinState(frozenset({"a", "b"}), None, "complete")
+    assert kv.perform([forever("b", now=LATER + 2, mark="rb"), forever("a", now=LATER + 2, mark="ra")]) == [
+        b, a]  # redeliveries get their first answers, "no deadline" included
+    # A join keeps the deadline (or none) its first add gave it, whatever later adds carry.
+    [opened] = kv.perform([forever("a", key="k")])
+    [late] = kv.perform([JoinAdd("s", "k", "x", 5, required=("a", "b"), now_ms=LATER)])
+    assert (opened, late) == (JoinState(frozenset({"a"}), None), JoinState(frozenset({"a", "x"}), None))
+    kv.perform([JoinAdd("s", "d", "a", 100, required=("a", "b"), now_ms=50)])
+    [timed_out] = kv.perform([forever("b", now=101, key="d")])
+    assert timed_out == JoinState(frozenset({"a", "b"}), 100, "timedout")
+
+
+@pytest.mark.parametrize("backend", KV_BACKENDS)
+def test_a_join_without_a_deadline_is_forgotten_join_ttl_after_its_last_add(backend, request, tmp_path):
+    import time
+
+    kv = kv_store(backend, request, tmp_path, join_ttl="2")
+    j, d = JOIN_PREFIX + "j", JOIN_PREFIX + "d"  # the stores' purges look for joins by the completer's key prefix
+    kv.perform([forever("a", key=j), JoinAdd("s", d, "a", LATER, required=("a", "b"), now_ms=50)])
+    first = time.monotonic()
+    time.sleep(1.2)
+    [kept] = kv.perform([forever("x", key=j)])  # within joinTtl: the same join, and its time starts again
+    time.sleep(max(0.0, first + 2.4 - time.monotonic()))
+    [still] = kv.perform([forever("y", key=j)])  # past joinTtl since the first add, not since the last
+    assert (kept.members, still.members) == ({"a", "x"}, {"a", "x", "y"})
+    time.sleep(3.2)  # past joinTtl since the last add (DynamoDB's ttl is in whole seconds: one more)
+    if backend in ("mem", "sqlite"):
+        assert kv.purge_expired() == 1  # the join; the one with a deadline stays
+    if backend in ("mem", "sqlite", "redis"):  # Redis forgets it itself (PEXPIRE)
+        assert kv.get(j) is None and kv.get(d) is not None
+    [fresh] = kv.perform([forever("b", key=j)])
+    assert fresh == JoinState(frozenset({"b"}), None)  # a new join: the forgotten one cannot complete
+    [done] = kv.perform([JoinAdd("s", d, "b", LATER, required=("a", "b"), now_ms=60)])
+    assert done == JoinState(frozenset({"a", "b"}), LATER, "complete")  # joinTtl is for joins without a deadline
+
+
+@pytest.mark.parametrize("backend", KV_BACKENDS)
+def test_completer_without_timeout(backend, request, tmp_path):
+    """binge's completer example (processes.md) with binge's timeoutMs -1, on every store, generated and
+    interpreted: the second half arrives "forever" later and still completes the join; nothing times out."""
+    from builders import NOW_MS, config, kv
+
+    from agglo_core import Record, compile_plan
+
+    cs = kv_connection_string(backend, request, tmp_path)
+    store = default_registry().build(ext("ExternalKVStore", cs, "State"))
+    definition = {"completer": {"name": "BuildDeployed", "stateStore": "State",
+                                "completion": {"joinKeys": ["head", "cicdVcsHash"], "timeoutMs": -1}}}
+    first = {"repo": "agglo", "head": "deadbeef", "state": "passed"}
+    second = {"workflow": "agglo", "cicdVcsHash": "deadbeef", "state": "passed"}
+    for codegen, value in ((True, "deadbeef"), (False, "cafe")):
+        plan = compile_plan(config(definition, externals=(kv("State", cs),)), codegen=codegen)
+        opened = plan.run([Record(f"r1-{value}", {**first, "head": value})], NOW_MS, store.perform)
+        closed = plan.run([Record(f"r2-{value}", {**second, "cicdVcsHash": value})], LATER, store.perform)
+        [(_, one)], [(_, two)] = opened[0].outputs, closed[0].outputs
+        assert (one["internal:completion:BuildDeployed"], two["internal:completion:BuildDeployed"]) == (
+            "triggered", "complete"), codegen
+        assert two["internal:completion:state:BuildDeployed"] == {  # no deadline: none shown, not a number
+            "value": value, "resolved": {"head": True, "cicdVcsHash": True}}
+    assert not [k for k, _ in store.scan(JOIN_PREFIX) if "|mark|" not in k]  # completed joins are removed (Redis
+    # keeps a record's mark beside its join's key)
+
+
+def test_externals_naming_one_memory_store_share_its_joins_with_their_own_join_ttl():
+    short = default_registry().build(ext("ExternalKVStore", "mem:shared?joinTtl=60", "Short"))
+    long = default_registry().build(ext("ExternalKVStore", "mem:shared", "Long"))
+    assert (short.join_ttl_s, long.join_ttl_s) == (60, 7 * 24 * 3600)
+    short.perform([forever("a", key=JOIN_PREFIX + "j")])
+    [both] = long.perform([forever("b", key=JOIN_PREFIX + "j", required=("a", "b", "c"))])
+    assert both.members == {"a", "b"} and memory.store("kv", "shared").get(JOIN_PREFIX + "j") is not None
+
+
+@pytest.mark.parametrize("cs", ["mem:t?joinTtl=0", "sqlite:s.db?joinTtl=soon", "redis://h:1/0?joinTtl=-5",
+                                "dynamo:tableName=T,joinTtl=", "firestore:collection=C,joinTtl=1d"])
+def test_a_join_ttl_must_be_a_positive_number_of_seconds(cs):
+    from handlers.connectors.catalog import spec_for
+    from handlers.connectors.spec import scheme_of
+
+    [problem] = spec_for("ExternalKVStore", scheme_of(cs)).problems(cs)
+    assert problem.startswith("joinTtl must be a positive number of seconds"), problem
+
+
+def test_redis_sets_an_expiry_only_on_joins_without_a_deadline(request, tmp_path):
+    import redis
+
+    kv = kv_store("redis", request, tmp_path, join_ttl="90")
+    kv.perform([forever("a"), JoinAdd("s", "d", "a", LATER, required=("a", "b"), now_ms=50)])
+    client = redis.Redis.from_url(request.getfixturevalue("redis_kv_url"))
+    assert 85_000 < client.pttl("j") <= 90_000 and client.pttl("d") == -1  # -1: no expiry
+    assert kv.get("j") == {"deadline": None, "m:a": 1}
 
 
 def test_kv_joins_answer_a_redelivered_mark_as_before(kv):
