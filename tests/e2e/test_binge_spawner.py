@@ -132,3 +132,18 @@ def test_two_pipelines_spawns_still_overlap(tmp_path: pathlib.Path) -> None:
         assert all(prev["end"] <= nxt["start"] for prev, nxt in zip(spans, spans[1:], strict=False))
     # The two pipelines' spawners run beside each other: some span of one overlaps some span of the other.
     assert any(x["start"] < y["end"] and y["start"] < x["end"] for x in intervals(a) for y in intervals(b))
+
+
+def test_interleaved_lanes_answer_each_exec_in_its_place(tmp_path: pathlib.Path) -> None:
+    """Execs of two lanes and none, interleaved in one call: each result is its own exec's, and each lane ran
+    its execs in the order given."""
+    log = tmp_path / "log"
+    echo = executable(tmp_path / "echo", f'#!/bin/sh\ntee -a "{log}"\necho\n')
+    runner = ExecRunner(allowed=frozenset({str(echo.resolve())}), timeout_s=10)
+    rng = random.Random(3)
+    lanes = [rng.choice(["", "A", "B"]) for _ in range(40)]
+    effects = [Exec(str(echo), (), {"i": i, "lane": lane}, lane=lane) for i, lane in enumerate(lanes)]
+    assert runner.perform(effects) == [{"i": i, "lane": lane} for i, lane in enumerate(lanes)]
+    ran = [json.loads(line) for line in log.read_text().splitlines()]
+    for lane in ("A", "B"):
+        assert [r["i"] for r in ran if r["lane"] == lane] == [i for i, x in enumerate(lanes) if x == lane]
