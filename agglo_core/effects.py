@@ -131,7 +131,7 @@ class Put:
 
 @value_class
 class Exec:
-    """Run an executable with ``input`` as JSON on stdin, after ``delay_ms``.
+    """Run an executable with ``input`` as JSON on stdin, after ``delay_ms`` (none when not positive).
 
     With ``wait`` the result is its stdout parsed as JSON; without, the effect is
     fire-and-forget and its result is ignored.
@@ -143,6 +143,9 @@ class Exec:
     delay_ms: int = 0
     wait: bool = True
     retry: RetryPolicy = NO_RETRY
+    lane: str = ""
+    """Waited-for execs of one crossing with the same non-empty lane run one after another, in the order
+    given (one spawner stage's: its side effects happen in input order); those without run side by side."""
 
 
 @value_class

@@ -81,8 +81,10 @@ _DOC = """\
 keep a running `AggSum`, `AggMax`, `AggMin`, `AggAvg`,
 `AggCount` or `AggDiscreteHistogram` of the field `key`, per value of
 `groupByKeys` (dotted paths; a missing group value is `"nil"`), in the KV
-store `stateStore`. With `forwardState`, the output carries the state after
-this event:
+store `stateStore`. With `forwardState`, the output carries the state of this
+event's group of this aggregator after this event (binge forwards every group of
+every aggregator of the pipeline; see
+[Where agglo differs from binge](#where-agglo-differs-from-binge)):
 
 ```json
 {"aggregator": {"name": "SumSomeNum", "stateStore": "State", "forwardState": true,

@@ -35,8 +35,6 @@ class Spawner(ConfigModel):
 def _check(d: Spawner, ctx: CheckContext) -> Iterator[Problem]:
     if d.job is None or d.job.runnable is None or not d.job.runnable.pathToExec:
         yield "job.runnable.pathToExec", "must name an executable"
-    if d.delayInMs < 0:
-        yield "delayInMs", "must not be negative"
 
 
 def _executables(d: Spawner) -> Iterator[ExecRef]:
@@ -46,8 +44,14 @@ def _executables(d: Spawner) -> Iterator[ExecRef]:
 
 _DOC = """\
 run `job.runnable.pathToExec` with `cmdArgs` and the event on
-stdin, after `delayInMs`. With `doSync`, `{<name>: <its JSON output>}` is
-appended to `internal:spawn:output`; without, it is fire-and-forget.
+stdin, after `delayInMs` (zero or less: at once, as in binge, whose tests use
+-1). With `doSync`, `{<name>: <its JSON output>}` is appended to
+`internal:spawn:output`, and the spawns of one spawner in one pipeline run one
+after another in input order (a spawner that appends to a file sees the events
+in order, as binge's `TestPipelinesBasic` expects); other pipelines, other
+batches and exec transforms still run beside them. Without `doSync` it is
+fire-and-forget: asynchronous spawns run side by side, in no set order (binge
+runs them as goroutines).
 
 ```json
 {"spawner": {"name": "Notify", "doSync": true, "delayInMs": 0,

@@ -52,13 +52,20 @@ def _describe(d: Tee) -> list[str]:
 
 
 _DOC = """\
-send the event (through `transformerRef`, deep-merged with
-`additionalBody`) to `outputConnectorRef`, and append
-`{"uuid", "outputType", "connectionString"}` to `internal:tee:output` (plus
-`"response"` for HTTP; `outputType` is binge's `kvstore`, `object`,
-`localfile`, `web`, `pubsub`). The uuid is a deterministic function of the
-record id, partition, pipeline and tee, so a redelivered record overwrites
-what it wrote before.
+send the event (through `transformerRef`, merged with `additionalBody`) to
+`outputConnectorRef`, and append `{"uuid", "outputType", "connectionString"}`
+to `internal:tee:output` (plus `"response"` for HTTP when the endpoint answered
+a JSON body other than `null` or `{}`, as binge; `outputType` is binge's
+`kvstore`, `object`, `localfile`, `web`, `pubsub`). The uuid is a deterministic
+function of the record id, partition, pipeline and tee, so a redelivered record
+overwrites what it wrote before.
+
+`additionalBody` merges as binge's merge does: maps merge key by key, lists
+append (the event's items first), and two values at one path that are not both
+maps or both lists (two scalars, even equal ones, or a map or list and a scalar)
+fail the record, permanently, naming the path: `{"tags": ["a"], "n": 1}` with
+`{"tags": ["b"], "meta": {"via": "tee"}}` sends `{"tags": ["a", "b"], "n": 1,
+"meta": {"via": "tee"}}`, but with `{"n": 1}` it fails at `n`.
 
 ```json
 {"tee": {"name": "Forward to Test", "outputConnectorRef": "ServiceB", "transformerRef": "APIChange",

@@ -18,14 +18,17 @@ class SpawnerStage:
         self._cond = ctx.predicate(d["condition"])
         runnable = d["job"]["runnable"]  # validation guarantees both
         self._path, self._args = runnable["pathToExec"], runnable["cmdArgs"]
-        self._delay, self._sync, self._retry = d["delayInMs"], d["doSync"], ctx.retry
+        # binge waits only for a positive delay; its own tests spawn with -1.
+        self._delay, self._sync, self._retry = max(0, d["delayInMs"]), d["doSync"], ctx.retry
+        # Waited-for spawns of this stage run one after another, so their side effects follow input order.
+        self._lane = f"{ctx.pipeline}/{self.name}" if self._sync else ""
 
     def run(self, items: list[Item], inv: Invocation) -> Driver:
         cond = self._cond
         chosen = [it for it in items if cond is None or cond(it.event)]  # type: ignore[arg-type]
         if not chosen:
             return
-        results = yield [Exec(self._path, self._args, it.event, self._delay, self._sync, self._retry)
+        results = yield [Exec(self._path, self._args, it.event, self._delay, self._sync, self._retry, self._lane)
                          for it in chosen]
         if not self._sync:
             return  # fire-and-forget

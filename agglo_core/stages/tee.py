@@ -9,6 +9,7 @@ from agglo_core.effects import Effect, Put
 from agglo_core.errors import RECORD_FAULTS, StageError, describe
 from agglo_core.ids import IdMaker
 from agglo_core.ir import thaw
+from agglo_core.paths import json_type
 from agglo_core.pipeline import Driver, Invocation, Item, StageContext, effect_error, run_each
 from agglo_core.records import find_problem
 from agglo_core.stages.transformer import TransformerStage
@@ -21,12 +22,25 @@ OUTPUT_TYPES = {
 }
 
 
-def deep_merge(base: dict, extra: dict) -> dict:
-    """``base`` with ``extra`` merged in; maps merge recursively, anything else in ``extra`` wins."""
-    out = dict(base)
+def merge_body(body: dict, extra: dict, at: str = "") -> dict:
+    """``body`` with a tee's ``additionalBody`` (``extra``) merged in, as binge merges them: maps merge key by
+    key, lists append (the body's items first), and any other meeting of two values at one path (two scalars,
+    even equal ones, or a map or list and something else) is a ``StageError`` naming the path (``at``: where
+    ``body`` is)."""
+    out = dict(body)
     for k, v in extra.items():
-        cur = out.get(k)
-        out[k] = deep_merge(cur, v) if type(cur) is dict and type(v) is dict else v
+        if k not in out:
+            out[k] = v
+            continue
+        cur = out[k]
+        path = f"{at}.{k}" if at else k
+        if type(cur) is dict and type(v) is dict:
+            out[k] = merge_body(cur, v, path)
+        elif type(cur) is list and type(v) is list:
+            out[k] = cur + v
+        else:
+            raise StageError(f"additionalBody sets '{path}' to {json_type(v)}, but the body already has "
+                             f"{json_type(cur)} there (maps merge and lists append; anything else clashes)")
     return out
 
 
@@ -53,8 +67,14 @@ class TeeStage:
             if ctx.codegen and (self._transformer is None or self._transformer.pure) else None
 
     def _body(self, event: dict, inv: Invocation) -> dict:
-        body = event if self._transformer is None else self._transformer.apply(event, inv)
-        return deep_merge(body, self._extra) if self._extra else body
+        if self._transformer is None:
+            body = event
+        else:
+            try:
+                body = self._transformer.apply(event, inv)
+            except RECORD_FAULTS as e:
+                raise StageError(f"transformer '{self._transformer.name}': {describe(e)}") from e
+        return merge_body(body, self._extra) if self._extra else body
 
     def run(self, items: list[Item], inv: Invocation) -> Driver:
         if len(items) == 1 and (self._transformer is None or self._transformer.pure):
@@ -98,7 +118,7 @@ class TeeStage:
             self._note(it, key, result)
 
     def _refused(self, it: Item, body: StageError) -> None:
-        it.fail(self.name, f"transformer '{self._transformer.name}': {body}")  # type: ignore[union-attr]
+        it.fail(self.name, str(body), body.transient)
 
     def _note(self, it: Item, key: str, result: Any) -> None:
         """Where the record's body went, on its event; or its failure."""
@@ -106,8 +126,8 @@ class TeeStage:
             it.fail(self.name, f"could not write to '{self._target}': {err}", transient=err.transient)
             return
         entry = {"uuid": key, "outputType": self._output_type, "connectionString": self._connection}
-        if self._output_type == "web":
-            entry["response"] = result
+        if self._output_type == "web" and result is not None and result != {}:
+            entry["response"] = result  # as binge: no key for an answer without a body (or an empty map)
         event = it.event
         assert event is not None
         previous = event.get(OUTPUT)
@@ -124,8 +144,14 @@ class TeeStage:
         transformer = self._transformer
         assert transformer is not None
         yield from run_each(holders, transformer.name, lambda h: transformer.drive(h.event))  # type: ignore[arg-type]
-        return [StageError(h.error[1]) if h.error else deep_merge(h.event, self._extra)  # type: ignore[arg-type]
-                for h in holders]
+        return [StageError(f"transformer '{transformer.name}': {h.error[1]}", h.transient) if h.error
+                else self._merged_or_error(h.event) for h in holders]  # type: ignore[arg-type]
+
+    def _merged_or_error(self, body: dict) -> Any:
+        try:
+            return merge_body(body, self._extra) if self._extra else body
+        except StageError as e:
+            return e
 
 
 def compile(ctx: StageContext) -> TeeStage:

@@ -1,9 +1,11 @@
 """``ExternalHttp`` (a URL): POST the body as JSON with ``Idempotency-Key`` set to the tee's uuid.
 
-A 2xx answer with a JSON body becomes the tee's ``response``. Any other answer
-fails the record: a timeout, a refused connection, 408, 429 or a 5xx as
-transient (retried per the process's ``retryStrategy``, then redelivered); any
-other 4xx as permanent (the endpoint refuses the record itself).
+A 2xx answer with a JSON body becomes the tee's ``response``; one without a body
+(or with ``null``, ``{}`` or text that is not JSON, still a success) leaves the
+key out, as binge does. Any other answer fails the record: a timeout, a refused
+connection, 408, 429 or a 5xx as transient (retried per the process's
+``retryStrategy``, then redelivered); any other 4xx as permanent (the endpoint
+refuses the record itself).
 
 What the connection string sets, besides the URL itself:
 

@@ -13,6 +13,11 @@ file (``/proc/self/fd/N`` where there is one), a script by its real path (its
 interpreter opens it by name). A bare name is never looked up in ``PATH``, and a
 symlink swapped between the check and the run cannot redirect it.
 
+Waited-for execs of one call run side by side (at most ``max_parallel`` at once),
+except those sharing a lane (``Exec.lane``: one spawner stage's ``doSync``
+spawns), which run one after another in the order given, so a spawner's side
+effects happen in input order; lanes run beside each other.
+
 Asynchronous spawns (``doSync: false``) run beside the batch, at most
 ``max_async`` at once: one more waits for a free slot (the batch is held back,
 nothing is dropped). ``drain(deadline_s)`` waits for the ones still running and
@@ -115,7 +120,7 @@ class ExecRunner:
         except OSError as err:
             return EffectFailed(f"could not run '{e.path}': {err.strerror or err}")
         try:
-            if e.delay_ms:
+            if e.delay_ms > 0:  # none for zero or less, as binge (its tests spawn with -1)
                 time.sleep(min(e.delay_ms / 1000, self.timeout_s))  # capped: see the module's docstring
             return self._execute(e, fd, real)
         finally:
@@ -190,20 +195,31 @@ class ExecRunner:
 
     def perform(self, effects: list[Exec]) -> list[Any]:
         results: list[Any] = [None] * len(effects)
-        waiting = []
+        # What runs side by side: each waited-for exec alone, or a lane's execs one after another in order.
+        runs: list[list[int]] = []
+        lanes: dict[str, list[int]] = {}
         for i, e in enumerate(effects):
-            if e.wait:
-                waiting.append(i)
-            elif (denied := self._check(e)) is not None:
-                log.warning("asynchronous spawn refused: %s", denied)
+            if not e.wait:
+                if (denied := self._check(e)) is not None:
+                    log.warning("asynchronous spawn refused: %s", denied)
+                else:
+                    self._spawn(e)
+            elif not e.lane:
+                runs.append([i])
+            elif (lane := lanes.get(e.lane)) is not None:
+                lane.append(i)
             else:
-                self._spawn(e)
-        if len(waiting) == 1:
-            results[waiting[0]] = self.run(effects[waiting[0]])
-        elif waiting:
-            with ThreadPoolExecutor(max_workers=min(self.max_parallel, len(waiting))) as pool:
-                for i, r in zip(waiting, pool.map(lambda i: self.run(effects[i]), waiting), strict=True):
-                    results[i] = r
+                runs.append(lanes.setdefault(e.lane, [i]))
+
+        def run_in_turn(run: list[int]) -> None:
+            for i in run:
+                results[i] = self.run(effects[i])
+
+        if len(runs) == 1:
+            run_in_turn(runs[0])
+        elif runs:
+            with ThreadPoolExecutor(max_workers=min(self.max_parallel, len(runs))) as pool:
+                list(pool.map(run_in_turn, runs))  # waits for every run, raising what one raised
         return results
 
 

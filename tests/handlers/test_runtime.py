@@ -59,6 +59,18 @@ def test_http_tee_posts_with_idempotency_key_and_records_the_response(hook_facto
     assert entry["response"] == {"accepted": 1} and entry["outputType"] == "web"
 
 
+@pytest.mark.parametrize("reply", [b"", b"null", b"{}", b"OK"])
+def test_http_tee_answered_without_a_body_has_no_response_key(hook_factory, reply):
+    # binge leaves "response" out unless the answer had a (non-empty) JSON body
+    hook = hook_factory(reply=reply)
+    runtime, _ = runtime_for(tee_config(hook.url, 0))
+    outcomes = runtime.process([Record("r1", {"a": 1}), Record("r2", {"a": 2})])
+    assert len(hook.requests) == 2
+    for outcome in outcomes:
+        [entry] = outcome.outputs[0][1]["internal:tee:output"]
+        assert set(entry) == {"uuid", "outputType", "connectionString"} and entry["outputType"] == "web"
+
+
 def test_failed_effects_are_retried_with_exponential_backoff_then_succeed(hook_factory):
     hook = hook_factory(failures=2)
     runtime, sleeps = runtime_for(tee_config(hook.url, 3))
