@@ -13,7 +13,7 @@ from _servers import json_lines, run_agglo, write_config
 from builders import BINGE, config
 
 from agglo_core import Exec, Record, compile_plan
-from handlers.connectors import local_registry
+from handlers.connectors import default_registry
 from handlers.runtime.driver import Runtime
 from handlers.runtime.execs import ExecRunner
 
@@ -42,7 +42,7 @@ def test_spawner_negative_delay(tmp_path: pathlib.Path) -> None:
 
     def run(exe: pathlib.Path, sync: bool) -> tuple[dict | None, list]:
         plan = compile_plan(config(spawner("Spawn", exe, [], sync=sync, delay=-1)))  # accepted, not refused
-        [outcome] = Runtime.build(plan, local_registry(), runner).process([Record("r1", event)])
+        [outcome] = Runtime.build(plan, default_registry(), runner).process([Record("r1", event)])
         return (outcome.outputs[0][1] if outcome.outputs else None), outcome.errors
 
     out, errors = run(answer, sync=True)
