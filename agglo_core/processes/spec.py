@@ -73,12 +73,13 @@ class CheckContext:
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """A lint warning (or, as ``level="error"``, a validation problem) at a JSON path, with its rule id."""
+    """A lint warning (or, as ``level="error"``, a validation problem; as ``level="note"``, something worth
+    knowing that ``--strict`` does not fail on) at a JSON path, with its rule id."""
 
     path: str
     rule: str
     message: str
-    level: str = "warning"  # or "error": the config is invalid
+    level: str = "warning"  # or "error" (the config is invalid) or "note"
 
     def to_dict(self) -> dict[str, str]:
         return {"path": self.path, "level": self.level, "rule": self.rule, "message": self.message}
