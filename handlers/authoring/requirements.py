@@ -10,20 +10,18 @@ refuses it.
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 from handlers.connectors.aws import BOTO3
-from handlers.connectors.gcs import SPECS as GCS_SPECS
+from handlers.connectors.gcs import GCS_CLIENT
+from handlers.connectors.spec import project_name
 
 if TYPE_CHECKING:
     from agglo_core.config import PipelinesConfig
 
 Platform = Literal["aws", "gcp", "local"]
-GCS_CLIENT = GCS_SPECS[0].library
-assert GCS_CLIENT is not None  # the Cloud Storage connector needs its client: it is no built-in
 
 CORE = ("pydantic>=2.6", "orjson>=3.9", "google-re2>=1.1,<2")
 """What the core needs anywhere: pyproject.toml's ``dependencies``."""
@@ -38,12 +36,6 @@ BASES: dict[str, tuple[str, ...]] = {
 }
 ENTWINE = "cryptography>=42"
 """pyproject.toml's ``entwine`` extra: entwine signs and verifies with it."""
-
-
-def _name(requirement: str) -> str:
-    """A requirement's project name, normalised as pip compares them (``Google_RE2`` is ``google-re2``)."""
-    name = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def config_requirements(config: PipelinesConfig) -> set[str]:
@@ -65,18 +57,18 @@ def config_requirements(config: PipelinesConfig) -> set[str]:
 def chosen_by_environment(config: PipelinesConfig) -> list[str]:
     """The JSON paths of the external systems whose scheme is a ``${NAME}``: which connector, and so which
     client library, they need is known only where the environment fills it in."""
-    from handlers.connectors.spec import ENV_REF
+    from handlers.connectors.checks import scheme_from_environment
 
     return [f"externalSystems[{i}].connectionString" for i, system in enumerate(config.externalSystems)
-            if (ref := ENV_REF.search(system.connectionString)) and ":" not in system.connectionString[:ref.start()]]
+            if scheme_from_environment(system.connectionString)]
 
 
 def requirements(configs: Iterable[PipelinesConfig], platform: Platform = "local") -> list[str]:
     """The base of ``platform`` and what each config needs: sorted by name, each project once."""
-    wanted = {_name(r): r for r in BASES[platform]}
+    wanted = {project_name(r): r for r in BASES[platform]}
     for config in configs:
         for requirement in config_requirements(config):
-            wanted.setdefault(_name(requirement), requirement)
+            wanted.setdefault(project_name(requirement), requirement)
     return [wanted[name] for name in sorted(wanted)]
 
 

@@ -50,22 +50,20 @@ def endpoint_url(opts: dict[str, str]) -> str | None:
     return endpoint
 
 
-def _region_beyond_boto3(opts: dict[str, str]) -> str | None:
-    """The region to give boto3 for an external's client: its ``region=``; else, when boto3 has none of its own
-    (``AWS_DEFAULT_REGION``, the profile's), ``AWS_REGION``, which Lambda sets and boto3 does not read."""
-    return opts.get("region") or (None if _session().region_name else os.environ.get("AWS_REGION") or None)
-
-
 def require_region(opts: dict[str, str], what: str) -> dict[str, str]:
-    """``opts``, once a region is known for their client: checked when the connector is built, since without one
-    boto3 would fail every record (``NoRegionError``) instead of the start."""
-    if not (_region_beyond_boto3(opts) or _session().region_name):
-        raise ValueError(f"{what}: no AWS region is set: set AWS_REGION (or region=… in its connection string)")
-    return opts
+    """``opts`` with the region their client will use, resolved once when the connector is built (without one
+    boto3 would fail every record with ``NoRegionError`` instead of the start): their ``region=``; else
+    boto3's own (``AWS_DEFAULT_REGION``, the profile's), left to boto3; else ``AWS_REGION``, which Lambda sets
+    and boto3 does not read."""
+    if opts.get("region") or _session().region_name:
+        return opts
+    if region := os.environ.get("AWS_REGION"):
+        return {**opts, "region": region}
+    raise ValueError(f"{what}: no AWS region is set: set AWS_REGION (or region=… in its connection string)")
 
 
 def client_for(service: str, opts: dict[str, str]) -> Any:
-    return client(service, _region_beyond_boto3(opts), endpoint_url(opts))
+    return client(service, opts.get("region"), endpoint_url(opts))
 
 
 BOTO3 = ClientLibrary("boto3", "aws", "boto3>=1.34")

@@ -29,7 +29,7 @@ def _schemes_serving(external_type: str, catalog: tuple[ConnectorSpec, ...],
             and capabilities <= s.capabilities for scheme in s.schemes]
 
 
-def _unexpandable(connection_string: str) -> bool:
+def scheme_from_environment(connection_string: str) -> bool:
     """Whether ``${NAME}`` decides the scheme itself, so nothing can be checked before it is filled in."""
     m = ENV_REF.search(connection_string)
     return m is not None and ":" not in connection_string[:m.start()]
@@ -39,7 +39,7 @@ def check_external(path: str, ext: External, catalog: tuple[ConnectorSpec, ...] 
     """The problems of one external system (``path``: its JSON path, as ``externalSystems[2]``)."""
     cs = ext.connectionString
     etype = ext.externalType.value
-    if not cs or etype == "ExternalUnknown" or _unexpandable(cs):
+    if not cs or etype == "ExternalUnknown" or scheme_from_environment(cs):
         return []  # validation already says so, or only the environment can tell
     serving = _schemes_serving(etype, catalog)
     if not serving:
@@ -70,7 +70,7 @@ def check_externals(config: PipelinesConfig, catalog: tuple[ConnectorSpec, ...] 
     by_name = {system.name: system for system in config.externalSystems}
     for need in external_needs(config):
         ext = by_name.get(need.external)
-        if ext is None or _unexpandable(ext.connectionString):
+        if ext is None or scheme_from_environment(ext.connectionString):
             continue  # an unknown name is validation's to report
         scheme = scheme_of(ext.connectionString)
         spec = spec_for(ext.externalType.value, scheme, catalog)

@@ -163,8 +163,10 @@ def _live(snapshot: Any) -> bool:
     return expires is None or expires.timestamp() > time.time()
 
 
+FIRESTORE_CLIENT = ClientLibrary("google.cloud.firestore", "gcp", "google-cloud-firestore>=2.16")
+
 SPECS = (ConnectorSpec(
-    "Firestore", ("firestore",), ("ExternalKVStore",), FirestoreKV.capabilities, ClientLibrary("google.cloud.firestore", "gcp", "google-cloud-firestore>=2.16"),
+    "Firestore", ("firestore",), ("ExternalKVStore",), FirestoreKV.capabilities, FIRESTORE_CLIENT,
     "Firestore: one transaction per change (no `GetItems`/`CompareAndPut`, so not for entwine's stream state); "
     "see [Google Cloud Functions](#google-cloud-functions)", lambda ext, opts: FirestoreKV(opts),
     options=(Option("collection", required=True, metavar="C", doc="the collection the items are documents of"),

@@ -56,8 +56,10 @@ def open_object(bucket: str, name: str, generation: str | int | None = None) -> 
     return blob.open("rb", chunk_size=8 << 20)
 
 
+GCS_CLIENT = ClientLibrary("google.cloud.storage", "gcp", "google-cloud-storage>=2.14")
+
 SPECS = (ConnectorSpec(
-    "Cloud Storage", ("gcs",), ("ExternalObjectStore",), GcsObjectStore.capabilities, ClientLibrary("google.cloud.storage", "gcp", "google-cloud-storage>=2.14"),
+    "Cloud Storage", ("gcs",), ("ExternalObjectStore",), GcsObjectStore.capabilities, GCS_CLIENT,
     "one JSON object per tee'd event at `<prefix><uuid>`", lambda ext, opts: GcsObjectStore(opts),
     options=(Option("bucketName", required=True, metavar="B", doc="the bucket"),
              Option("prefix", metavar="P", doc="prepended to every object name"))),)

@@ -59,8 +59,10 @@ class PubSubOutput(BaseConnector):
         return results
 
 
+PUBSUB_CLIENT = ClientLibrary("google.cloud.pubsub_v1", "gcp", "google-cloud-pubsub>=2.20")
+
 SPECS = (ConnectorSpec(
-    "Pub/Sub", ("pubsub",), ("ExternalPubSub",), PubSubOutput.capabilities, ClientLibrary("google.cloud.pubsub_v1", "gcp", "google-cloud-pubsub>=2.20"),
+    "Pub/Sub", ("pubsub",), ("ExternalPubSub",), PubSubOutput.capabilities, PUBSUB_CLIENT,
     "all messages of a batch are published at once; the tee uuid travels as the `agglo-id` attribute and a "
     "Pub/Sub ordering key is kept", lambda ext, opts: PubSubOutput(opts["topic"]), form="value",
     options=(Option("topic", required=True, metavar="projects/P/topics/T", pattern=r"projects/[^/]+/topics/[^/]+",

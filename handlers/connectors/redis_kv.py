@@ -312,8 +312,10 @@ def _build(ext: ExternalIR, opts: dict[str, str]) -> RedisKV:
     return RedisKV(parts._replace(query="").geturl(), opts.get("prefix", ""), float(opts["joinTtl"]))
 
 
+REDIS_CLIENT = ClientLibrary("redis", "redis", "redis>=5.0")
+
 SPECS = (ConnectorSpec(
-    "Redis", ("redis", "rediss"), ("ExternalKVStore",), RedisKV.capabilities, ClientLibrary("redis", "redis", "redis>=5.0"),
+    "Redis", ("redis", "rediss"), ("ExternalKVStore",), RedisKV.capabilities, REDIS_CLIENT,
     "Redis anywhere (a laptop, Memorystore, ElastiCache; `pip install 'agglo[redis]'`): every state change is "
     "one Lua script (atomic), a batch's effects one pipelined round trip",
     _build, form="url", url_shape="[user:password@]host:port/db",

@@ -34,6 +34,11 @@ ENV_REF = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 """``${NAME}``: filled in from the environment when the connector is built, so any value is accepted."""
 
 
+def project_name(requirement: str) -> str:
+    """A pip requirement's project name, normalised as pip compares them (``Google_RE2>=1`` is ``google-re2``)."""
+    name = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
+
 
 @dataclass(frozen=True, slots=True)
 class ClientLibrary:
@@ -56,7 +61,7 @@ class ClientLibrary:
 
     def missing(self, connector: str) -> str:
         """The message for a connector used where its library is not installed."""
-        return (f"{connector} needs the Python package {self.requirement.split('>')[0]}, which is not installed "
+        return (f"{connector} needs the Python package {project_name(self.requirement)}, which is not installed "
                 f"here: pip install 'agglo[{self.extra}]'")
 
 
